@@ -1,0 +1,1 @@
+"""The ``spatialx`` command line: a thin Typer layer over library functions."""

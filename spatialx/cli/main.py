@@ -1,0 +1,73 @@
+"""Root of the ``spatialx`` command: registers the commands and turns user errors into one line."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import typer
+
+from spatialx import __version__
+from spatialx.cli import ndvi, pansharpen, sample, sensors
+
+app = typer.Typer(
+    name="spatialx",
+    help="Fuse satellite images (pansharpening, HSI/MSI, spatio-temporal, PolSAR) into georeferenced COGs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("pansharpen", no_args_is_help=True)(pansharpen.command)
+app.command("ndvi", no_args_is_help=True)(ndvi.command)
+app.command("sample", no_args_is_help=True)(sample.command)
+app.command("sensors")(sensors.sensors_command)
+app.command("methods")(sensors.methods_command)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"spatialx {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print the version and exit.")) -> None:
+    """spatialx: satellite image fusion."""
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    print(f"spatialx: warning: {message}", file=sys.stderr)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    from spatialx.errors import SpatialxError
+
+    warnings.showwarning = _warning_line
+    warnings.simplefilter("once")
+    try:
+        code = app(standalone_mode=False)
+    except SpatialxError as exc:
+        print(f"spatialx: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("spatialx: aborted", file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        print("spatialx: interrupted; no output was written", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,26 @@
+"""Options shared by several commands, defined once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+InputPath = Annotated[Path, typer.Argument(help="Input raster (GeoTIFF or any GDAL format).", show_default=False)]
+OutputPath = Annotated[Path, typer.Argument(help="Output GeoTIFF (written as a COG).", show_default=False)]
+Sensor = Annotated[str, typer.Option("--sensor", "-s", help="Sensor profile (see `spatialx sensors`).")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the output if it exists.")]
+Tile = Annotated[int, typer.Option("--tile", min=16, help="Tile size in output pixels.")]
+Overlap = Annotated[int | None, typer.Option(
+    "--overlap", min=0, help="Cross-fade width between tiles in pixels [default: the method's].",
+    show_default=False)]
+Workers = Annotated[int, typer.Option("--workers", "-j", min=1, help="Tiles processed in parallel.")]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda (networks only; classical methods run "
+                                                      "on the CPU).")]
+Dtype = Annotated[str | None, typer.Option(
+    "--dtype", help="Output data type, e.g. float32 [default: the MS input's].", show_default=False)]
+Bands = Annotated[str | None, typer.Option(
+    "--bands", help="Select MS bands: 1-based numbers in the sensor's band order (e.g. 3,2,1,4), or the sensor band "
+                    "names the file holds, in file order (e.g. Blue,Green,Red,NIR1).", show_default=False)]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]

@@ -1,0 +1,47 @@
+"""``spatialx pansharpen PAN MS OUT``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from spatialx.cli import options as opt
+
+
+def command(
+    pan: Annotated[Path, typer.Argument(help="Panchromatic raster.", show_default=False)],
+    ms: Annotated[Path, typer.Argument(help="Multispectral raster (any grid overlapping the PAN).",
+                                       show_default=False)],
+    output: opt.OutputPath,
+    sensor: opt.Sensor = "wv3",
+    method: Annotated[str, typer.Option("--method", "-m", help="Fusion method (see `spatialx methods`).")] = "brovey",
+    bands: opt.Bands = None,
+    tile: opt.Tile = 512,
+    overlap: opt.Overlap = None,
+    workers: opt.Workers = 1,
+    device: opt.Device = "auto",
+    dtype: opt.Dtype = None,
+    ndvi: Annotated[Path | None, typer.Option("--ndvi", help="Also write the NDVI of the result here.",
+                                              show_default=False)] = None,
+    overwrite: opt.Overwrite = False,
+    quiet: opt.Quiet = False,
+) -> None:
+    """Pansharpen MS with PAN onto the PAN grid (over the common footprint); write a COG."""
+    from spatialx.cli.progress import console, tile_progress
+    from spatialx.devices import resolve_device
+    from spatialx.tasks.pansharpen import pansharpen
+
+    resolve_device(device)
+    with tile_progress(f"pansharpen {method}", enabled=not quiet) as progress:
+        result = pansharpen(pan, ms, output, sensor, method, bands=bands, tile=tile, overlap=overlap,
+                            workers=workers, dtype=dtype, overwrite=overwrite, ndvi=ndvi, progress=progress)
+    if not quiet:
+        bands_, height, width = result.shape
+        console.print(f"wrote {result.output} ({bands_} bands, {width}x{height}, {result.tiles} tiles, "
+                      f"{result.seconds:.1f} s, {width * height / max(result.seconds, 1e-9) / 1e6:.1f} Mpx/s)")
+        for note in result.notes:
+            console.print(f"  {note}", style="dim")
+        if ndvi is not None:
+            console.print(f"wrote {ndvi} and {ndvi.with_suffix('.qml')}")

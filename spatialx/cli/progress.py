@@ -1,0 +1,33 @@
+"""A Rich progress bar for tiled runs: tiles done / total and throughput."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from spatialx.pipeline import Progress as ProgressCallback
+
+console = Console(stderr=True)
+
+
+@contextmanager
+def tile_progress(description: str, enabled: bool = True) -> Iterator[ProgressCallback | None]:
+    """Yield a ``(done, total)`` callback that drives a progress bar (or None when disabled)."""
+    if not enabled:
+        yield None
+        return
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("tiles"), TextColumn("{task.fields[rate]}"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(description, total=None, rate="")
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+            speed = progress.tasks[0].speed
+            progress.update(task, rate=f"{speed:.1f} tiles/s" if speed else "")
+
+        yield update

@@ -1,0 +1,210 @@
+"""The one raster writer: windows stream into a temporary GeoTIFF that becomes a Cloud-Optimised GeoTIFF.
+
+The COG layout (tiles, then overviews, then a header that points at them) cannot be written incrementally, so
+windows go into a plain tiled, uncompressed GeoTIFF next to the output first; on success it is copied to a second
+temporary file with GDAL's COG driver (compression, internal overviews) and renamed over the output in one step.
+A failure at any point leaves no partial output behind, and an existing output is replaced only when the caller
+asked for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+
+from spatialx.errors import OutputError
+from spatialx.grid import Grid
+
+TMP_MARK = ".spatialx-tmp"
+# GDAL's block cache defaults to 5% of RAM; a fixed ceiling keeps peak memory independent of scene size.
+GDAL_CACHE_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BandInfo:
+    """Per-band metadata written as the band description and wavelength tags."""
+
+    name: str
+    center_nm: float | None = None
+    fwhm_nm: float | None = None
+
+
+@dataclass
+class OutputSpec:
+    """Everything about an output file except its pixels."""
+
+    path: Path
+    grid: Grid
+    dtype: str
+    bands: Sequence[BandInfo]
+    nodata: float | None = None
+    tags: Mapping[str, Any] = field(default_factory=dict)
+    overwrite: bool = False
+    cog: bool = True
+    blocksize: int = 512
+    resampling: str = "average"
+
+
+def check_output_path(path: str | PathLike[str], overwrite: bool) -> Path:
+    """Fail early, before any work, if ``path`` cannot be (re)written."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.exists() and path.is_dir():
+        raise OutputError("output is a directory", path=path, hint="give a file name, e.g. out.tif")
+    if path.exists() and not overwrite:
+        raise OutputError("output exists", path=path, hint="pass --overwrite to replace it")
+    if not parent.is_dir():
+        raise OutputError("output directory does not exist", path=parent, hint="create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError("output directory is not writable", path=parent,
+                          hint="choose a directory you can write to")
+    return path
+
+
+def gdal_env(workers: int = 1) -> rasterio.Env:
+    """The GDAL settings every spatialx read and write runs under."""
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES, GDAL_NUM_THREADS=max(1, workers),
+                        GDAL_TIFF_INTERNAL_MASK=True)
+
+
+def _tag_value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+class RasterWriter:
+    """Write an output window by window; publish it atomically on :meth:`commit`.
+
+    Use as a context manager: leaving the block normally commits, an exception discards every temporary file.
+    """
+
+    def __init__(self, spec: OutputSpec, workers: int = 1):
+        self.spec = spec
+        self.workers = workers
+        self.path = check_output_path(spec.path, spec.overwrite)
+        self._dataset: rasterio.io.DatasetWriter | None = None
+        self._temps: list[Path] = []
+
+    def _temp_path(self, suffix: str) -> Path:
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=f"{TMP_MARK}{suffix}",
+                                    dir=self.path.parent or ".")
+        os.close(fd)
+        path = Path(name)
+        self._temps.append(path)
+        return path
+
+    def open(self) -> RasterWriter:
+        spec = self.spec
+        staging = self._temp_path(".tif")
+        block = min(spec.blocksize, 512)
+        profile = {
+            "driver": "GTiff",
+            "width": spec.grid.width,
+            "height": spec.grid.height,
+            "count": len(spec.bands),
+            "dtype": spec.dtype,
+            "crs": spec.grid.crs,
+            "transform": spec.grid.transform,
+            "nodata": spec.nodata,
+            "tiled": True,
+            "blockxsize": block,
+            "blockysize": block,
+            "interleave": "pixel",
+            "bigtiff": "IF_SAFER",
+            "sparse_ok": True,
+        }
+        try:
+            self._dataset = rasterio.open(staging, "w", **profile)
+        except RasterioError as exc:
+            self.abort()
+            raise OutputError(f"cannot create output ({exc})", path=self.path) from None
+        self._write_metadata(self._dataset)
+        return self
+
+    def _write_metadata(self, dst: rasterio.io.DatasetWriter) -> None:
+        spec = self.spec
+        dst.descriptions = tuple(b.name for b in spec.bands)
+        for index, band in enumerate(spec.bands, start=1):
+            if band.center_nm is None:
+                continue
+            dst.update_tags(index, wavelength=f"{band.center_nm:g}", wavelength_units="nm",
+                            **({"fwhm": f"{band.fwhm_nm:g}"} if band.fwhm_nm else {}))
+            # GDAL's standard band metadata for imagery (read by GDAL >= 3.10 and QGIS).
+            dst.update_tags(index, ns="IMAGERY", CENTRAL_WAVELENGTH_UM=f"{band.center_nm / 1000:g}",
+                            **({"FWHM_UM": f"{band.fwhm_nm / 1000:g}"} if band.fwhm_nm else {}))
+        if spec.tags:
+            dst.update_tags(**{k: _tag_value(v) for k, v in spec.tags.items()})
+
+    def write(self, data: np.ndarray, window: Window) -> None:
+        """Write ``data`` (bands, rows, cols), already in the output dtype, at ``window``."""
+        if self._dataset is None:
+            raise RuntimeError("RasterWriter.write called before open()")
+        self._dataset.write(data, window=window)
+
+    def commit(self) -> Path:
+        """Turn the staging file into the final output (COG when asked) and rename it into place."""
+        if self._dataset is None:
+            raise RuntimeError("RasterWriter.commit called before open()")
+        staging = Path(self._dataset.name)
+        self._dataset.close()
+        self._dataset = None
+        try:
+            if self.spec.cog:
+                final = self._temp_path(".cog.tif")
+                final.unlink()
+                rasterio.shutil.copy(
+                    staging, final, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES", LEVEL=6,
+                    BLOCKSIZE=self.spec.blocksize, OVERVIEWS="AUTO",
+                    OVERVIEW_RESAMPLING=self.spec.resampling.upper(), BIGTIFF="IF_SAFER",
+                    NUM_THREADS=max(1, self.workers),
+                )
+            else:
+                final = staging
+            os.replace(final, self.path)
+        except (RasterioError, OSError) as exc:
+            self.abort()
+            raise OutputError(f"cannot write output ({exc})", path=self.path) from None
+        self._cleanup()
+        return self.path
+
+    def abort(self) -> None:
+        if self._dataset is not None:
+            self._dataset.close()
+            self._dataset = None
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        for temp in self._temps:
+            temp.unlink(missing_ok=True)
+        self._temps.clear()
+
+    def __enter__(self) -> RasterWriter:
+        return self.open()
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+def write_array(path: str | PathLike[str], data: np.ndarray, grid: Grid, bands: Sequence[BandInfo],
+                nodata: float | None = None, tags: Mapping[str, Any] | None = None,
+                overwrite: bool = False, cog: bool = True) -> Path:
+    """Write a whole in-memory array (bands, rows, cols) through the same path as streamed outputs."""
+    spec = OutputSpec(path=Path(path), grid=grid, dtype=str(data.dtype), bands=bands, nodata=nodata,
+                      tags=tags or {}, overwrite=overwrite, cog=cog)
+    with gdal_env(), RasterWriter(spec) as writer:
+        writer.write(data, Window(0, 0, grid.width, grid.height))
+    return writer.path

@@ -1,0 +1,69 @@
+"""The interface every fusion method implements, classical or learned.
+
+A method sees the scene twice. :meth:`FusionMethod.fit` gets a :class:`SceneSample` (the inputs sampled over the
+whole scene) and computes the global statistics it needs (regression weights, histogram moments, network
+adaptation). :meth:`FusionMethod.fuse` then runs on tiles: it gets every input already on the output grid, padded by
+:attr:`FusionMethod.halo` pixels, and returns the fused bands for the same extent. Because the statistics come from
+the first pass, a tile's result does not depend on where the tile lies.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from spatialx.sensors import SensorProfile
+
+
+@dataclass
+class SceneSample:
+    """Inputs over the whole scene, for global statistics.
+
+    ``inputs`` holds every role on the output grid, sampled every ``stride`` output pixels (stride 1 for scenes
+    small enough to hold: then statistics are exact). ``native`` holds the lower-resolution inputs on their own
+    grid over the same footprint (also strided when large). ``valid`` marks sampled pixels where all inputs hold
+    data.
+    """
+
+    inputs: dict[str, np.ndarray]
+    valid: np.ndarray
+    native: dict[str, np.ndarray] = field(default_factory=dict)
+    stride: int = 1
+
+    def valid_pixels(self, role: str) -> np.ndarray:
+        """The role's valid samples as a (bands, n) matrix."""
+        return self.inputs[role][:, self.valid]
+
+
+class FusionMethod(ABC):
+    """Base class of all fusion methods. Subclasses set ``name``/``tasks`` and implement :meth:`fuse`."""
+
+    name: ClassVar[str] = ""
+    tasks: ClassVar[tuple[str, ...]] = ()
+    #: Pixels of context each side that a tile needs so that its centre equals the whole-image result.
+    halo: int = 0
+    #: Default width of the cross-fade between neighbouring tiles.
+    default_overlap: int = 16
+    #: Tiles start on multiples of this (e.g. the ratio, for methods that decimate).
+    align: int = 1
+
+    def __init__(self, sensor: SensorProfile, ratio: float, **options: Any):
+        if options:
+            raise TypeError(f"{self.name}: unknown options {', '.join(sorted(options))}")
+        self.sensor = sensor
+        self.ratio = ratio
+
+    def fit(self, sample: SceneSample) -> None:  # noqa: B027 - optional hook, most methods need no statistics
+        """Compute global statistics from the first pass. Default: none needed."""
+
+    @abstractmethod
+    def fuse(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Fuse one tile. ``inputs`` maps roles to float32 arrays (bands, rows, cols) on the output grid."""
+
+    def params(self) -> dict[str, Any]:
+        """Parameters and fitted statistics, recorded in the output's provenance tags."""
+        return {}

@@ -1,0 +1,1 @@
+"""Classical pansharpening methods (numpy only, no torch)."""

@@ -1,0 +1,54 @@
+"""Pointwise methods: the expanded MS reference and the weighted Brovey transform."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from spatialx.errors import MethodError
+from spatialx.methods.base import FusionMethod
+from spatialx.sensors import SensorProfile
+
+
+class Expanded(FusionMethod):
+    """EXP: the MS resampled onto the PAN grid, untouched by the PAN."""
+
+    name = "exp"
+    tasks = ("pansharpen",)
+    default_overlap = 0
+
+    def fuse(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        return inputs["ms"]
+
+
+class Brovey(FusionMethod):
+    """Weighted Brovey: each band times PAN / (sum_b w_b MS_b), like GDAL's pansharpening.
+
+    Weights default to the sensor profile's ``pan_weight``s (each band's share of the PAN response).
+    """
+
+    name = "brovey"
+    tasks = ("pansharpen",)
+    default_overlap = 0
+
+    def __init__(self, sensor: SensorProfile, ratio: float, weights: Sequence[float] | None = None,
+                 **options: Any):
+        super().__init__(sensor, ratio, **options)
+        chosen = sensor.pan_weights if weights is None else tuple(float(w) for w in weights)
+        if len(chosen) != len(sensor.bands):
+            raise MethodError(f"brovey needs {len(sensor.bands)} weights, got {len(chosen)}")
+        if not any(chosen):
+            raise MethodError(f"sensor {sensor.key} defines no PAN weights", path=sensor.path,
+                              hint="add pan_weight to its bands or pass weights")
+        self.weights = np.asarray(chosen, dtype=np.float32)
+
+    def fuse(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        ms, pan = inputs["ms"], inputs["pan"][0]
+        pseudo_pan = np.tensordot(self.weights, ms, axes=1)
+        factor = np.divide(pan, pseudo_pan, out=np.zeros_like(pan), where=pseudo_pan != 0)
+        return ms * factor
+
+    def params(self) -> dict[str, Any]:
+        return {"weights": [round(float(w), 6) for w in self.weights]}

@@ -1,0 +1,1 @@
+"""Downstream products computed from fused (or any) multispectral images."""

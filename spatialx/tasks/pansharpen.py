@@ -1,0 +1,48 @@
+"""``spatialx pansharpen``: PAN + multispectral, as a library call."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from spatialx.pipeline import FusionResult, Progress, fuse_scene
+from spatialx.sensors import SensorProfile
+from spatialx.tasks import PANSHARPEN
+
+
+def pansharpen(
+    pan: str | PathLike[str],
+    ms: str | PathLike[str],
+    output: str | PathLike[str],
+    sensor: str | SensorProfile,
+    method: str = "brovey",
+    *,
+    method_options: Mapping[str, Any] | None = None,
+    bands: str | None = None,
+    tile: int = 512,
+    overlap: int | None = None,
+    workers: int = 1,
+    dtype: str | None = None,
+    overwrite: bool = False,
+    ndvi: str | PathLike[str] | None = None,
+    progress: Progress | None = None,
+) -> FusionResult:
+    """Pansharpen ``ms`` with ``pan`` into a COG at ``output`` (on the PAN grid over the common footprint).
+
+    With ``ndvi`` set, an NDVI product of the fused image (and its QGIS style) is written there too.
+    """
+    if ndvi is not None:
+        from spatialx.io.write import check_output_path
+
+        check_output_path(ndvi, overwrite)
+    result = fuse_scene(PANSHARPEN, {"pan": pan, "ms": ms}, output, sensor, method,
+                        method_options=method_options, bands=bands, tile=tile, overlap=overlap, workers=workers,
+                        dtype=dtype, overwrite=overwrite, progress=progress)
+    if ndvi is not None:
+        from spatialx.products.ndvi import ndvi as make_ndvi
+
+        profile = sensor if isinstance(sensor, SensorProfile) else None
+        make_ndvi(result.output, Path(ndvi), sensor=profile or result.sensor, overwrite=overwrite)
+    return result
