@@ -193,9 +193,9 @@ def _align_pixel_space(guide: RasterInfo, others: dict[str, RasterInfo], guide_r
         # Source pixel j covers guide pixels [j*r, (j+1)*r): its centre sits at guide coordinate (j+0.5)*r.
         axis = AxisMap(scale=1.0 / ratio, offset=0.5 / ratio - 0.5, size=w)
         resamplers[role] = Resampler(info, AxisMap(axis.scale, axis.offset, h), axis)
-    warnings.warn(
-        f"inputs are not georeferenced (no CRS; {guide.path.name} and others): the output has no CRS either",
-        NotGeoreferencedWarning, stacklevel=2)
+    names = " and ".join(info.path.name for info in (guide, *others.values()))
+    warnings.warn(f"{names} are not georeferenced (no CRS): the output will have no CRS either",
+                  NotGeoreferencedWarning, stacklevel=2)
     grid = Grid(guide.grid.transform, gw, gh, None)
     notes = [f"no CRS: {role} taken as covering the {guide_role} extent at ratio "
              f"{1 / r.cols.scale:g}" for role, r in resamplers.items()]

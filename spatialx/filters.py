@@ -15,6 +15,7 @@ numpy/scipy only: this module must stay importable where torch is not installed.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -71,12 +72,9 @@ def _restore(arr: np.ndarray, was_2d: bool, dtype: np.dtype) -> np.ndarray:
 
 def _integer_ratio(ratio: float, name: str = "ratio") -> int:
     """Sampling ratios are integers in every sensor pair; accept 4.0 but refuse 2.5 rather than guess."""
-    if isinstance(ratio, bool):
+    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real):
         raise ValueError(f"{name} must be a positive integer, got {ratio!r}")
-    try:
-        value = float(ratio)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive integer, got {ratio!r}") from None
+    value = float(ratio)
     if not math.isfinite(value) or value < 1 or value != int(value):
         raise ValueError(f"{name} must be a positive integer, got {ratio!r}")
     return int(value)

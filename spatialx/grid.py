@@ -31,8 +31,8 @@ class Grid:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(left, bottom, right, top) in CRS units."""
-        x0, y0 = self.transform * (0, 0)
-        x1, y1 = self.transform * (self.width, self.height)
+        x0, y0 = self.transform @ (0, 0)
+        x1, y1 = self.transform @ (self.width, self.height)
         return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
 
     @property
@@ -43,8 +43,8 @@ class Grid:
         """The largest window of whole pixels of this grid that lies inside ``bounds``."""
         left, bottom, right, top = bounds
         inv = ~self.transform
-        cols = sorted([(inv * (left, top))[0], (inv * (right, bottom))[0]])
-        rows = sorted([(inv * (left, top))[1], (inv * (right, bottom))[1]])
+        cols = sorted([(inv @ (left, top))[0], (inv @ (right, bottom))[0]])
+        rows = sorted([(inv @ (left, top))[1], (inv @ (right, bottom))[1]])
         eps = 1e-6  # tolerate float noise in bounds that sit exactly on pixel edges
         col0, col1 = max(0, math.ceil(cols[0] - eps)), min(self.width, math.floor(cols[1] + eps))
         row0, row1 = max(0, math.ceil(rows[0] - eps)), min(self.height, math.floor(rows[1] + eps))
@@ -53,7 +53,7 @@ class Grid:
     def crop(self, window: Window) -> Grid:
         """The sub-grid covered by an integer ``window``."""
         return Grid(
-            transform=self.transform * Affine.translation(int(window.col_off), int(window.row_off)),
+            transform=self.transform @ Affine.translation(int(window.col_off), int(window.row_off)),
             width=int(window.width),
             height=int(window.height),
             crs=self.crs,

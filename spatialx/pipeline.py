@@ -26,7 +26,7 @@ from spatialx.align import Alignment, AxisMap, Resampler, align
 from spatialx.errors import InputMismatchError, SpatialxError
 from spatialx.io.read import RasterInfo, ThreadLocalReader, open_raster
 from spatialx.io.write import BandInfo, OutputSpec, RasterWriter, check_output_path, gdal_env
-from spatialx.methods import FusionMethod, SceneSample, create_method
+from spatialx.methods import FusionMethod, SceneSample, create_method, get_method_info
 from spatialx.sensors import SensorProfile, get_sensor
 from spatialx.tasks import TaskSpec
 from spatialx.tiling import OverlapAddStitcher, Tile, TilePlan
@@ -247,6 +247,7 @@ def fuse_scene(
     started = time.perf_counter()
     out_path = check_output_path(output, overwrite)
     profile = sensor if isinstance(sensor, SensorProfile) else get_sensor(sensor)
+    get_method_info(method, task.name)
     rasters = {role: open_raster(path, role=task.label(role)) for role, path in inputs.items()}
     if any(info.path.resolve() == out_path.resolve() for info in rasters.values()):
         raise SpatialxError("output would overwrite an input", path=out_path, hint="choose another output name")

@@ -1,4 +1,4 @@
-"""Degradation / interpolation filters against the MATLAB toolbox's own arrays and against hand-derived cases."""
+"""Degradation and interpolation filters against the MATLAB toolbox's own arrays and hand-derived cases."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ QB_GAINS = (0.34, 0.32, 0.30, 0.22)
 RATIO = 4
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # reference data
 
 
@@ -70,7 +70,7 @@ def test_interp23tap_reproduces_ms_up(qb_inputs: dict[str, np.ndarray]) -> None:
     assert (err / np.abs(ms_up)).max() < 1e-6
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # MTF kernel and filter
 
 
@@ -78,7 +78,7 @@ def test_mtf_gaussian_sigma_formula() -> None:
     expected = math.sqrt((40 * 0.25 / 2) ** 2 / (-2 * math.log(0.34)))
     assert filters.mtf_gaussian_sigma(0.34, 4) == pytest.approx(expected, rel=1e-15)
     assert filters.mtf_gaussian_sigma(0.34, 4) == pytest.approx(3.403945459808088, rel=1e-12)
-    # a softer MTF (lower gain) means a wider spectral Gaussian... and a narrower one in the design grid units
+    # sigma is the width of the frequency response: a lower gain at Nyquist needs a narrower one (more blur)
     assert filters.mtf_gaussian_sigma(0.15, 4) < filters.mtf_gaussian_sigma(0.34, 4)
 
 
@@ -155,7 +155,7 @@ def test_degrade_ms_shape() -> None:
     assert out.shape == (3, 16, 12)
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # 23-tap interpolator
 
 
@@ -205,7 +205,9 @@ def _interp23tap_brute_force(image: np.ndarray, ratio: int) -> np.ndarray:
     return x
 
 
-@pytest.mark.parametrize(("shape", "ratio"), [((2, 5, 7), 2), ((1, 3, 4), 4), ((3, 16, 12), 4), ((1, 9, 9), 8)])
+@pytest.mark.parametrize(
+    ("shape", "ratio"), [((2, 5, 7), 2), ((1, 3, 4), 4), ((3, 16, 12), 4), ((1, 9, 9), 8)]
+)
 def test_interp23tap_matches_brute_force(shape: tuple[int, int, int], ratio: int) -> None:
     image = np.random.default_rng(2).random(shape)
     np.testing.assert_allclose(
@@ -234,7 +236,7 @@ def test_interp23tap_shapes_dtypes_and_errors() -> None:
             filters.interp23tap(band, bad)
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # MATLAB imresize (bicubic)
 
 # Keys cubic (a = -0.5) at the distances that occur below, worked out by hand
@@ -254,8 +256,8 @@ def test_imresize_upscale_hand_derived() -> None:
 
 def test_imresize_antialiased_shrink_hand_derived() -> None:
     # scale 0.5: kernel 0.5 * cubic(0.5 d), 8 taps wide; output 1 centres on u = 1.5 (1-based), taps at
-    # d = +-0.5, +-1.5, +-2.5, +-3.5 weigh w0..w3 = K025/2, K075/2, K125/2, K175/2; indices 0, -1, -2 mirror to
-    # 1, 2, 3.
+    # d = +-0.5, +-1.5, +-2.5, +-3.5 weigh w0..w3 = K025/2, K075/2, K125/2, K175/2; indices 0, -1, -2
+    # mirror to 1, 2, 3.
     w0, w1, w2, w3 = K025 / 2, K075 / 2, K125 / 2, K175 / 2
     weights = np.array([w0 + w1, w0 + w2, w1 + w3, w2, w3, 0, 0, 0])
     assert weights.sum() == pytest.approx(1.0, abs=1e-15)
@@ -292,7 +294,11 @@ def test_imresize_matches_torch_antialiased_bicubic_in_the_interior() -> None:
     for scale in (0.25, 0.5):
         ours = filters.imresize_bicubic(image, scale)
         theirs = torch.nn.functional.interpolate(
-            torch.from_numpy(image)[None], scale_factor=scale, mode="bicubic", antialias=True, align_corners=False
+            torch.from_numpy(image)[None],
+            scale_factor=scale,
+            mode="bicubic",
+            antialias=True,
+            align_corners=False,
         )[0].numpy()
         assert ours.shape == theirs.shape
         np.testing.assert_allclose(ours[:, 3:-3, 3:-3], theirs[:, 3:-3, 3:-3], rtol=0, atol=1e-12)

@@ -41,32 +41,19 @@ def _warning_line(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def run() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: user errors become one line on stderr and exit status 2."""
     from spatialx.errors import SpatialxError
 
     warnings.showwarning = _warning_line
     warnings.simplefilter("once")
     try:
-        code = app(standalone_mode=False)
+        app()
     except SpatialxError as exc:
         print(f"spatialx: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        print("spatialx: aborted", file=sys.stderr)
-        sys.exit(130)
     except KeyboardInterrupt:
         print("spatialx: interrupted; no output was written", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
-    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

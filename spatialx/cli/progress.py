@@ -15,19 +15,26 @@ console = Console(stderr=True)
 
 @contextmanager
 def tile_progress(description: str, enabled: bool = True) -> Iterator[ProgressCallback | None]:
-    """Yield a ``(done, total)`` callback that drives a progress bar (or None when disabled)."""
+    """Yield a ``(done, total)`` callback driving a progress bar that appears with the first finished tile
+    (so that an early error is not preceded by an empty bar), or None when disabled."""
     if not enabled:
         yield None
         return
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("tiles"), TextColumn("{task.fields[rate]}"),
-               TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(description, total=None, rate="")
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tiles"),
+               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    progress = Progress(*columns, console=console)
+    state: dict[str, int] = {}
 
-        def update(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-            speed = progress.tasks[0].speed
-            progress.update(task, rate=f"{speed:.1f} tiles/s" if speed else "")
+    def update(done: int, total: int) -> None:
+        if "task" not in state:
+            progress.start()
+            state["task"] = progress.add_task(description, total=total, rate="")
+        task = state["task"]
+        progress.update(task, completed=done, total=total)
+        speed = progress.tasks[0].speed
+        progress.update(task, rate=f"{speed:.1f} tiles/s" if speed else "")
 
+    try:
         yield update
+    finally:
+        progress.stop()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 import rasterio
 import rasterio.shutil
-from rasterio.errors import RasterioError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from spatialx.errors import OutputError
@@ -115,7 +116,6 @@ class RasterWriter:
             "count": len(spec.bands),
             "dtype": spec.dtype,
             "crs": spec.grid.crs,
-            "transform": spec.grid.transform,
             "nodata": spec.nodata,
             "tiled": True,
             "blockxsize": block,
@@ -124,6 +124,9 @@ class RasterWriter:
             "bigtiff": "IF_SAFER",
             "sparse_ok": True,
         }
+        if spec.grid.crs is not None or not spec.grid.transform.is_identity:
+            # An identity transform without CRS is how GDAL reports "not georeferenced": write none at all.
+            profile["transform"] = spec.grid.transform
         try:
             self._dataset = rasterio.open(staging, "w", **profile)
         except RasterioError as exc:
@@ -163,12 +166,14 @@ class RasterWriter:
             if self.spec.cog:
                 final = self._temp_path(".cog.tif")
                 final.unlink()
-                rasterio.shutil.copy(
-                    staging, final, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES", LEVEL=6,
-                    BLOCKSIZE=self.spec.blocksize, OVERVIEWS="AUTO",
-                    OVERVIEW_RESAMPLING=self.spec.resampling.upper(), BIGTIFF="IF_SAFER",
-                    NUM_THREADS=max(1, self.workers),
-                )
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", NotGeoreferencedWarning)  # said once already, by align
+                    rasterio.shutil.copy(
+                        staging, final, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES", LEVEL=6,
+                        BLOCKSIZE=self.spec.blocksize, OVERVIEWS="AUTO",
+                        OVERVIEW_RESAMPLING=self.spec.resampling.upper(), BIGTIFF="IF_SAFER",
+                        NUM_THREADS=max(1, self.workers),
+                    )
             else:
                 final = staging
             os.replace(final, self.path)

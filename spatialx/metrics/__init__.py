@@ -4,8 +4,8 @@ Reduced resolution (with a reference): :func:`q2n`, :func:`q_index`, :func:`sam`
 :func:`psnr`, :func:`mpsnr`, :func:`ssim`, :func:`mssim`, :func:`cc`, :func:`rmse`, :func:`mae`, bundled by
 :func:`reduced_indices` after :func:`cut_border`.
 
-Full resolution (no reference): :func:`d_lambda`, :func:`d_s`, :func:`qnr`, :func:`d_lambda_khan`, :func:`hqnr`,
-bundled by :func:`full_indices`.
+Full resolution (no reference): :func:`d_lambda`, :func:`d_s`, :func:`qnr`, :func:`d_lambda_khan`,
+:func:`hqnr`, bundled by :func:`full_indices`.
 
 PolSAR: :func:`riemannian_distance`, :func:`pauli_components`.
 

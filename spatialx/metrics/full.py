@@ -1,18 +1,19 @@
-"""No-reference (full-resolution) quality indices, numpy backend, as the reference MATLAB toolbox computes them.
+"""No-reference (full-resolution) quality indices, numpy backend, as the reference MATLAB toolbox has them.
 
 * ``d_lambda`` - QNR spectral distortion (toolbox 1.0 option): for every band pair, the mean UIQI over
-  non-overlapping ``block`` x ``block`` blocks of the fused image versus the same of the MS image *upsampled to
-  the PAN scale* (23-tap interpolator), ``(mean_pairs |dQ|^p)^(1/p)``.
+  non-overlapping ``block`` x ``block`` blocks of the fused image versus the same of the MS image
+  *upsampled to the PAN scale* (23-tap interpolator), ``(mean_pairs |dQ|^p)^(1/p)``.
 * ``d_s`` - QNR spatial distortion: per band, blockwise UIQI(fused band, PAN) versus UIQI(upsampled MS band,
   PAN degraded by bicubic antialiased ``imresize`` to 1/ratio and re-expanded with the 23-tap interpolator),
   ``(mean_bands |dQ|^q)^(1/q)``.
 * ``qnr`` = ``(1 - D_lambda)^alpha (1 - D_s)^beta``.
-* ``d_lambda_khan`` - Khan's spectral distortion as the toolbox's ``D_lambda_K``: ``1 - Q2n(MS_up, MTF(fused))``
-  at the PAN scale (the fused image is MTF-filtered but not decimated; the reference is the upsampled MS).
+* ``d_lambda_khan`` - Khan's spectral distortion as the toolbox's ``D_lambda_K``:
+  ``1 - Q2n(MS_up, MTF(fused))`` at the PAN scale (the fused image is MTF-filtered but not decimated; the
+  reference is the upsampled MS).
 * ``hqnr`` = ``(1 - D_lambda_K)(1 - D_s)``.
 
-Blocks follow MATLAB ``blockproc``: tiles from the top-left corner, partial tiles at the right/bottom edges are
-processed as they are (the toolbox itself refuses sizes that are not multiples of the block).
+Blocks follow MATLAB ``blockproc``: tiles from the top-left corner, partial tiles at the right/bottom edges
+are processed as they are (the toolbox itself refuses sizes that are not multiples of the block).
 
 The upsampled MS (``ms_up``) is what the toolbox's ``indexes_evaluation_FS`` receives as ``I_MS``; when it is
 not given it is computed here as ``interp23tap(ms_lr, ratio)``, which is how the toolbox builds it.
@@ -85,7 +86,9 @@ def _ratio_from_shapes(fused: np.ndarray, ms: np.ndarray) -> int:
     return fh // mh
 
 
-def _upsampled_ms(fused: np.ndarray, ms_lr: np.ndarray, ratio: int | None, ms_up: np.ndarray | None) -> np.ndarray:
+def _upsampled_ms(
+    fused: np.ndarray, ms_lr: np.ndarray, ratio: int | None, ms_up: np.ndarray | None
+) -> np.ndarray:
     """The MS at the fused scale: ``ms_up`` if given, ``ms_lr`` itself if already that size, else EXP."""
     if ms_up is not None:
         up = _chw(ms_up, "ms_up")
@@ -121,10 +124,10 @@ def d_lambda(
 ) -> float:
     """Spectral distortion D_lambda of QNR, as the toolbox's ``D_lambda`` (toolbox 1.0 option).
 
-    For each band pair (i < j): ``Q_f`` = mean blockwise UIQI of fused bands i, j and ``Q_m`` = the same on the MS
-    upsampled to the fused scale; ``D = (mean |Q_f - Q_m|^p)^(1/p)``. ``ms_lr`` is the original MS (upsampled
-    here with the 23-tap interpolator, the ratio taken from the shapes) unless ``ms_up`` is given, or ``ms_lr``
-    is already at the fused size. 0 means no spectral distortion.
+    For each band pair (i < j): ``Q_f`` = mean blockwise UIQI of fused bands i, j and ``Q_m`` = the same on
+    the MS upsampled to the fused scale; ``D = (mean |Q_f - Q_m|^p)^(1/p)``. ``ms_lr`` is the original MS
+    (upsampled here with the 23-tap interpolator, the ratio taken from the shapes) unless ``ms_up`` is given,
+    or ``ms_lr`` is already at the fused size. 0 means no spectral distortion.
     """
     f = _chw(fused, "fused")
     up = _upsampled_ms(f, _chw(ms_lr, "ms_lr"), None, ms_up)

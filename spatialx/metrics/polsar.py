@@ -44,8 +44,8 @@ def riemannian_distance(
     """Affine-invariant Riemannian distance between per-pixel covariance matrices, mean over pixels.
 
     ``d(A, B) = ||log(A^-1/2 B A^-1/2)||_F = sqrt(sum_k log(lambda_k)^2)`` with ``lambda_k`` the generalised
-    eigenvalues of ``B v = lambda A v`` (computed by whitening with ``A = U diag(w) U^H``). Symmetric, invariant
-    under ``A, B -> X A X^H, X B X^H`` for any invertible X, and 0 only for identical matrices.
+    eigenvalues of ``B v = lambda A v`` (computed by whitening with ``A = U diag(w) U^H``). Symmetric,
+    invariant under ``A, B -> X A X^H, X B X^H`` for any invertible X, and 0 only for identical matrices.
 
     ``eps`` is added to the diagonal of both matrices (regularises rank-deficient, e.g. single-look, C3).
     Raises ValueError if a matrix is not positive definite. ``return_map=True`` gives the (H, W) map.

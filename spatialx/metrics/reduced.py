@@ -3,17 +3,18 @@
 Every index follows the community's reference MATLAB pansharpening toolbox (Vivone et al.) where that toolbox
 defines it, including its quirks, so that numbers are comparable with the literature:
 
-* ``q2n``  - Q4 / Q8 / Q2^n (Garzelli & Nencini): hypercomplex UIQI on non-overlapping blocks, on values rounded
-  to uint16, bands padded with zero bands to a power of two, image mirror-padded to a multiple of the block.
-* ``q_index`` - UIQI (Wang & Bovik) per band with a *sliding* 32x32 window over the valid region (the toolbox's
-  ``Q`` calls Wang's ``img_qi``, which uses ``filter2(ones(32), x, 'valid')``), mean over bands.
+* ``q2n``  - Q4 / Q8 / Q2^n (Garzelli & Nencini): hypercomplex UIQI on non-overlapping blocks, on values
+  rounded to uint16, bands padded with zero bands to a power of two, image mirror-padded to a multiple of the
+  block.
+* ``q_index`` - UIQI (Wang & Bovik) per band with a *sliding* 32x32 window over the valid region (the
+  toolbox's ``Q`` calls Wang's ``img_qi``, which uses ``filter2(ones(32), x, 'valid')``), mean over bands.
 * ``sam`` - spectral angle in degrees, averaged over pixels whose norm product is non-zero.
 * ``ergas`` - ``(100 / ratio) * sqrt(mean_b(MSE_b / mean_b(ref)^2))``, ratio = PAN/MS scale ratio (e.g. 4).
-* ``scc`` - Sobel gradient magnitude of the one-pixel interior of each band (zero-padded ``imfilter``), then the
-  *uncentred* correlation over all bands.
+* ``scc`` - Sobel gradient magnitude of the one-pixel interior of each band (zero-padded ``imfilter``), then
+  the *uncentred* correlation over all bands.
 
-Indices the toolbox does not compute (PSNR, SSIM, CC, RMSE, MAE) use the usual definitions, with the data range
-given explicitly as the sensor's maximum value (e.g. 2047 for 11-bit data).
+Indices the toolbox does not compute (PSNR, SSIM, CC, RMSE, MAE) use the usual definitions, with the data
+range given explicitly as the sensor's maximum value (e.g. 2047 for 11-bit data).
 
 All functions take images channel-first ``(C, H, W)`` (a 2-D array is one band) and compute in float64.
 """
@@ -64,7 +65,7 @@ def _pair(ref: np.ndarray, fused: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _box_sum_valid(x: np.ndarray, size: int) -> np.ndarray:
-    """Sum over every ``size`` x ``size`` window fully inside the last two axes (``filter2(ones, x, 'valid')``).
+    """Sum over each ``size`` x ``size`` window inside the last two axes (``filter2(ones, x, 'valid')``).
 
     Separable running sums via cumulative sums (float64; relative error ~1e-13 on 11-bit imagery).
     """
@@ -103,11 +104,11 @@ def cut_border(img: np.ndarray, cut: int = 21) -> np.ndarray:
 
 # -------------------------------------------------------------------------------------------------- Q2n
 def _hypercomplex_mult(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Product of hypercomplex numbers stored on axis 0 (length a power of 2), as the toolbox's ``onion_mult``.
+    """Product of hypercomplex numbers stored on axis 0 (length a power of 2), as the toolbox's onion_mult.
 
-    Cayley-Dickson recursion with the toolbox's sign convention: split ``x = (a, b)``, ``y = (c, d)`` into halves,
-    let ``b' = conj(b)``, ``d' = conj(d)`` (conj negates every component but the first); the product is
-    ``(a c - d' conj(b'), conj(a) d' + c b')``. For two components this is the complex product.
+    Cayley-Dickson recursion with the toolbox's sign convention: split ``x = (a, b)``, ``y = (c, d)`` into
+    halves, let ``b' = conj(b)``, ``d' = conj(d)`` (conj negates every component but the first); the
+    product is ``(a c - d' conj(b'), conj(a) d' + c b')``. For two components this is the complex product.
     """
     n = x.shape[0]
     if n == 1:
@@ -130,11 +131,11 @@ def _q2n_blocks(ref_blocks: np.ndarray, fus_blocks: np.ndarray) -> np.ndarray:
     """Hypercomplex quality vector of each block, as the toolbox's ``onions_quality``.
 
     ``ref_blocks``/``fus_blocks``: (N, nblocks, s1, s2) float64, N a power of 2. Returns (N, nblocks).
-    Both blocks are normalised with the *reference* block's per-band mean and sample std (std 0 -> eps; a band
-    whose reference mean is exactly 0 shifts the fused band without scaling it, as the toolbox does); the fused
-    block enters conjugated.
+    Both blocks are normalised with the *reference* block's per-band mean and sample std (std 0 -> eps; a
+    band whose reference mean is exactly 0 shifts the fused band without scaling it, as the toolbox does);
+    the fused block enters conjugated.
     """
-    nb_bands, _, s1, s2 = ref_blocks.shape
+    s1, s2 = ref_blocks.shape[2:]
     npx = s1 * s2
     mean = ref_blocks.mean(axis=(2, 3), keepdims=True)
     std = ref_blocks.std(axis=(2, 3), ddof=1, keepdims=True)
@@ -226,7 +227,7 @@ def _uiqi_sliding(x: np.ndarray, y: np.ndarray, block: int) -> np.ndarray:
 
 
 def q_index(ref: np.ndarray, fused: np.ndarray, block: int = 32) -> float:
-    """Q_avg: UIQI per band with a sliding ``block`` x ``block`` window (valid positions only), mean over bands.
+    """Q_avg: UIQI per band, sliding ``block`` x ``block`` window (valid positions only), mean over bands.
 
     This is the toolbox's ``Q`` (``img_qi`` per band, window 32): every window position fully inside the image
     (stride 1), constant-window conventions of ``img_qi`` (two flat windows -> 1; flat but different means ->
@@ -258,8 +259,8 @@ def sam(ref: np.ndarray, fused: np.ndarray) -> float:
 def ergas(ref: np.ndarray, fused: np.ndarray, ratio: float) -> float:
     """ERGAS = ``(100 / ratio) * sqrt(mean_b(MSE_b / mean(ref_b)^2))``, ``ratio`` = PAN/MS scale ratio (4).
 
-    ``ratio`` is the resolution ratio as an integer >= 1 (so 100/ratio = 25 for QuickBird); some libraries take
-    the inverse (``h/l`` = 1/4) or multiply by it - see the tests.
+    ``ratio`` is the resolution ratio as a number >= 1 (so 100/ratio = 25 for QuickBird), as in torchmetrics;
+    sewar takes the inverse (``r = 1/4``) - see the tests.
     """
     r, f = _pair(ref, fused)
     mse = ((r - f) ** 2).mean(axis=(1, 2))
@@ -269,7 +270,7 @@ def ergas(ref: np.ndarray, fused: np.ndarray, ratio: float) -> float:
 
 # -------------------------------------------------------------------------------------------------- SCC
 def _sobel_magnitude(img: np.ndarray) -> np.ndarray:
-    """Sobel gradient magnitude of the one-pixel interior of each band, zero borders (``imfilter`` default)."""
+    """Sobel gradient magnitude of each band's one-pixel interior, zero borders (``imfilter`` default)."""
     core = img[:, 1:-1, 1:-1]
     p = np.pad(core, ((0, 0), (1, 1), (1, 1)))
     # vertical derivative kernel [[1, 2, 1], [0, 0, 0], [-1, -2, -1]] (correlation), and its transpose
@@ -283,8 +284,8 @@ def _sobel_magnitude(img: np.ndarray) -> np.ndarray:
 def scc(ref: np.ndarray, fused: np.ndarray) -> float:
     """Spatial correlation coefficient as the toolbox's ``SCC``.
 
-    Each band's interior ``[1:-1, 1:-1]`` is filtered with the 3x3 Sobel kernel and its transpose (zero padding),
-    the gradient magnitudes are formed, and the *uncentred* correlation
+    Each band's interior ``[1:-1, 1:-1]`` is filtered with the 3x3 Sobel kernel and its transpose (zero
+    padding), the gradient magnitudes are formed, and the *uncentred* correlation
     ``sum(Gf * Gr) / sqrt(sum(Gf^2) sum(Gr^2))`` is taken over all pixels of all bands.
     """
     r, f = _pair(ref, fused)
@@ -311,8 +312,8 @@ def mae(ref: np.ndarray, fused: np.ndarray) -> float:
 def psnr(ref: np.ndarray, fused: np.ndarray, max_value: float) -> float:
     """PSNR in dB of the whole cube: ``10 log10(max_value^2 / MSE)``, MSE over all pixels and bands.
 
-    ``max_value`` is the data range (the sensor's maximum value, e.g. 2047 for 11-bit data, 1 for [0, 1] data).
-    Identical images give ``inf``.
+    ``max_value`` is the data range (the sensor's maximum value, e.g. 2047 for 11-bit data, 1 for [0, 1]
+    data). Identical images give ``inf``.
     """
     r, f = _pair(ref, fused)
     mse = ((r - f) ** 2).mean()
@@ -355,11 +356,13 @@ def _ssim_per_band(r: np.ndarray, f: np.ndarray, max_value: float, win: int, sig
 
 
 def ssim(ref: np.ndarray, fused: np.ndarray, max_value: float, win: int = 11, sigma: float = 1.5) -> float:
-    """SSIM (Wang et al. 2004): Gaussian window ``win`` x ``win`` (sigma 1.5), K1 = 0.01, K2 = 0.03, data range
-    ``max_value``; SSIM map over valid window positions, averaged over pixels and bands.
+    """SSIM (Wang et al. 2004): Gaussian window ``win`` x ``win`` (sigma 1.5), K1 = 0.01, K2 = 0.03, data
+    range ``max_value``; SSIM map over the valid window positions (as Wang's ``ssim_index.m``), averaged over
+    pixels and bands.
 
-    Matches ``torchmetrics``' ``structural_similarity_index_measure`` with ``data_range=max_value`` (which pads
-    then crops to the same valid region).
+    Matches ``sewar.full_ref.ssim`` with a Gaussian 11/1.5 filter and ``mode='valid'``. torchmetrics'
+    ``structural_similarity_index_measure`` reflect-pads and averages the full-size map instead (differs at
+    ~1e-4 on typical images).
     """
     r, f = _pair(ref, fused)
     return float(_ssim_per_band(r, f, max_value, win, sigma).mean())
@@ -399,9 +402,10 @@ def reduced_indices(
 ) -> dict[str, float]:
     """All reference-based indices as the toolbox's ``indexes_evaluation`` computes them (plus PSNR/SSIM/CC).
 
-    Both images are cut with :func:`cut_border` first (``cut=0`` disables it; images too small for the cut are
-    evaluated whole). Q2n uses ``block`` x ``block`` blocks with shift ``block``, Q a ``block`` sliding window,
-    ERGAS the ``ratio``, PSNR/SSIM the data range ``max_value``. No clipping of the fused image (``thvalues=0``).
+    Both images are cut with :func:`cut_border` first (``cut=0`` disables it; images too small for the cut
+    are evaluated whole). Q2n uses ``block`` x ``block`` blocks with shift ``block``, Q a ``block`` sliding
+    window, ERGAS the ``ratio``, PSNR/SSIM the data range ``max_value``. The fused image is not clipped
+    (the toolbox's ``thvalues=0``).
 
     Returns a dict with keys ``Q2n, Q, SAM, ERGAS, SCC, PSNR, SSIM, CC``.
     """

@@ -1,0 +1,3 @@
+from spatialx.cli.main import run
+
+run()

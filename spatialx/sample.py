@@ -1,0 +1,1132 @@
+"""Deterministic, georeferenced synthetic scenes: the demo's, the tests' and the benchmarks' input.
+
+A scene is a small rural landscape (crop parcels with row and tramline textures, ploughed and fallow soil,
+pasture, forest and orchards, a village with gabled and flat roofs and their shadows, a meandering river and a
+lake, straight and curved roads with markings and cars). Each pixel's reflectance spectrum is a mixture of a few
+endmember spectra (:data:`ENDMEMBERS`) averaged over each band of the sensor, plus mild texture noise; from the
+resulting high-resolution reference the products are built as a satellite would deliver them:
+
+* ``reference``: ``(C, H, W)`` MS at PAN resolution, DN = 1 + reflectance * 0.8 * max_value (never 0, the
+  nodata value);
+* ``pan``: ``(H, W)`` = sum_b pan_weight_b * reference_b + tiny noise;
+* ``ms``: ``(C, H/r, W/r)`` = :func:`spatialx.filters.degrade_ms` of the reference (MTF-matched blur, then
+  decimation by the sensor's ratio r).
+
+The landscape is a pure function of ``(seed, size)`` and of pixel coordinates (hash-based noise, an analytic
+layout drawn once from ``numpy.random.default_rng(seed)``); the spectra depend on the sensor. Any horizontal
+strip can therefore be generated on its own: :func:`iter_strips` renders strips with a margin of
+:data:`FILTER_MARGIN` rows so that the 41-tap MTF filter sees what it would see on the whole scene, which keeps
+memory bounded (a 16384 px WV3 scene is written in about 1 GB). The reference and PAN of a strip are
+bit-identical to the whole-scene ones; the MS agrees to float32 rounding (the filter works by FFT, whose
+round-off depends on the array size).
+
+The layout scales with ``size`` (parcels, river and lake grow with the scene) while small objects (houses, cars,
+tree crowns, crop rows) keep their size in pixels, so a 64 px scene is a close-up and a 16384 px scene a
+landscape; scenes of different sizes with the same seed are different landscapes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+from affine import Affine
+
+from spatialx.errors import OutputError
+from spatialx.filters import DEFAULT_TAPS, degrade_ms
+from spatialx.sensors import SensorProfile, get_sensor
+
+__all__ = [
+    "DEFAULT_CRS",
+    "DEFAULT_GSD_PAN_M",
+    "DEFAULT_ORIGIN",
+    "ENDMEMBERS",
+    "GSD_PAN_M",
+    "LandCover",
+    "SceneStrip",
+    "SyntheticScene",
+    "band_reflectance",
+    "default_strip_rows",
+    "generate_scene",
+    "iter_strips",
+    "write_sample",
+]
+
+GSD_PAN_M: dict[str, float] = {
+    "wv3": 0.31,
+    "wv2": 0.46,
+    "geoeye1": 0.41,
+    "qb": 0.61,
+    "ikonos": 0.82,
+    "gf2": 0.81,
+}
+"""PAN ground sampling distance (m, at nadir) of the built-in sensors; the MS pixel is ``ratio`` times larger."""
+
+DEFAULT_GSD_PAN_M = 0.5
+"""GSD used for sensors not in :data:`GSD_PAN_M` (user profiles)."""
+
+DEFAULT_CRS = "EPSG:32631"
+DEFAULT_ORIGIN = (500000.0, 4800000.0)
+"""Upper-left corner (easting, northing) of both the PAN and the MS grid, so that their footprints coincide."""
+
+REFLECTANCE_SCALE = 0.8
+"""Reflectance 1 maps to DN ``1 + 0.8 * max_value``; reflectance 0 to DN 1 (0 is nodata)."""
+
+FILTER_MARGIN = 24
+"""Extra rows rendered above and below a strip: the 41-tap MTF kernel reaches 20 rows; a multiple of 4 and 8."""
+
+PAN_NOISE = 1e-3
+"""Amplitude of PAN's uniform noise as a fraction of ``max_value`` (about 2 DN for an 11-bit sensor)."""
+
+BAND_NOISE = 0.01
+"""Relative amplitude of the per-band, per-pixel reflectance noise."""
+
+STRIP_PIXELS = 1 << 22
+"""Pixels per strip aimed at by :func:`default_strip_rows` (about 4 M: ~0.5 GB of working memory for 8 bands)."""
+
+
+class LandCover(IntEnum):
+    """Codes of :attr:`SyntheticScene.labels`: what each PAN pixel mostly is."""
+
+    UNKNOWN = 0
+    WATER = 1
+    VEGETATION = 2  # crops, pasture: green-vegetation fraction >= 0.6
+    SPARSE_VEGETATION = 3
+    TREES = 4
+    BARE_SOIL = 5
+    ROAD = 6
+    BUILDING = 7
+    PAVED = 8
+    SHADOW = 9
+
+
+# ------------------------------------------------------------------------------------------------------------
+# spectra
+
+_WAVELENGTHS = np.array([400, 450, 500, 550, 600, 650, 680, 700, 720, 750, 800, 850, 900, 950, 1000], float)
+
+ENDMEMBERS: dict[str, tuple[float, ...]] = {
+    # green vegetation: chlorophyll absorption in blue and red, green peak, red edge, NIR plateau
+    "vegetation": (.030, .035, .045, .110, .070, .045, .035, .080, .220, .420, .480, .490, .490, .470, .470),
+    "trees": (.025, .030, .035, .075, .045, .030, .025, .055, .160, .320, .380, .390, .390, .370, .370),
+    "dry_vegetation": (.060, .075, .095, .130, .170, .200, .210, .220, .240, .270, .300, .320, .330, .330, .340),
+    "soil": (.080, .100, .130, .170, .210, .240, .250, .260, .270, .280, .300, .310, .320, .330, .340),
+    "wet_soil": (.040, .050, .065, .085, .105, .120, .125, .130, .135, .140, .150, .155, .160, .165, .170),
+    # water: low everywhere, lowest in the NIR; turbid water scatters more green and red
+    "water": (.060, .065, .060, .050, .035, .025, .020, .017, .014, .010, .007, .005, .004, .003, .003),
+    "turbid_water": (.060, .070, .080, .100, .100, .090, .085, .075, .060, .040, .025, .018, .012, .008, .006),
+    "asphalt": (.050, .055, .060, .065, .070, .075, .077, .078, .080, .083, .088, .092, .095, .098, .100),
+    "concrete": (.180, .230, .270, .300, .320, .330, .335, .338, .340, .345, .350, .355, .358, .360, .360),
+    "red_tiles": (.060, .065, .070, .090, .170, .260, .290, .300, .310, .320, .340, .350, .360, .370, .380),
+    "dark_roof": (.070, .072, .074, .076, .078, .080, .081, .082, .083, .085, .088, .090, .092, .094, .095),
+    "metal_roof": (.300, .310, .310, .300, .290, .280, .275, .270, .268, .265, .260, .255, .250, .248, .245),
+    "white_paint": (.550, .600, .620, .630, .630, .630, .630, .630, .630, .630, .620, .620, .610, .600, .600),
+}
+"""Endmember reflectance spectra (0..1) tabulated at 400, 450, ..., 1000 nm (see ``_WAVELENGTHS``)."""
+
+_MATERIALS = tuple(ENDMEMBERS)
+(VEG, TREE, DRY, SOIL, WSOIL, WATER, TURBID, ASPHALT, CONCRETE, TILES, DARKROOF, METAL, PAINT) = range(
+    len(_MATERIALS))
+
+# What remains of a surface's brightness in shadow (diffuse skylight only, which is bluish).
+_SHADOW_TABLE = ((400, .35), (500, .25), (600, .18), (700, .14), (800, .12), (1000, .10))
+
+
+def band_reflectance(spectrum: np.ndarray | tuple[float, ...], center_nm: float, width_nm: float) -> float:
+    """Mean of a spectrum tabulated on ``_WAVELENGTHS`` over a band (boxcar of ``width_nm`` at ``center_nm``)."""
+    grid = np.linspace(center_nm - width_nm / 2.0, center_nm + width_nm / 2.0, 33)
+    return float(np.mean(np.interp(grid, _WAVELENGTHS, np.asarray(spectrum, float))))
+
+
+def _band_tables(profile: SensorProfile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Endmember matrix (C, K), shadow factor (C,) and additive path radiance (C,), float32."""
+    bands = profile.bands
+    emat = np.array([[band_reflectance(ENDMEMBERS[m], b.center_nm, b.width_nm) for m in _MATERIALS]
+                     for b in bands], dtype=np.float32)
+    swl, sval = zip(*_SHADOW_TABLE, strict=True)
+    shade = np.array([np.interp(b.center_nm, swl, sval) for b in bands], dtype=np.float32)
+    haze = np.array([0.012 * (450.0 / b.center_nm) ** 4 for b in bands], dtype=np.float32)
+    return emat, shade, haze
+
+
+def _pan_weights(profile: SensorProfile) -> np.ndarray:
+    w = np.asarray(profile.pan_weights, dtype=np.float64)
+    if not np.all(np.isfinite(w)) or w.sum() <= 0:
+        w = np.ones(len(profile.bands))
+    return (w / w.sum()).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# hashing: position-based randomness, identical whichever strip a pixel is rendered in
+
+
+def _mix32(x: np.ndarray) -> np.ndarray:
+    """A good 32-bit integer finaliser (Wellons' lowbias32); ``x`` uint32, returns a new uint32 array."""
+    x = x ^ (x >> np.uint32(16))
+    x *= np.uint32(0x7FEB352D)
+    x ^= x >> np.uint32(15)
+    x *= np.uint32(0x846CA68B)
+    x ^= x >> np.uint32(16)
+    return x
+
+
+def _hash2(i: np.ndarray, j: np.ndarray, key: int) -> np.ndarray:
+    """uint32 hash of integer lattice coordinates (broadcast), decorrelated by ``key``."""
+    hi = _mix32(np.atleast_1d(np.asarray(i, dtype=np.int64)).astype(np.uint32) ^ np.uint32(key))
+    return _mix32(hi ^ (np.atleast_1d(np.asarray(j, dtype=np.int64)).astype(np.uint32) * np.uint32(0x9E3779B1)))
+
+
+def _unit(h: np.ndarray, shift: int = 8) -> np.ndarray:
+    """Uniform float32 in [0, 1) from 24 bits of a hash (``shift`` 8) or from 8 bits (``shift`` 0, 8, 16, 24)."""
+    if shift == 8:
+        return (h >> np.uint32(8)).astype(np.float32) * np.float32(2.0**-24)
+    return ((h >> np.uint32(shift)) & np.uint32(0xFF)).astype(np.float32) * np.float32(1.0 / 256.0)
+
+
+def _signed(h: np.ndarray) -> np.ndarray:
+    """Uniform float32 in [-1, 1)."""
+    return _unit(h) * np.float32(2.0) - np.float32(1.0)
+
+
+def _value_noise(xs: np.ndarray, ys: np.ndarray, cell: float, key: int) -> np.ndarray:
+    """Smooth value noise in [0, 1) on the pixel grid ``ys x xs`` (1-D float32 centres), lattice step ``cell``."""
+    inv = np.float32(1.0 / cell)
+    gx, gy = xs * inv, ys * inv
+    ix, iy = np.floor(gx), np.floor(gy)
+    fx, fy = gx - ix, gy - iy
+    fx = fx * fx * (np.float32(3) - np.float32(2) * fx)
+    fy = fy * fy * (np.float32(3) - np.float32(2) * fy)
+    ix, iy = ix.astype(np.int64), iy.astype(np.int64)
+    i0, j0 = int(ix.min()), int(iy.min())
+    lat = _unit(_hash2(np.arange(i0, int(ix.max()) + 2)[None, :], np.arange(j0, int(iy.max()) + 2)[:, None], key))
+    a = ix - i0
+    rows = lat[:, a] * (np.float32(1) - fx) + lat[:, a + 1] * fx  # (lattice rows, W)
+    b = iy - j0
+    return rows[b] * (np.float32(1) - fy)[:, None] + rows[b + 1] * fy[:, None]
+
+
+class _Lattice:
+    """Hashes of the integer lattice cells around a set of cells, fetched by index (cheaper than hashing)."""
+
+    def __init__(self, ci: np.ndarray, cj: np.ndarray, key: int):
+        self.i0, self.j0 = int(ci.min()) - 1, int(cj.min()) - 1
+        self.ni = int(ci.max()) + 2 - self.i0
+        nj = int(cj.max()) + 2 - self.j0
+        self.hash = _hash2(np.arange(self.i0, self.i0 + self.ni)[None, :],
+                           np.arange(self.j0, self.j0 + nj)[:, None], key).ravel()
+
+    def index(self, ci: np.ndarray, cj: np.ndarray, di: int, dj: int) -> np.ndarray:
+        return (cj + (dj - self.j0)) * self.ni + (ci + (di - self.i0))
+
+    def cell(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return index % self.ni + self.i0, index // self.ni + self.j0
+
+
+def _stripes(t: np.ndarray, period: np.ndarray | float) -> np.ndarray:
+    """Smooth periodic profile in [0, 1] (1 at the middle of each period) without transcendental functions."""
+    f = t / period
+    f = f - np.floor(f)
+    tri = np.abs(np.float32(2) * f - np.float32(1))
+    return np.float32(1) - tri * tri * (np.float32(3) - np.float32(2) * tri)
+
+
+def _frac(t: np.ndarray) -> np.ndarray:
+    return t - np.floor(t)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# layout: everything drawn once from the seed
+
+
+class _Parcel(IntEnum):
+    CEREAL = 0
+    RIPENING = 1
+    ROWCROP = 2
+    PLOUGHED = 3
+    GRASS = 4
+    FALLOW = 5
+    FOREST = 6
+    ORCHARD = 7
+    URBAN = 8
+
+
+_PARCEL_PROBS = np.array([0.16, 0.10, 0.12, 0.10, 0.12, 0.07, 0.12, 0.07, 0.14])
+_N_DIRECTIONS = 16
+
+
+@dataclass(frozen=True)
+class _Line:
+    """A straight road: signed distance ``x * nx + y * ny - c``, along-road coordinate ``x * tx + y * ty``."""
+
+    nx: float
+    ny: float
+    c: float
+    tx: float
+    ty: float
+    width: float
+    markings: bool
+    cars: bool
+    key: int
+
+
+@dataclass(frozen=True)
+class _Curve:
+    """A meandering centreline ``across = centre(along)``, tabulated at the pixel centres 0.5 .. size - 0.5."""
+
+    vertical: bool  # True: x = centre(y), tabulated per row; False: y = centre(x), per column
+    centre: np.ndarray
+    inv_norm: np.ndarray  # 1 / sqrt(1 + centre'^2): turns the axis-parallel offset into a distance
+    half_width: np.ndarray
+
+    def distance(self, x: np.ndarray, y: np.ndarray, rows: slice | None = None) -> np.ndarray:
+        """Distance to the centreline; ``x`` (1, W) and ``y`` (h, 1) full strips with ``rows``, or any points."""
+        if rows is not None:
+            if self.vertical:
+                return np.abs(x - self.centre[rows, None]) * self.inv_norm[rows, None]
+            return np.abs(y - self.centre[None, :]) * self.inv_norm[None, :]
+        along, across = (y, x) if self.vertical else (x, y)
+        grid = np.arange(self.centre.size, dtype=np.float64) + 0.5
+        return np.abs(across - np.interp(along, grid, self.centre)) * np.interp(along, grid, self.inv_norm)
+
+    def half_width_at(self, x: np.ndarray, y: np.ndarray, rows: slice | None = None) -> np.ndarray:
+        if rows is not None:
+            return self.half_width[rows, None] if self.vertical else self.half_width[None, :]
+        grid = np.arange(self.centre.size, dtype=np.float64) + 0.5
+        return np.interp(y if self.vertical else x, grid, self.half_width)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    size: int
+    keys: Mapping[str, int]
+    cos_t: float  # parcel grid orientation
+    sin_t: float
+    field_cell: float
+    aspect: float
+    dir_cos: np.ndarray  # crop-row directions, per direction index
+    dir_sin: np.ndarray
+    river: _Curve
+    lake: tuple[float, float, float, float, float, float]  # cx, cy, ra, rb, cos, sin
+    lines: tuple[_Line, ...]
+    curve_road: _Curve
+    curve_road_width: float
+    shadow_dir: tuple[float, float]  # unit vector along which shadows fall (image x right, y down)
+    building_cell: float
+    tree_cell: float
+    noise_cells: tuple[float, float, float, float]
+
+
+def _curve(rng: np.random.Generator, size: int, vertical: bool, width: float, amplitude: float,
+           wiggle: float) -> _Curve:
+    s = np.arange(size, dtype=np.float64) + 0.5
+    centre = np.full(size, rng.uniform(0.3, 0.7) * size)
+    slope = np.zeros(size)
+    for k, (freq, amp) in enumerate(((rng.uniform(0.5, 1.2), amplitude), (rng.uniform(1.5, 2.5), amplitude / 3),
+                                     (rng.uniform(3.5, 5.0), amplitude / 8))):
+        phase = rng.uniform(0, 2 * np.pi)
+        arg = 2 * np.pi * freq * s / size + phase
+        centre += amp * size * np.sin(arg) * (1.0 if k == 0 else rng.uniform(0.6, 1.0))
+        slope += amp * size * np.cos(arg) * 2 * np.pi * freq / size
+    tilt = rng.uniform(-0.15, 0.15)
+    centre += tilt * (s - size / 2)
+    slope += tilt
+    phase = rng.uniform(0, 2 * np.pi)
+    half = width / 2 * (1 + wiggle * np.sin(2 * np.pi * 1.7 * s / size + phase))
+    return _Curve(vertical=vertical, centre=centre.astype(np.float32),
+                  inv_norm=(1.0 / np.sqrt(1.0 + slope**2)).astype(np.float32),
+                  half_width=half.astype(np.float32))
+
+
+def _make_layout(size: int, seed: int) -> _Layout:
+    rng = np.random.default_rng(seed)
+    names = ("noise_fine", "noise_mid", "noise_coarse", "noise_macro", "white", "parcels", "parcel_params",
+             "forest", "orchard", "garden", "riparian", "buildings", "cars", "bands", "pan", "urban_ground")
+    keys = {n: int(k) for n, k in zip(names, rng.integers(0, 2**32, size=len(names), dtype=np.uint64),
+                                      strict=True)}
+    theta = rng.uniform(0, np.pi)
+    directions = theta + rng.choice([0.0, np.pi / 2], _N_DIRECTIONS) + rng.uniform(-0.08, 0.08, _N_DIRECTIONS)
+    field_cell = float(np.clip(size / 4.5, 40, 640))
+    river_vertical = bool(rng.integers(2))
+    river = _curve(rng, size, river_vertical, width=float(np.clip(size * 0.05, 6, 160)), amplitude=0.10,
+                   wiggle=0.2)
+    # lake: an ellipse somewhere in the scene, its shore roughened by noise when rendered
+    lake = (rng.uniform(0.15, 0.85) * size, rng.uniform(0.15, 0.85) * size,
+            float(np.clip(size * rng.uniform(0.06, 0.1), 8, 1200)),
+            float(np.clip(size * rng.uniform(0.04, 0.07), 6, 900)))
+    lake_angle = rng.uniform(0, np.pi)
+    road_width = float(np.clip(size / 40, 4, 22))
+    n_lines = 2 + int(size >= 2048) + 2 * int(size >= 8192)
+    lines = []
+    angle = rng.uniform(0, np.pi)
+    for k in range(n_lines):
+        if k:
+            angle += rng.uniform(np.pi / 5, 4 * np.pi / 5)
+        width = road_width if k == 0 else max(3.0, 0.65 * road_width)
+        px, py = rng.uniform(0.2, 0.8, 2) * size
+        nx, ny = -math.sin(angle), math.cos(angle)
+        lines.append(_Line(nx=nx, ny=ny, c=px * nx + py * ny, tx=math.cos(angle), ty=math.sin(angle),
+                           width=width, markings=width >= 10, cars=width >= 8,
+                           key=int(rng.integers(0, 2**32, dtype=np.uint64))))
+    curve_width = max(3.0, 0.7 * road_width)
+    curve_road = _curve(rng, size, not river_vertical, width=curve_width, amplitude=0.06, wiggle=0.0)
+    azimuth = rng.uniform(-0.35, 0.35) + 1.25 * np.pi  # shadows fall towards the north-west
+    return _Layout(
+        size=size, keys=keys, cos_t=math.cos(theta), sin_t=math.sin(theta), field_cell=field_cell,
+        aspect=float(rng.uniform(1.3, 1.9)),
+        dir_cos=np.cos(directions).astype(np.float32), dir_sin=np.sin(directions).astype(np.float32),
+        river=river, lake=(*lake, math.cos(lake_angle), math.sin(lake_angle)), lines=tuple(lines),
+        curve_road=curve_road, curve_road_width=curve_width,
+        shadow_dir=(math.cos(azimuth), math.sin(azimuth)),
+        building_cell=float(np.clip(round(size / 16), 16, 40)),
+        tree_cell=float(np.clip(size / 40, 6, 14)),
+        noise_cells=(4.0, 16.0, 64.0, float(max(64.0, size / 3))),
+    )
+
+
+# ------------------------------------------------------------------------------------------------------------
+# rendering
+
+
+class _Canvas:
+    """Per-pixel material abundances (K, N), brightness, shadow fraction and land-cover label of a strip."""
+
+    def __init__(self, n: int):
+        self.abundance = np.zeros((len(_MATERIALS), n), np.float32)
+        self.bright = np.ones(n, np.float32)
+        self.shadow = np.zeros(n, np.float32)
+        self.label = np.zeros(n, np.uint8)
+
+    def paint(self, idx: np.ndarray, mix: Mapping[int, np.ndarray | float], bright: np.ndarray | float = 1.0,
+              label: np.ndarray | int | None = None, cover: np.ndarray | None = None) -> None:
+        """Set (or, with ``cover`` in [0, 1], blend towards) a material mixture at flat pixel indices ``idx``."""
+        if idx.size == 0:
+            return
+        if cover is None:
+            for k in range(len(_MATERIALS)):
+                self.abundance[k, idx] = mix.get(k, 0.0)
+            self.bright[idx] = bright
+            if label is not None:
+                self.label[idx] = label
+            return
+        cover = cover.astype(np.float32, copy=False)
+        for k in range(len(_MATERIALS)):
+            a = self.abundance[k, idx]
+            self.abundance[k, idx] = a + cover * (np.float32(mix.get(k, 0.0)) - a)
+        b = self.bright[idx]
+        self.bright[idx] = b + cover * (bright - b)
+        if label is not None:
+            keep = cover >= 0.5
+            self.label[idx[keep]] = label[keep] if isinstance(label, np.ndarray) else label
+
+
+def _veg_label(green: np.ndarray) -> np.ndarray:
+    return np.where(green >= 0.6, LandCover.VEGETATION,
+                    np.where(green >= 0.2, LandCover.SPARSE_VEGETATION, LandCover.BARE_SOIL)).astype(np.uint8)
+
+
+def _rest(*fractions: np.ndarray | float) -> np.ndarray:
+    total = fractions[0]
+    for f in fractions[1:]:
+        total = total + f
+    return np.clip(np.float32(1) - total, 0, 1).astype(np.float32)
+
+
+def _crowns(x: np.ndarray, y: np.ndarray, cell: float, jitter: float, radius: tuple[float, float],
+            presence: float, key: int, shadow_dir: tuple[float, float], shadow_len: float = 1.1,
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tree crowns on a jittered lattice at points ``(x, y)``: cover, shading and cast-shadow cover."""
+    inv = np.float32(1.0 / cell)
+    gx, gy = x * inv, y * inv
+    ci, cj = np.floor(gx).astype(np.int32), np.floor(gy).astype(np.int32)
+    lat = _Lattice(ci, cj, key)
+    best = np.zeros(x.size, np.float32)  # crown height (paraboloid, 0 outside)
+    cover = np.zeros(x.size, np.float32)
+    lit = np.zeros(x.size, np.float32)
+    shadow = np.zeros(x.size, np.float32)
+    sx, sy = np.float32(shadow_dir[0]), np.float32(shadow_dir[1])
+    cellf = np.float32(cell)
+    for dj in (-1, 0, 1):
+        for di in (-1, 0, 1):
+            h = lat.hash[lat.index(ci, cj, di, dj)]
+            off = np.float32(0.5 - jitter / 2)
+            cx = ((ci + di).astype(np.float32) + off + np.float32(jitter) * _unit(h, 0)) * cellf
+            cy = ((cj + dj).astype(np.float32) + off + np.float32(jitter) * _unit(h, 16)) * cellf
+            r = (np.float32(radius[0]) + np.float32(radius[1] - radius[0]) * _unit(h, 8)) * cellf
+            present = _unit(h, 24) < np.float32(presence)
+            dx, dy = x - cx, y - cy
+            d2 = dx * dx + dy * dy
+            r2 = r * r
+            height = np.where(present, np.float32(1) - d2 / r2, np.float32(0))
+            edge = np.clip((r2 - d2) / (np.float32(2) * r) + np.float32(0.5), 0, 1)
+            take = height > best
+            best = np.where(take, height, best)
+            cover = np.maximum(cover, np.where(present, edge, np.float32(0)))
+            # the sun side of a crown is brighter: the sun lies opposite to the shadows
+            lit = np.where(take, -(dx * sx + dy * sy) / r, lit)
+            ex, ey = dx - sx * np.float32(shadow_len) * r, dy - sy * np.float32(shadow_len) * r
+            cast = np.clip((r2 - ex * ex - ey * ey) / (np.float32(2) * r) + np.float32(0.5), 0, 1)
+            shadow = np.maximum(shadow, np.where(present, cast, np.float32(0)))
+    shade = np.float32(0.6) + np.float32(0.35) * np.sqrt(np.maximum(best, 0)) + np.float32(0.3) * lit
+    return cover, np.clip(shade, 0.3, 1.3).astype(np.float32), shadow * (np.float32(1) - cover)
+
+
+def _paint_trees(canvas: _Canvas, idx: np.ndarray, x: np.ndarray, y: np.ndarray, white: np.ndarray,
+                 lay: _Layout, cell: float, jitter: float, radius: tuple[float, float], presence: float,
+                 key: str) -> None:
+    if idx.size == 0:
+        return
+    cover, shade, shadow = _crowns(x, y, cell, jitter, radius, presence, lay.keys[key], lay.shadow_dir)
+    inside = cover > 0
+    canvas.paint(idx[inside], {TREE: 0.92, VEG: 0.08},
+                 bright=shade[inside] * (np.float32(1) + np.float32(0.12) * white[idx[inside]]),
+                 label=int(LandCover.TREES), cover=cover[inside])
+    cast = shadow > 0
+    canvas.shadow[idx[cast]] = np.maximum(canvas.shadow[idx[cast]], np.float32(0.85) * shadow[cast])
+
+
+def _voronoi(u: np.ndarray, v: np.ndarray, key: int, jitter: float = 0.8,
+             ) -> tuple[_Lattice, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest and second-nearest jittered lattice point: lattice, both indices, both squared distances."""
+    cu, cv = np.floor(u).astype(np.int32), np.floor(v).astype(np.int32)
+    lat = _Lattice(cu, cv, key)
+    jx = (np.float32(0.5 - jitter / 2) + np.float32(jitter) * _unit(lat.hash & np.uint32(0xFFFF), 0)
+          + np.float32(jitter / 256) * _unit(lat.hash, 8))
+    jy = (np.float32(0.5 - jitter / 2) + np.float32(jitter) * _unit(lat.hash, 16)
+          + np.float32(jitter / 256) * _unit(lat.hash, 24))
+    d1 = np.full(u.shape, np.inf, np.float32)
+    d2 = np.full(u.shape, np.inf, np.float32)
+    i1 = np.zeros(u.shape, np.int64)
+    i2 = np.zeros(u.shape, np.int64)
+    for dj in (-1, 0, 1):
+        for di in (-1, 0, 1):
+            index = lat.index(cu, cv, di, dj)
+            du = u - ((cu + di).astype(np.float32) + jx[index])
+            dv = v - ((cv + dj).astype(np.float32) + jy[index])
+            d = du * du + dv * dv
+            closer = d < d1
+            second = ~closer & (d < d2)
+            d2 = np.where(closer, d1, np.where(second, d, d2))
+            i2 = np.where(closer, i1, np.where(second, index, i2))
+            d1 = np.where(closer, d, d1)
+            i1 = np.where(closer, index, i1)
+    return lat, i1, i2, d1, d2
+
+
+def _render(lay: _Layout, y0: int, y1: int) -> tuple[_Canvas, int]:
+    """Paint rows ``y0:y1`` of the scene; returns the canvas (flat, row-major) and the width."""
+    size = lay.size
+    w = size
+    n = (y1 - y0) * w
+    rows = slice(y0, y1)
+    xs = np.arange(size, dtype=np.float32) + np.float32(0.5)
+    ys = np.arange(y0, y1, dtype=np.float32) + np.float32(0.5)
+    X, Y = xs[None, :], ys[:, None]
+    keys = lay.keys
+    canvas = _Canvas(n)
+
+    def coords(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return xs[idx % w], ys[idx // w]
+
+    fine, mid, coarse, macro = (_value_noise(xs, ys, c, keys[k]).ravel() for c, k in zip(
+        lay.noise_cells, ("noise_fine", "noise_mid", "noise_coarse", "noise_macro"), strict=True))
+    white = _signed(_hash2(np.arange(size)[None, :], np.arange(y0, y1)[:, None], keys["white"])).ravel()
+
+    # -- parcels: Voronoi cells of a jittered lattice in a rotated, stretched frame -------------------------
+    ct, st = np.float32(lay.cos_t), np.float32(lay.sin_t)
+    fu = np.float32(1.0 / lay.field_cell)
+    fv = np.float32(1.0 / (lay.field_cell * lay.aspect))
+    lat, i1, i2, d1, d2 = _voronoi(((X * ct + Y * st) * fu).ravel(), ((Y * ct - X * st) * fv).ravel(),
+                                   keys["parcels"])
+    ph = _mix32(lat.hash ^ np.uint32(keys["parcel_params"]))
+    ptype_tab = np.searchsorted(np.cumsum(_PARCEL_PROBS), _unit(ph), side="right").clip(0, len(_Parcel) - 1)
+    vigor_tab = np.float32(0.8) + np.float32(0.2) * _unit(ph, 0)
+    period_tab = np.float32(5.0) + np.float32(6.0) * _unit(ph, 16)
+    dir_tab = (ph >> np.uint32(24)) % np.uint32(_N_DIRECTIONS)
+    bright_tab = np.float32(0.9) + np.float32(0.2) * _unit(_mix32(ph), 8)
+    ptype = ptype_tab[i1]
+    gap = (np.sqrt(d2) - np.sqrt(d1)) * np.float32(0.5 * lay.field_cell * math.sqrt(lay.aspect))
+    del d1, d2
+
+    for kind in _Parcel:
+        idx = np.flatnonzero(ptype == kind)
+        if idx.size == 0:
+            continue
+        pi = i1[idx]
+        vig, bright = vigor_tab[pi], bright_tab[pi]
+        x, y = coords(idx)
+        d = dir_tab[pi]
+        t = x * lay.dir_cos[d] + y * lay.dir_sin[d]
+        period = period_tab[pi]
+        f, m, c, wn = fine[idx], mid[idx], coarse[idx], white[idx]
+        if kind == _Parcel.CEREAL:
+            row = _stripes(t, period)
+            tram = _frac(t / (period * np.float32(12))) < np.float32(1.8) / (period * np.float32(12))
+            green = np.clip(vig * (0.9 - 0.25 * (m - 0.5) - 0.2 * (c - 0.5)), 0, 1) * (0.92 + 0.08 * row)
+            green = np.where(tram, green * np.float32(0.3), green).astype(np.float32)
+            canvas.paint(idx, {VEG: green, DRY: 0.04, SOIL: _rest(green, 0.04)},
+                         bright=bright * (0.96 + 0.08 * row + 0.04 * wn), label=_veg_label(green))
+        elif kind == _Parcel.RIPENING:
+            row = _stripes(t, period)
+            green = (0.3 + 0.2 * m).astype(np.float32)
+            dry = np.float32(0.5)
+            canvas.paint(idx, {VEG: green, DRY: dry, SOIL: _rest(green, dry)},
+                         bright=bright * (0.97 + 0.06 * row + 0.04 * wn), label=_veg_label(green))
+        elif kind == _Parcel.ROWCROP:
+            row = _stripes(t, period)
+            green = (vig * np.clip((row - 0.3) * 1.6, 0, 1) * (0.85 + 0.3 * (m - 0.5))).astype(np.float32)
+            wet = ((0.3 + 0.4 * c) * (1 - green)).astype(np.float32)
+            canvas.paint(idx, {VEG: green, WSOIL: wet, SOIL: _rest(green, wet)}, bright=bright * (1 + 0.03 * wn),
+                         label=_veg_label(green))
+        elif kind == _Parcel.PLOUGHED:
+            row = _stripes(t, period * np.float32(0.7))
+            wet = np.clip(0.25 + 0.5 * m + 0.2 * (1 - row), 0, 1).astype(np.float32)
+            green = (0.03 * f).astype(np.float32)
+            canvas.paint(idx, {WSOIL: wet, VEG: green, SOIL: _rest(wet, green)},
+                         bright=bright * (0.8 + 0.3 * row + 0.05 * wn), label=int(LandCover.BARE_SOIL))
+        elif kind == _Parcel.GRASS:
+            green = (np.clip(0.75 + 0.25 * (m - 0.5) + 0.2 * (f - 0.5), 0, 1) * vig).astype(np.float32)
+            dry = (0.12 * (1 - c)).astype(np.float32)
+            canvas.paint(idx, {VEG: green, DRY: dry, SOIL: _rest(green, dry)},
+                         bright=bright * (0.95 + 0.1 * f + 0.05 * wn), label=_veg_label(green))
+        elif kind == _Parcel.FALLOW:
+            green = (0.1 + 0.25 * f * m).astype(np.float32)
+            dry = (0.3 * c).astype(np.float32)
+            wet = (0.2 * m).astype(np.float32)
+            canvas.paint(idx, {VEG: green, DRY: dry, WSOIL: wet, SOIL: _rest(green, dry, wet)},
+                         bright=bright * (1 + 0.06 * wn), label=_veg_label(green))
+        elif kind == _Parcel.FOREST:
+            canvas.paint(idx, {TREE: 0.6, WSOIL: 0.2, DRY: 0.2}, bright=0.45 * (1 + 0.1 * wn),
+                         label=int(LandCover.TREES))
+        elif kind == _Parcel.ORCHARD:
+            green = (0.5 + 0.2 * (m - 0.5)).astype(np.float32)
+            canvas.paint(idx, {VEG: green, DRY: 0.1, SOIL: _rest(green, 0.1)}, bright=bright * (1 + 0.05 * wn),
+                         label=_veg_label(green))
+        else:  # URBAN ground: gardens and paved yards
+            garden = mid[idx] + 0.3 * (_unit(_hash2(x.astype(np.int64) // 24, y.astype(np.int64) // 24,
+                                                    keys["urban_ground"])) - 0.5) > 0.5
+            green = np.where(garden, 0.75 * vig, 0.05).astype(np.float32)
+            paved = np.where(garden, 0.0, 0.65).astype(np.float32)
+            canvas.paint(idx, {VEG: green, CONCRETE: paved, ASPHALT: np.where(garden, 0.0, 0.1),
+                               SOIL: _rest(green, paved, np.where(garden, 0.0, 0.1))},
+                         bright=1 + 0.05 * wn,
+                         label=np.where(garden, _veg_label(green), np.uint8(LandCover.PAVED)).astype(np.uint8))
+
+
+    # -- parcel margins: grassy strips between fields, none inside a forest or a village ----------------------
+    ptype2 = ptype_tab[i2]
+    same_block = (ptype == ptype2) & ((ptype == _Parcel.FOREST) | (ptype == _Parcel.URBAN))
+    idx = np.flatnonzero((gap < 2.5) & ~same_block)
+    green = (0.45 + 0.2 * mid[idx]).astype(np.float32)
+    canvas.paint(idx, {VEG: green, DRY: 0.25, SOIL: _rest(green, 0.25)}, bright=1 + 0.06 * white[idx],
+                 label=_veg_label(green), cover=np.clip(2.5 - gap[idx], 0, 1))
+    del gap, ptype2, same_block, i2
+
+    # -- trees ---------------------------------------------------------------------------------------------------
+    cell = lay.tree_cell
+    idx = np.flatnonzero(ptype == _Parcel.FOREST)
+    _paint_trees(canvas, idx, *coords(idx), white, lay, cell, 0.7, (0.5, 0.75), 0.93, "forest")
+    idx = np.flatnonzero(ptype == _Parcel.ORCHARD)
+    _paint_trees(canvas, idx, *coords(idx), white, lay, 1.6 * cell, 0.08, (0.26, 0.34), 0.95, "orchard")
+
+    # -- village: streets, buildings with shadows, garden trees -----------------------------------------------
+    idx = np.flatnonzero(ptype == _Parcel.URBAN)
+    if idx.size:
+        _paint_village(canvas, idx, *coords(idx), white, fine, lay)
+    del ptype, i1
+
+    # -- water: a river and a lake, wet banks, trees along the river -----------------------------------------
+    river_gap = lay.river.distance(X, Y, rows) - lay.river.half_width_at(X, Y, rows)
+    cx, cy, ra, rb, lc, ls = (np.float32(v) for v in lay.lake)
+    lu, lv = (X - cx) * lc + (Y - cy) * ls, (Y - cy) * lc - (X - cx) * ls
+    rho = np.sqrt((lu / ra) ** 2 + (lv / rb) ** 2)
+    lake_gap = (rho - 1) * rb - np.float32(0.3) * rb * (coarse.reshape(rho.shape) - np.float32(0.5))
+    water_gap = np.minimum(river_gap, lake_gap).ravel()
+    del lu, lv, rho, lake_gap
+    idx = np.flatnonzero((river_gap.ravel() > 1) & (river_gap.ravel() < lay.tree_cell * 2.5)
+                         & (canvas.label != LandCover.BUILDING))
+    _paint_trees(canvas, idx, *coords(idx), white, lay, cell, 0.6, (0.45, 0.7), 0.6, "riparian")
+    del river_gap
+    idx = np.flatnonzero(water_gap < 2.5)
+    canvas.paint(idx, {SOIL: 0.5, WSOIL: 0.5}, bright=1 + 0.05 * white[idx], label=int(LandCover.BARE_SOIL),
+                 cover=np.clip(2.5 - water_gap[idx], 0, 1))
+    idx = np.flatnonzero(water_gap < 0.5)
+    wg = water_gap[idx]
+    turbid = (0.1 + 0.5 * coarse[idx]).astype(np.float32)
+    shallow = (0.08 * np.clip(1 + wg / 3, 0, 1)).astype(np.float32)
+    canvas.paint(idx, {TURBID: turbid, SOIL: shallow, WATER: _rest(turbid, shallow)},
+                 bright=1 + 0.06 * (fine[idx] - 0.5), label=int(LandCover.WATER), cover=np.clip(0.5 - wg, 0, 1))
+    del water_gap
+
+    # -- roads (over water: bridges) ------------------------------------------------------------------------------
+    for line in lay.lines:
+        dist = (X * np.float32(line.nx) + Y * np.float32(line.ny) - np.float32(line.c)).ravel()
+        idx = np.flatnonzero(np.abs(dist) < line.width / 2 + 1.5)
+        if idx.size == 0:
+            continue
+        x, y = coords(idx)
+        _paint_road(canvas, idx, dist[idx], x * np.float32(line.tx) + y * np.float32(line.ty), line.width,
+                    line.markings, line.key if line.cars else None, fine, white)
+    road = lay.curve_road
+    dist = road.distance(X, Y, rows).ravel()
+    idx = np.flatnonzero(dist < lay.curve_road_width / 2 + 1.5)
+    _paint_road(canvas, idx, dist[idx], coords(idx)[1 if road.vertical else 0], lay.curve_road_width, False,
+                None, fine, white)
+
+    # -- final touches ------------------------------------------------------------------------------------------
+    canvas.bright *= np.float32(1) + np.float32(0.08) * (macro - np.float32(0.5))
+    shaded = (canvas.shadow >= 0.5) & np.isin(canvas.label, (LandCover.VEGETATION, LandCover.SPARSE_VEGETATION,
+                                                             LandCover.BARE_SOIL, LandCover.PAVED, LandCover.ROAD,
+                                                             LandCover.TREES))
+    canvas.label[shaded] = LandCover.SHADOW
+    return canvas, w
+
+
+def _paint_road(canvas: _Canvas, idx: np.ndarray, d: np.ndarray, t: np.ndarray, width: float, markings: bool,
+                cars_key: int | None, fine: np.ndarray, white: np.ndarray) -> None:
+    """Asphalt (with gravel shoulders, markings and cars) at pixels ``idx``, ``d`` across and ``t`` along."""
+    if idx.size == 0:
+        return
+    half = np.float32(width / 2)
+    ad = np.abs(d)
+    canvas.paint(idx, {SOIL: 0.45, ASPHALT: 0.3, DRY: 0.25}, bright=1 + 0.05 * white[idx],
+                 label=int(LandCover.BARE_SOIL), cover=np.clip(half + 1.5 - ad, 0, 1))
+    on = ad < half + 0.5
+    idx, d, ad, t = idx[on], d[on], ad[on], t[on]
+    canvas.paint(idx, {ASPHALT: 0.95, SOIL: 0.05}, bright=0.92 + 0.1 * fine[idx] + 0.04 * white[idx],
+                 label=int(LandCover.ROAD), cover=np.clip(half + 0.5 - ad, 0, 1))
+    if markings:
+        dash = _frac(t / np.float32(2 * width)) < 0.35
+        centre = np.clip(0.8 - ad, 0, 1) * dash
+        edge = np.clip(0.7 - np.abs(ad - (half - 1.2)), 0, 1)
+        paint = np.maximum(centre, edge).astype(np.float32)
+        sel = paint > 0
+        canvas.paint(idx[sel], {PAINT: 0.85, ASPHALT: 0.15}, label=int(LandCover.ROAD), cover=paint[sel])
+    if cars_key is not None:
+        spacing, length, breadth = np.float32(1.6 * width), np.float32(max(5.0, 0.6 * width)), 0.27 * width
+        k = np.floor(t / spacing)
+        h = _hash2(k.astype(np.int64), (d > 0).astype(np.int64), cars_key)
+        along = t - k * spacing - _unit(h, 8) * (spacing - length)
+        across = np.abs(ad - np.float32(width / 4))
+        cover = (np.clip(np.minimum(along, length - along) + 0.5, 0, 1)
+                 * np.clip(np.float32(breadth / 2) - across + 0.5, 0, 1) * (_unit(h, 0) < 0.3))
+        colour = _unit(h, 16)
+        for lo, hi, mix, bright in ((0.0, 0.3, {PAINT: 0.9, DARKROOF: 0.1}, 1.0), (0.3, 0.55, {DARKROOF: 1.0}, 0.45),
+                                    (0.55, 0.7, {TILES: 1.0}, 0.9), (0.7, 0.9, {METAL: 1.0}, 1.0),
+                                    (0.9, 1.0, {WATER: 1.0}, 3.0)):
+            sel = (cover > 0) & (colour >= lo) & (colour < hi)
+            canvas.paint(idx[sel], mix, bright=bright, label=int(LandCover.ROAD), cover=cover[sel])
+
+
+def _paint_village(canvas: _Canvas, idx: np.ndarray, x: np.ndarray, y: np.ndarray, white: np.ndarray,
+                   fine: np.ndarray, lay: _Layout) -> None:
+    """Streets, houses (flat concrete or metal roofs, gabled tile or dark roofs) and their shadows."""
+    ct, st = np.float32(lay.cos_t), np.float32(lay.sin_t)
+    size = np.float32(lay.building_cell)
+    u, v = x * ct + y * st, y * ct - x * st
+    ci, cj = np.floor(u / size).astype(np.int32), np.floor(v / size).astype(np.int32)
+    lu, lv = u - ci.astype(np.float32) * size, v - cj.astype(np.float32) * size
+    lat = _Lattice(ci, cj, lay.keys["buildings"])
+
+    # per lattice cell: one house, its footprint and its shadow kept inside the cell
+    tci, tcj = lat.cell(np.arange(lat.hash.size))
+    h, h2 = lat.hash, _mix32(lat.hash)
+    sx, sy = lay.shadow_dir
+    su_dir, sv_dir = sx * lay.cos_t + sy * lay.sin_t, sy * lay.cos_t - sx * lay.sin_t
+    su_dir = su_dir if abs(su_dir) > 1e-3 else 1e-3
+    sv_dir = sv_dir if abs(sv_dir) > 1e-3 else 1e-3
+    length = np.float32(2) + np.float32(0.22) * size * _unit(h2, 0)  # shadow length ~ building height
+    su, sv = length * np.float32(su_dir), length * np.float32(sv_dir)
+    avail_u, avail_v = size - 2 - np.abs(su), size - 2 - np.abs(sv)
+    wu, wv = (0.5 + 0.4 * _unit(h, 0)) * avail_u, (0.5 + 0.4 * _unit(h, 16)) * avail_v
+    u0 = 1 + np.maximum(0, -su) + _unit(h, 8) * (avail_u - wu)
+    v0 = 1 + np.maximum(0, -sv) + _unit(h, 24) * (avail_v - wv)
+    street_u, street_v = tci % 4 == 0, tcj % 3 == 0
+    present = (_unit(h2, 8) < 0.85) & ~street_u & ~street_v
+    # no house in the river, the lake or on a road: test the footprint's centre with its half-diagonal
+    uc = tci.astype(np.float64) * size + u0 + wu / 2
+    vc = tcj.astype(np.float64) * size + v0 + wv / 2
+    bx, by = uc * lay.cos_t - vc * lay.sin_t, uc * lay.sin_t + vc * lay.cos_t
+    reach = 0.5 * np.sqrt(wu.astype(np.float64) ** 2 + wv**2) + length + 2
+    clear = lay.river.distance(bx, by) - lay.river.half_width_at(bx, by) > reach
+    cx, cy, ra, rb, lc, ls = lay.lake
+    lake_u, lake_v = (bx - cx) * lc + (by - cy) * ls, (by - cy) * lc - (bx - cx) * ls
+    clear &= (np.sqrt((lake_u / ra) ** 2 + (lake_v / rb) ** 2) - 1) * rb > reach + 0.2 * rb
+    for line in lay.lines:
+        clear &= np.abs(bx * line.nx + by * line.ny - line.c) > reach + line.width / 2 + 2
+    clear &= lay.curve_road.distance(bx, by) > reach + lay.curve_road_width / 2 + 2
+    present &= clear
+    roof = _unit(h2, 16)
+
+    k = lat.index(ci, cj, 0, 0)
+    street = (street_u[k] & (lu < 0.45 * size)) | (street_v[k] & (lv < 0.45 * size))
+    sel = np.flatnonzero(street)
+    canvas.paint(idx[sel], {ASPHALT: 0.9, SOIL: 0.1}, bright=0.95 + 0.1 * fine[idx[sel]],
+                 label=int(LandCover.ROAD))
+
+    pu0, pv0, pwu, pwv, ps = u0[k], v0[k], wu[k], wv[k], present[k]
+    eu = np.minimum(lu - pu0, pu0 + pwu - lu)  # distance inside the footprint's edges (negative outside)
+    ev = np.minimum(lv - pv0, pv0 + pwv - lv)
+    cover = (np.clip(eu + 0.5, 0, 1) * np.clip(ev + 0.5, 0, 1) * ps).astype(np.float32)
+
+    # cast shadow: the footprint swept along the shadow vector (exact for a box)
+    psu, psv = su[k], sv[k]
+    ta, tb = (lu - (pu0 + pwu)) / psu, (lu - pu0) / psu
+    lo, hi = np.minimum(ta, tb), np.maximum(ta, tb)
+    ta, tb = (lv - (pv0 + pwv)) / psv, (lv - pv0) / psv
+    lo, hi = np.maximum(np.maximum(lo, np.minimum(ta, tb)), 0), np.minimum(np.minimum(hi, np.maximum(ta, tb)), 1)
+    cast = ps & (lo <= hi) & (cover < 1)
+    canvas.shadow[idx[cast]] = np.maximum(canvas.shadow[idx[cast]], np.float32(0.9) * (1 - cover[cast]))
+
+    # roofs: gabled ones are split along the ridge (longer side) into a sunlit and a shaded half
+    kind = roof[k]
+    ridge_u = pwu >= pwv
+    lower_half = np.where(ridge_u, lv < pv0 + pwv / 2, lu < pu0 + pwu / 2)
+    # the lower half's outward normal is -v (-u); it faces the sun if the shadows fall towards +v (+u)
+    sunlit = lower_half == np.where(ridge_u, sv_dir > 0, su_dir > 0)
+    gable = np.where(sunlit, np.float32(1.15), np.float32(0.75))
+    edge = np.minimum(eu, ev)
+    flat = np.where(edge < 1.2, np.float32(0.8), np.float32(1.0)) + 0.03 * white[idx]
+    metal = np.float32(0.9) + np.float32(0.15) * _stripes(lu, np.float32(2.5))
+    for lo_, hi_, mix, bright in ((0.0, 0.35, {CONCRETE: 0.9, DARKROOF: 0.1}, flat),
+                                  (0.35, 0.65, {TILES: 0.92, DARKROOF: 0.08}, gable),
+                                  (0.65, 0.8, {DARKROOF: 1.0}, gable), (0.8, 1.0, {METAL: 0.9, CONCRETE: 0.1}, metal)):
+        sel = np.flatnonzero((cover > 0) & (kind >= lo_) & (kind < hi_))
+        canvas.paint(idx[sel], mix, bright=bright[sel], label=int(LandCover.BUILDING), cover=cover[sel])
+
+    # a few garden trees
+    sel = np.flatnonzero((cover == 0) & ~street)
+    _paint_trees(canvas, idx[sel], x[sel], y[sel], white, lay, 1.3 * lay.tree_cell, 0.8, (0.3, 0.5), 0.25,
+                 "garden")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# products
+
+
+def _band_key(lay: _Layout, band: int) -> int:
+    return int(_mix32(np.array([lay.keys["bands"] ^ (band * 0x9E3779B1 & 0xFFFFFFFF)], np.uint32))[0])
+
+
+def _render_reference(lay: _Layout, profile: SensorProfile, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reference DN ``(C, y1 - y0, size)`` float32 and land-cover labels of rows ``y0:y1``."""
+    canvas, w = _render(lay, y0, y1)
+    emat, shade, haze = _band_tables(profile)
+    gain = np.float32(REFLECTANCE_SCALE * profile.max_value)
+    abundance = canvas.abundance
+    active = [k for k in range(len(_MATERIALS)) if abundance[k].any()]
+    ix, iy = np.arange(w)[None, :], np.arange(y0, y1)[:, None]
+    out = np.empty((len(profile.bands), abundance.shape[1]), np.float32)
+    tmp = np.empty(abundance.shape[1], np.float32)
+    for b in range(len(profile.bands)):
+        acc = out[b]
+        acc.fill(0)
+        for k in active:  # an explicit, fixed-order sum: bit-identical whatever the strip's size
+            np.multiply(abundance[k], emat[b, k], out=tmp)
+            acc += tmp
+        acc *= canvas.bright
+        np.multiply(canvas.shadow, np.float32(1) - shade[b], out=tmp)
+        np.subtract(np.float32(1), tmp, out=tmp)
+        acc *= tmp
+        acc += haze[b]
+        acc *= np.float32(1) + np.float32(BAND_NOISE) * _signed(_hash2(ix, iy, _band_key(lay, b))).ravel()
+        np.clip(acc, 0, 1, out=acc)
+        acc *= gain
+        acc += np.float32(1)
+    return out.reshape(len(profile.bands), y1 - y0, w), canvas.label.reshape(y1 - y0, w)
+
+
+def _pan_from_reference(ref: np.ndarray, profile: SensorProfile, lay: _Layout, y0: int) -> np.ndarray:
+    weights = _pan_weights(profile)
+    pan = np.zeros(ref.shape[1:], np.float32)
+    for b in range(ref.shape[0]):
+        pan += weights[b] * ref[b]
+    noise = _signed(_hash2(np.arange(ref.shape[2])[None, :], np.arange(y0, y0 + ref.shape[1])[:, None],
+                           lay.keys["pan"]))
+    pan += np.float32(PAN_NOISE * profile.max_value) * noise
+    return np.clip(pan, 1, profile.max_value, out=pan)
+
+
+@dataclass
+class SceneStrip:
+    """Rows ``row0:row1`` of a scene (PAN pixels), with the matching MS rows ``row0 // ratio : row1 // ratio``."""
+
+    row0: int
+    row1: int
+    pan: np.ndarray  # (row1 - row0, W) float32
+    ms: np.ndarray  # (C, (row1 - row0) / ratio, W / ratio) float32
+    reference: np.ndarray  # (C, row1 - row0, W) float32
+    labels: np.ndarray  # (row1 - row0, W) uint8, LandCover codes
+
+
+@dataclass
+class SyntheticScene:
+    """A synthetic acquisition: PAN, MS, the high-resolution reference MS, and their georeferencing."""
+
+    pan: np.ndarray  # (H, W) float32 DN
+    ms: np.ndarray  # (C, H / ratio, W / ratio) float32 DN
+    reference: np.ndarray  # (C, H, W) float32 DN: the MS a sensor with PAN resolution would have seen
+    crs: str
+    pan_transform: Affine
+    ms_transform: Affine
+    sensor: str  # sensor key, e.g. "wv3"
+    labels: np.ndarray | None = None  # (H, W) uint8 LandCover codes
+    seed: int | None = None
+    profile: SensorProfile | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.profile is None:
+            self.profile = get_sensor(self.sensor)
+
+    @property
+    def ratio(self) -> int:
+        return round(self.pan.shape[-1] / self.ms.shape[-1])
+
+    @property
+    def band_names(self) -> tuple[str, ...]:
+        assert self.profile is not None
+        return self.profile.band_names
+
+
+def _profile(sensor: str | SensorProfile) -> SensorProfile:
+    return sensor if isinstance(sensor, SensorProfile) else get_sensor(sensor)
+
+
+def _ratio(profile: SensorProfile) -> int:
+    r = float(profile.ratio)
+    if r < 1 or r != int(r):
+        raise ValueError(f"sensor {profile.key!r} has a non-integer ratio {profile.ratio}")
+    return int(r)
+
+
+def _check_size(size: int, ratio: int) -> int:
+    if isinstance(size, bool) or int(size) != size:
+        raise ValueError(f"size must be an integer, got {size!r}")
+    size = int(size)
+    if size < 4 * ratio or size % ratio:
+        raise ValueError(f"size must be a multiple of the sensor's ratio {ratio} and at least {4 * ratio} px, "
+                         f"got {size}")
+    return size
+
+
+def default_strip_rows(size: int, ratio: int = 4) -> int:
+    """Strip height used when none is given: about :data:`STRIP_PIXELS` pixels, a multiple of ``ratio``."""
+    return int(min(size, max(ratio, (STRIP_PIXELS // size) // ratio * ratio)))
+
+
+def _strip_rows(strip_rows: int | None, size: int, ratio: int) -> int:
+    if strip_rows is None:
+        return default_strip_rows(size, ratio)
+    if isinstance(strip_rows, bool) or int(strip_rows) != strip_rows or strip_rows <= 0 or strip_rows % ratio:
+        raise ValueError(f"strip_rows must be a positive multiple of the ratio {ratio}, got {strip_rows!r}")
+    return int(min(strip_rows, size))
+
+
+_LAYOUTS: dict[tuple[int, int], _Layout] = {}
+
+
+def _layout(size: int, seed: int) -> _Layout:
+    key = (size, seed)
+    if key not in _LAYOUTS:
+        if len(_LAYOUTS) >= 8:
+            _LAYOUTS.pop(next(iter(_LAYOUTS)))
+        _LAYOUTS[key] = _make_layout(size, seed)
+    return _LAYOUTS[key]
+
+
+def iter_strips(sensor: str | SensorProfile = "wv3", size: int = 512, seed: int = 0,
+                strip_rows: int | None = None) -> Iterator[SceneStrip]:
+    """Generate a scene strip by strip (top to bottom), each from scratch: memory is bounded by the strip size.
+
+    ``strip_rows`` (a multiple of the ratio; default :func:`default_strip_rows`) is the PAN height of a strip.
+    Each strip is rendered with :data:`FILTER_MARGIN` extra rows above and below so that the MTF filter sees
+    what it sees on the whole scene, and starts on a multiple of the ratio so that decimation keeps the same
+    rows; strips are therefore the exact pieces of :func:`generate_scene`'s arrays (the MS to float32 rounding).
+    """
+    profile = _profile(sensor)
+    ratio = _ratio(profile)
+    size = _check_size(size, ratio)
+    rows = _strip_rows(strip_rows, size, ratio)
+    margin = ratio * math.ceil(max(FILTER_MARGIN, DEFAULT_TAPS // 2) / ratio)
+    lay = _layout(size, int(seed))
+    gains = profile.mtf_gains
+    for y0 in range(0, size, rows):
+        y1 = min(size, y0 + rows)
+        e0, e1 = max(0, y0 - margin), min(size, y1 + margin)
+        ref_ext, labels = _render_reference(lay, profile, e0, e1)
+        # one band at a time: the filter works in float64, and this keeps its copies small
+        ms = np.stack([degrade_ms(ref_ext[b], gains[b], ratio)[(y0 - e0) // ratio:(y1 - e0) // ratio]
+                       for b in range(ref_ext.shape[0])]).astype(np.float32, copy=False)
+        ref = np.ascontiguousarray(ref_ext[:, y0 - e0:y1 - e0])
+        del ref_ext
+        yield SceneStrip(row0=y0, row1=y1, pan=_pan_from_reference(ref, profile, lay, y0), ms=ms, reference=ref,
+                         labels=np.ascontiguousarray(labels[y0 - e0:y1 - e0]))
+
+
+def gsd_pan_m(sensor: str | SensorProfile) -> float:
+    """PAN pixel size in metres used for a sensor's synthetic scenes."""
+    return GSD_PAN_M.get(_profile(sensor).key, DEFAULT_GSD_PAN_M)
+
+
+def _transforms(profile: SensorProfile, origin: tuple[float, float], gsd: float | None) -> tuple[Affine, Affine]:
+    gsd = gsd_pan_m(profile) if gsd is None else float(gsd)
+    ratio = _ratio(profile)
+    x0, y0 = origin
+    return Affine(gsd, 0.0, x0, 0.0, -gsd, y0), Affine(gsd * ratio, 0.0, x0, 0.0, -gsd * ratio, y0)
+
+
+def generate_scene(sensor: str | SensorProfile = "wv3", size: int = 512, seed: int = 0, crs: str = DEFAULT_CRS,
+                   strip_rows: int | None = None, origin: tuple[float, float] = DEFAULT_ORIGIN,
+                   gsd: float | None = None) -> SyntheticScene:
+    """A synthetic scene of ``size`` x ``size`` PAN pixels (a multiple of the sensor's ratio), in memory.
+
+    The same ``(sensor, size, seed)`` always gives bit-identical arrays. The work is done in strips of
+    ``strip_rows`` rows (see :func:`iter_strips`), so the peak memory is the output arrays plus one strip; for
+    scenes that do not fit in memory use :func:`write_sample`. ``gsd`` (PAN pixel, metres) defaults to
+    :data:`GSD_PAN_M`; the PAN and MS grids share the upper-left corner ``origin`` in ``crs``.
+    """
+    profile = _profile(sensor)
+    ratio = _ratio(profile)
+    size = _check_size(size, ratio)
+    bands = len(profile.bands)
+    pan = np.empty((size, size), np.float32)
+    ms = np.empty((bands, size // ratio, size // ratio), np.float32)
+    reference = np.empty((bands, size, size), np.float32)
+    labels = np.empty((size, size), np.uint8)
+    for strip in iter_strips(profile, size, seed, strip_rows):
+        pan[strip.row0:strip.row1] = strip.pan
+        ms[:, strip.row0 // ratio:strip.row1 // ratio] = strip.ms
+        reference[:, strip.row0:strip.row1] = strip.reference
+        labels[strip.row0:strip.row1] = strip.labels
+    pan_transform, ms_transform = _transforms(profile, origin, gsd)
+    return SyntheticScene(pan=pan, ms=ms, reference=reference, crs=str(crs), pan_transform=pan_transform,
+                          ms_transform=ms_transform, sensor=profile.key, labels=labels, seed=int(seed),
+                          profile=profile)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# files
+
+
+class _RowWriter:
+    """Writes row strips into a dataset in whole multiples of its block height (tile-aligned, each tile once)."""
+
+    def __init__(self, dst, block_rows: int):
+        self.dst, self.block_rows = dst, block_rows
+        self.row = 0
+        self.pending: list[np.ndarray] = []
+
+    def add(self, data: np.ndarray) -> None:
+        self.pending.append(data)
+        if sum(p.shape[1] for p in self.pending) >= self.block_rows:
+            self._flush(final=False)
+
+    def close(self) -> None:
+        if self.pending:
+            self._flush(final=True)
+
+    def _flush(self, final: bool) -> None:
+        from rasterio.windows import Window
+
+        data = self.pending[0] if len(self.pending) == 1 else np.concatenate(self.pending, axis=1)
+        n = data.shape[1] if final else data.shape[1] // self.block_rows * self.block_rows
+        if n:
+            self.dst.write(data[:, :n], window=Window(0, self.row, data.shape[2], n))
+            self.row += n
+        self.pending = [data[:, n:]] if n < data.shape[1] else []
+
+
+def _encode(data: np.ndarray, profile: SensorProfile) -> np.ndarray:
+    """DN float32 to the sensor's dtype: integers rounded and clipped to [1, max_value] (0 is nodata)."""
+    dtype = np.dtype(profile.dtype)
+    if np.issubdtype(dtype, np.integer):
+        return np.clip(np.rint(data), 1, profile.max_value).astype(dtype)
+    return data.astype(dtype)
+
+
+def write_sample(out_dir: str | PathLike[str], sensor: str | SensorProfile = "wv3", size: int = 1024,
+                 seed: int = 0, overwrite: bool = False, strip_rows: int | None = None, crs: str = DEFAULT_CRS,
+                 labels: bool = False) -> dict[str, Path]:
+    """Write ``pan.tif``, ``ms.tif`` and ``reference.tif`` (and ``labels.tif`` if asked) into ``out_dir``.
+
+    Tiled (256 x 256), deflate-compressed GeoTIFFs in the sensor's dtype with its nodata, band names as band
+    descriptions and ``wavelength`` / ``wavelength_units`` / ``fwhm`` band tags. The scene is generated and
+    written strip by strip (see :func:`iter_strips`), so any size fits in memory. Existing files are refused
+    unless ``overwrite``; files are written under temporary names and renamed at the end. Returns the paths by
+    role: ``{"pan": ..., "ms": ..., "reference": ...}``.
+    """
+    import rasterio
+
+    profile = _profile(sensor)
+    ratio = _ratio(profile)
+    size = _check_size(size, ratio)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError("not a directory", path=out, hint="give a directory to write the scene into")
+    paths = {"pan": out / "pan.tif", "ms": out / "ms.tif", "reference": out / "reference.tif"}
+    if labels:
+        paths["labels"] = out / "labels.tif"
+    for path in paths.values():
+        if path.exists() and not overwrite:
+            raise OutputError("output exists", path=path, hint="pass --overwrite")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output directory: {exc.strerror}", path=out) from None
+
+    pan_transform, ms_transform = _transforms(profile, DEFAULT_ORIGIN, None)
+    pan_band = profile.pan
+    specs = {
+        "pan": (size, pan_transform, [("PAN", pan_band.center_nm, pan_band.width_nm)], profile.dtype),
+        "ms": (size // ratio, ms_transform, [(b.name, b.center_nm, b.width_nm) for b in profile.bands],
+               profile.dtype),
+        "reference": (size, pan_transform, [(b.name, b.center_nm, b.width_nm) for b in profile.bands],
+                      profile.dtype),
+        "labels": (size, pan_transform, [("land_cover", None, None)], "uint8"),
+    }
+    block = 256
+    temps = {role: path.with_name(f".{path.name}.partial") for role, path in paths.items()}
+    datasets = {}
+    try:
+        with rasterio.Env(GDAL_CACHEMAX=256 * 1024 * 1024):
+            for role, tmp in temps.items():
+                side, transform, bands, dtype = specs[role]
+                integer = np.issubdtype(np.dtype(dtype), np.integer)
+                dst = rasterio.open(
+                    tmp, "w", driver="GTiff", width=side, height=side, count=len(bands), dtype=dtype, crs=crs,
+                    transform=transform, nodata=None if role == "labels" else profile.nodata, tiled=True,
+                    blockxsize=block, blockysize=block, compress="deflate", predictor=2 if integer else 3,
+                    BIGTIFF="IF_SAFER")
+                datasets[role] = dst
+                dst.descriptions = tuple(name for name, _, _ in bands)
+                for i, (_, center, width) in enumerate(bands, start=1):
+                    if center is not None:
+                        dst.update_tags(i, wavelength=center, wavelength_units="nm", fwhm=width)
+                dst.update_tags(sensor=profile.key, seed=int(seed), ratio=ratio, generator="spatialx.sample")
+                if role == "labels":
+                    dst.update_tags(classes=",".join(f"{c.value}={c.name.lower()}" for c in LandCover))
+            writers = {role: _RowWriter(dst, block) for role, dst in datasets.items()}
+            for strip in iter_strips(profile, size, seed, strip_rows):
+                writers["pan"].add(_encode(strip.pan[None], profile))
+                writers["ms"].add(_encode(strip.ms, profile))
+                writers["reference"].add(_encode(strip.reference, profile))
+                if labels:
+                    writers["labels"].add(strip.labels[None])
+            for writer in writers.values():
+                writer.close()
+            for dst in datasets.values():
+                dst.close()
+        for role, tmp in temps.items():
+            os.replace(tmp, paths[role])
+    except BaseException:
+        for dst in datasets.values():
+            dst.close()
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+        raise
+    return paths
