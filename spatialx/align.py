@@ -51,8 +51,8 @@ class AxisMap:
     def source_range(self, start: int, stop: int) -> tuple[int, int]:
         """Source pixels [lo, hi) that the kernel touches for output indices [start, stop), clipped."""
         p = self.positions(start, stop)
-        lo = int(math.floor(p.min())) - CUBIC_RADIUS + 1
-        hi = int(math.floor(p.max())) + CUBIC_RADIUS + 1
+        lo = math.floor(p.min()) - CUBIC_RADIUS + 1
+        hi = math.floor(p.max()) + CUBIC_RADIUS + 1
         return max(0, lo), min(self.size, hi)
 
     def matrix(self, start: int, stop: int, lo: int, hi: int) -> np.ndarray:

@@ -19,6 +19,7 @@ import math
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 from rasterio.windows import Window
@@ -156,7 +157,7 @@ class OverlapAddStitcher:
 
     def _coverage(self, cuts: list[int], cores: list[tuple[int, int]], length: int) -> list[int]:
         counts = []
-        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+        for a, b in pairwise(cuts):
             counts.append(sum(1 for s, e in cores
                               if max(0, s - self.plan.overlap) <= a and b <= min(length, e + self.plan.overlap)))
         return counts

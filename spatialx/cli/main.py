@@ -36,7 +36,7 @@ def root(version: bool = typer.Option(False, "--version", callback=_version, is_
     """spatialx: satellite image fusion."""
 
 
-def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"spatialx: warning: {message}", file=sys.stderr)
 
 
