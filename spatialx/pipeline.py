@@ -235,6 +235,7 @@ def fuse_scene(
     *,
     method_options: Mapping[str, Any] | None = None,
     bands: str | None = None,
+    ratio: float | None = None,
     tile: int = 512,
     overlap: int | None = None,
     workers: int = 1,
@@ -255,7 +256,13 @@ def fuse_scene(
     band_map = {role: list(range(1, info.count + 1)) for role, info in rasters.items()}
     band_map[task.output_like] = selected
     alignment = align(rasters[task.guide], {r: rasters[r] for r in task.resampled}, task.label(task.guide))
-    ratio = alignment.resamplers[task.output_like].ratio if task.output_like in alignment.resamplers else 1.0
+    grid_ratio = alignment.resamplers[task.output_like].ratio if task.output_like in alignment.resamplers else 1.0
+    # Filters model the sensor's optics, so methods use the sensor's resolution ratio unless told otherwise; the
+    # grid ratio differs when the MS was delivered already resampled (e.g. onto the PAN grid).
+    ratio = float(ratio or profile.ratio)
+    if abs(grid_ratio - ratio) > 0.05 * ratio:
+        alignment.notes.append(f"{task.label(task.output_like)} grid ratio {grid_ratio:.4g} differs from the "
+                               f"method ratio {ratio:g} (sensor {profile.key}); pass --ratio to change it")
     fusion: FusionMethod = create_method(method, profile, ratio, task=task.name, **dict(method_options or {}))
     overlap = fusion.default_overlap if overlap is None else overlap
     grid = alignment.grid
@@ -269,7 +276,7 @@ def fuse_scene(
     nodata = out_like.nodata if out_like.nodata is not None else profile.nodata
     encoder = _Encoder(out_dtype, nodata, profile.max_value if np.dtype(out_dtype).kind in "iu" else None)
     run_notes = list(notes or []) + alignment.notes
-    params = {"ratio": round(ratio, 6), "tile": tile, "overlap": overlap, "halo": fusion.halo}
+    params = {"ratio": round(ratio, 6), "grid_ratio": round(grid_ratio, 6), "tile": tile, "overlap": overlap, "halo": fusion.halo}
     job = _Inputs(task, rasters, band_map, alignment)
     job.open_readers()
     try:

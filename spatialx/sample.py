@@ -403,8 +403,12 @@ class _Canvas:
         self.label = np.zeros(n, np.uint8)
 
     def paint(self, idx: np.ndarray, mix: Mapping[int, np.ndarray | float], bright: np.ndarray | float = 1.0,
-              label: np.ndarray | int | None = None, cover: np.ndarray | None = None) -> None:
-        """Set (or, with ``cover`` in [0, 1], blend towards) a material mixture at flat pixel indices ``idx``."""
+              label: np.ndarray | int | None = None, cover: np.ndarray | None = None,
+              label_cover: float = 0.5) -> None:
+        """Set (or, with ``cover`` in [0, 1], blend towards) a material mixture at flat pixel indices ``idx``.
+
+        With ``cover``, the label is set where the cover reaches ``label_cover``.
+        """
         if idx.size == 0:
             return
         if cover is None:
@@ -421,7 +425,7 @@ class _Canvas:
         b = self.bright[idx]
         self.bright[idx] = b + cover * (bright - b)
         if label is not None:
-            keep = cover >= 0.5
+            keep = cover >= label_cover
             self.label[idx[keep]] = label[keep] if isinstance(label, np.ndarray) else label
 
 
@@ -490,31 +494,47 @@ def _paint_trees(canvas: _Canvas, idx: np.ndarray, x: np.ndarray, y: np.ndarray,
     canvas.shadow[idx[cast]] = np.maximum(canvas.shadow[idx[cast]], np.float32(0.85) * shadow[cast])
 
 
+_BLOCK = 1 << 15
+"""Pixels per block in the per-pixel loops that are worth keeping in cache."""
+
+
 def _voronoi(u: np.ndarray, v: np.ndarray, key: int, jitter: float = 0.8,
              ) -> tuple[_Lattice, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Nearest and second-nearest jittered lattice point: lattice, both indices, both squared distances."""
     cu, cv = np.floor(u).astype(np.int32), np.floor(v).astype(np.int32)
     lat = _Lattice(cu, cv, key)
-    jx = (np.float32(0.5 - jitter / 2) + np.float32(jitter) * _unit(lat.hash & np.uint32(0xFFFF), 0)
+    jx = (np.float32(0.5 - jitter / 2) + np.float32(jitter) * _unit(lat.hash, 0)
           + np.float32(jitter / 256) * _unit(lat.hash, 8))
     jy = (np.float32(0.5 - jitter / 2) + np.float32(jitter) * _unit(lat.hash, 16)
           + np.float32(jitter / 256) * _unit(lat.hash, 24))
-    d1 = np.full(u.shape, np.inf, np.float32)
-    d2 = np.full(u.shape, np.inf, np.float32)
-    i1 = np.zeros(u.shape, np.int64)
-    i2 = np.zeros(u.shape, np.int64)
-    for dj in (-1, 0, 1):
-        for di in (-1, 0, 1):
-            index = lat.index(cu, cv, di, dj)
-            du = u - ((cu + di).astype(np.float32) + jx[index])
-            dv = v - ((cv + dj).astype(np.float32) + jy[index])
-            d = du * du + dv * dv
-            closer = d < d1
-            second = ~closer & (d < d2)
-            d2 = np.where(closer, d1, np.where(second, d, d2))
-            i2 = np.where(closer, i1, np.where(second, index, i2))
-            d1 = np.where(closer, d, d1)
-            i1 = np.where(closer, index, i1)
+    # lattice point coordinates per table entry, so that a neighbour costs two gathers
+    ti, tj = lat.cell(np.arange(lat.hash.size, dtype=np.int32))
+    px, py = ti.astype(np.float32) + jx, tj.astype(np.float32) + jy
+    n = u.size
+    d1 = np.empty(n, np.float32)
+    d2 = np.empty(n, np.float32)
+    i1 = np.empty(n, np.int32)
+    i2 = np.empty(n, np.int32)
+    for s in range(0, n, _BLOCK):
+        e = min(n, s + _BLOCK)
+        bu, bv, bcu, bcv = u[s:e], v[s:e], cu[s:e], cv[s:e]
+        b1 = np.full(e - s, np.inf, np.float32)
+        b2 = np.full(e - s, np.inf, np.float32)
+        j1 = np.zeros(e - s, np.int32)
+        j2 = np.zeros(e - s, np.int32)
+        for dj in (-1, 0, 1):
+            for di in (-1, 0, 1):
+                index = lat.index(bcu, bcv, di, dj)
+                du = bu - px[index]
+                dv = bv - py[index]
+                d = du * du + dv * dv
+                closer = d < b1
+                second = ~closer & (d < b2)
+                b2 = np.where(closer, b1, np.where(second, d, b2))
+                j2 = np.where(closer, j1, np.where(second, index, j2))
+                b1 = np.where(closer, d, b1)
+                j1 = np.where(closer, index, j1)
+        d1[s:e], d2[s:e], i1[s:e], i2[s:e] = b1, b2, j1, j2
     return lat, i1, i2, d1, d2
 
 
@@ -611,10 +631,10 @@ def _render(lay: _Layout, y0: int, y1: int) -> tuple[_Canvas, int]:
             garden = mid[idx] + 0.3 * (_unit(_hash2(x.astype(np.int64) // 24, y.astype(np.int64) // 24,
                                                     keys["urban_ground"])) - 0.5) > 0.5
             green = np.where(garden, 0.75 * vig, 0.05).astype(np.float32)
-            paved = np.where(garden, 0.0, 0.65).astype(np.float32)
-            canvas.paint(idx, {VEG: green, CONCRETE: paved, ASPHALT: np.where(garden, 0.0, 0.1),
-                               SOIL: _rest(green, paved, np.where(garden, 0.0, 0.1))},
-                         bright=1 + 0.05 * wn,
+            paved = np.where(garden, 0.0, 0.45).astype(np.float32)
+            tar = np.where(garden, 0.0, 0.25).astype(np.float32)
+            canvas.paint(idx, {VEG: green, CONCRETE: paved, ASPHALT: tar, SOIL: _rest(green, paved, tar)},
+                         bright=np.where(garden, 1.0, 0.85) + 0.05 * wn,
                          label=np.where(garden, _veg_label(green), np.uint8(LandCover.PAVED)).astype(np.uint8))
 
 
@@ -648,10 +668,6 @@ def _render(lay: _Layout, y0: int, y1: int) -> tuple[_Canvas, int]:
     lake_gap = (rho - 1) * rb - np.float32(0.3) * rb * (coarse.reshape(rho.shape) - np.float32(0.5))
     water_gap = np.minimum(river_gap, lake_gap).ravel()
     del lu, lv, rho, lake_gap
-    idx = np.flatnonzero((river_gap.ravel() > 1) & (river_gap.ravel() < lay.tree_cell * 2.5)
-                         & (canvas.label != LandCover.BUILDING))
-    _paint_trees(canvas, idx, *coords(idx), white, lay, cell, 0.6, (0.45, 0.7), 0.6, "riparian")
-    del river_gap
     idx = np.flatnonzero(water_gap < 2.5)
     canvas.paint(idx, {SOIL: 0.5, WSOIL: 0.5}, bright=1 + 0.05 * white[idx], label=int(LandCover.BARE_SOIL),
                  cover=np.clip(2.5 - water_gap[idx], 0, 1))
@@ -660,8 +676,13 @@ def _render(lay: _Layout, y0: int, y1: int) -> tuple[_Canvas, int]:
     turbid = (0.1 + 0.5 * coarse[idx]).astype(np.float32)
     shallow = (0.08 * np.clip(1 + wg / 3, 0, 1)).astype(np.float32)
     canvas.paint(idx, {TURBID: turbid, SOIL: shallow, WATER: _rest(turbid, shallow)},
-                 bright=1 + 0.06 * (fine[idx] - 0.5), label=int(LandCover.WATER), cover=np.clip(0.5 - wg, 0, 1))
-    del water_gap
+                 bright=1 + 0.06 * (fine[idx] - 0.5), label=int(LandCover.WATER), cover=np.clip(0.5 - wg, 0, 1),
+                 label_cover=0.9)
+    canvas.shadow[idx] *= np.clip(wg + 0.5, 0, 1)  # shadows of trees and houses that the water replaced
+    idx = np.flatnonzero((water_gap > 1.5) & (river_gap.ravel() < lay.tree_cell * 2.5)
+                         & (canvas.label != LandCover.BUILDING))
+    _paint_trees(canvas, idx, *coords(idx), white, lay, cell, 0.6, (0.45, 0.7), 0.6, "riparian")
+    del water_gap, river_gap
 
     # -- roads (over water: bridges) ------------------------------------------------------------------------------
     for line in lay.lines:
@@ -698,8 +719,10 @@ def _paint_road(canvas: _Canvas, idx: np.ndarray, d: np.ndarray, t: np.ndarray, 
                  label=int(LandCover.BARE_SOIL), cover=np.clip(half + 1.5 - ad, 0, 1))
     on = ad < half + 0.5
     idx, d, ad, t = idx[on], d[on], ad[on], t[on]
+    cover = np.clip(half + 0.5 - ad, 0, 1)
     canvas.paint(idx, {ASPHALT: 0.95, SOIL: 0.05}, bright=0.92 + 0.1 * fine[idx] + 0.04 * white[idx],
-                 label=int(LandCover.ROAD), cover=np.clip(half + 0.5 - ad, 0, 1))
+                 label=int(LandCover.ROAD), cover=cover)
+    canvas.shadow[idx] *= np.float32(1) - cover  # shadows of the trees the road replaced
     if markings:
         dash = _frac(t / np.float32(2 * width)) < 0.35
         centre = np.clip(0.8 - ad, 0, 1) * dash
@@ -721,7 +744,6 @@ def _paint_road(canvas: _Canvas, idx: np.ndarray, d: np.ndarray, t: np.ndarray, 
                                     (0.9, 1.0, {WATER: 1.0}, 3.0)):
             sel = (cover > 0) & (colour >= lo) & (colour < hi)
             canvas.paint(idx[sel], mix, bright=bright, label=int(LandCover.ROAD), cover=cover[sel])
-
 
 def _paint_village(canvas: _Canvas, idx: np.ndarray, x: np.ndarray, y: np.ndarray, white: np.ndarray,
                    fine: np.ndarray, lay: _Layout) -> None:
@@ -820,24 +842,32 @@ def _render_reference(lay: _Layout, profile: SensorProfile, y0: int, y1: int) ->
     gain = np.float32(REFLECTANCE_SCALE * profile.max_value)
     abundance = canvas.abundance
     active = [k for k in range(len(_MATERIALS)) if abundance[k].any()]
-    ix, iy = np.arange(w)[None, :], np.arange(y0, y1)[:, None]
-    out = np.empty((len(profile.bands), abundance.shape[1]), np.float32)
-    tmp = np.empty(abundance.shape[1], np.float32)
-    for b in range(len(profile.bands)):
-        acc = out[b]
-        acc.fill(0)
-        for k in active:  # an explicit, fixed-order sum: bit-identical whatever the strip's size
-            np.multiply(abundance[k], emat[b, k], out=tmp)
-            acc += tmp
-        acc *= canvas.bright
-        np.multiply(canvas.shadow, np.float32(1) - shade[b], out=tmp)
-        np.subtract(np.float32(1), tmp, out=tmp)
-        acc *= tmp
-        acc += haze[b]
-        acc *= np.float32(1) + np.float32(BAND_NOISE) * _signed(_hash2(ix, iy, _band_key(lay, b))).ravel()
-        np.clip(acc, 0, 1, out=acc)
-        acc *= gain
-        acc += np.float32(1)
+    n = abundance.shape[1]
+    bands = len(profile.bands)
+    keys = [_band_key(lay, b) for b in range(bands)]
+    out = np.empty((bands, n), np.float32)
+    tmp = np.empty(_BLOCK, np.float32)
+    dark = np.empty(_BLOCK, np.float32)
+    for s in range(0, n, _BLOCK):  # blocks that stay in cache; every operation is elementwise
+        e = min(n, s + _BLOCK)
+        t, sh = tmp[:e - s], dark[:e - s]
+        flat = np.arange(s, e)
+        ix, iy = flat % w, flat // w + y0
+        for b in range(bands):
+            acc = out[b, s:e]
+            acc.fill(0)
+            for k in active:  # an explicit, fixed-order sum: bit-identical whatever the strip's size
+                np.multiply(abundance[k, s:e], emat[b, k], out=t)
+                acc += t
+            acc *= canvas.bright[s:e]
+            np.multiply(canvas.shadow[s:e], np.float32(1) - shade[b], out=sh)
+            np.subtract(np.float32(1), sh, out=sh)
+            acc *= sh
+            acc += haze[b]
+            acc *= np.float32(1) + np.float32(BAND_NOISE) * _signed(_hash2(ix, iy, keys[b]))
+            np.clip(acc, 0, 1, out=acc)
+            acc *= gain
+            acc += np.float32(1)
     return out.reshape(len(profile.bands), y1 - y0, w), canvas.label.reshape(y1 - y0, w)
 
 

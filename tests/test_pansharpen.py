@@ -75,7 +75,7 @@ def test_exp_resamples_the_ms_geometrically(tmp_path):
     ramp on the PAN grid, at the right place."""
     ms_res, x0, y0 = 1.7, 500000.0 + 0.3, 4800000.0 - 0.2
     rows, cols = 40, 50
-    yy, xx = np.mgrid[0:rows, 0:cols]
+    _, xx = np.mgrid[0:rows, 0:cols]
     # value = easting in metres (of the MS pixel centre) relative to 500000, times 10
     east = x0 + (xx + 0.5) * ms_res - 500000.0
     ms = np.repeat((100 + 10 * east)[None], 4, axis=0).astype("float32")
@@ -84,7 +84,7 @@ def test_exp_resamples_the_ms_geometrically(tmp_path):
     write_tif(tmp_path / "pan.tif", pan, rasterio.Affine(0.5, 0, 500000, 0, -0.5, 4800000), "EPSG:32631",
               nodata=None)
     result = pansharpen(tmp_path / "pan.tif", tmp_path / "ms.tif", tmp_path / "out.tif", "qb", "exp", tile=64)
-    assert result.params["ratio"] == pytest.approx(3.4)
+    assert result.params["grid_ratio"] == pytest.approx(3.4) and result.params["ratio"] == 4
     with rasterio.open(result.output) as out:
         data = out.read(1)
         centres_x = out.transform.c + (np.arange(out.width) + 0.5) * out.transform.a - 500000.0

@@ -24,3 +24,6 @@ Bands = Annotated[str | None, typer.Option(
     "--bands", help="Select MS bands: 1-based numbers in the sensor's band order (e.g. 3,2,1,4), or the sensor band "
                     "names the file holds, in file order (e.g. Blue,Green,Red,NIR1).", show_default=False)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
+Ratio = Annotated[float | None, typer.Option(
+    "--ratio", min=1.0, help="PAN/MS resolution ratio the method's filters assume [default: the sensor's].",
+    show_default=False)]

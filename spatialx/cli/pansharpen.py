@@ -18,6 +18,7 @@ def command(
     sensor: opt.Sensor = "wv3",
     method: Annotated[str, typer.Option("--method", "-m", help="Fusion method (see `spatialx methods`).")] = "brovey",
     bands: opt.Bands = None,
+    ratio: opt.Ratio = None,
     tile: opt.Tile = 512,
     overlap: opt.Overlap = None,
     workers: opt.Workers = 1,
@@ -35,7 +36,7 @@ def command(
 
     resolve_device(device)
     with tile_progress(f"pansharpen {method}", enabled=not quiet) as progress:
-        result = pansharpen(pan, ms, output, sensor, method, bands=bands, tile=tile, overlap=overlap,
+        result = pansharpen(pan, ms, output, sensor, method, bands=bands, ratio=ratio, tile=tile, overlap=overlap,
                             workers=workers, dtype=dtype, overwrite=overwrite, ndvi=ndvi, progress=progress)
     if not quiet:
         bands_, height, width = result.shape

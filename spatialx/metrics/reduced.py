@@ -167,6 +167,17 @@ def _q2n_blocks(ref_blocks: np.ndarray, fus_blocks: np.ndarray) -> np.ndarray:
     return q
 
 
+def _blocks(x: np.ndarray, block: int, shift: int, steps_y: int, steps_x: int) -> np.ndarray:
+    """(n, H, W) -> (n, steps_y * steps_x, block, block): blocks whose corners are multiples of ``shift``."""
+    n = x.shape[0]
+    if shift == block:
+        t = x[:, : steps_y * block, : steps_x * block].reshape(n, steps_y, block, steps_x, block)
+        return t.transpose(0, 1, 3, 2, 4).reshape(n, steps_y * steps_x, block, block)
+    iy = (np.arange(steps_y) * shift)[:, None, None, None] + np.arange(block)[None, None, :, None]
+    ix = (np.arange(steps_x) * shift)[None, :, None, None] + np.arange(block)[None, None, None, :]
+    return x[:, iy, ix].reshape(n, steps_y * steps_x, block, block)
+
+
 def q2n(ref: np.ndarray, fused: np.ndarray, block: int = 32, shift: int = 32) -> float:
     """Q2^n index (Q4 for 4 bands, Q8 for 8), exactly as the toolbox's ``q2n(I_GT, I_F, block, shift)``.
 
@@ -193,14 +204,7 @@ def q2n(ref: np.ndarray, fused: np.ndarray, block: int = 32, shift: int = 32) ->
         zeros = np.zeros((n - bands, *r.shape[1:]))
         r = np.concatenate([r, zeros])
         f = np.concatenate([f, zeros])
-    # Gather the blocks: (n, steps_y * steps_x, block, block)
-    ys = np.arange(steps_y) * shift
-    xs = np.arange(steps_x) * shift
-    iy = (ys[:, None, None, None] + np.arange(block)[None, None, :, None])
-    ix = (xs[None, :, None, None] + np.arange(block)[None, None, None, :])
-    rb = r[:, iy, ix].reshape(n, steps_y * steps_x, block, block)
-    fb = f[:, iy, ix].reshape(n, steps_y * steps_x, block, block)
-    q = _q2n_blocks(rb, fb)
+    q = _q2n_blocks(_blocks(r, block, shift, steps_y, steps_x), _blocks(f, block, shift, steps_y, steps_x))
     return float(np.sqrt((q**2).sum(axis=0)).mean())
 
 

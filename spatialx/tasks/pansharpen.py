@@ -21,6 +21,7 @@ def pansharpen(
     *,
     method_options: Mapping[str, Any] | None = None,
     bands: str | None = None,
+    ratio: float | None = None,
     tile: int = 512,
     overlap: int | None = None,
     workers: int = 1,
@@ -38,7 +39,7 @@ def pansharpen(
 
         check_output_path(ndvi, overwrite)
     result = fuse_scene(PANSHARPEN, {"pan": pan, "ms": ms}, output, sensor, method,
-                        method_options=method_options, bands=bands, tile=tile, overlap=overlap, workers=workers,
+                        method_options=method_options, bands=bands, ratio=ratio, tile=tile, overlap=overlap, workers=workers,
                         dtype=dtype, overwrite=overwrite, progress=progress)
     if ndvi is not None:
         from spatialx.products.ndvi import ndvi as make_ndvi
