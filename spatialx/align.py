@@ -55,20 +55,15 @@ class AxisMap:
         hi = math.floor(p.max()) + CUBIC_RADIUS + 1
         return max(0, lo), min(self.size, hi)
 
-    def matrix(self, start: int, stop: int, lo: int, hi: int) -> np.ndarray:
-        """Resampling matrix (stop-start, hi-lo): row i holds the kernel weights of output index start+i.
-
-        Taps beyond the source edge are folded onto the edge pixel (replicate boundary).
-        """
+    def taps(self, start: int, stop: int, lo: int) -> tuple[np.ndarray, np.ndarray]:
+        """Kernel taps of output indices [start, stop): source indices relative to ``lo`` and weights, both of
+        shape (stop - start, 4). Taps beyond the source edge repeat the edge pixel (replicate boundary)."""
         p = self.positions(start, stop)
         base = np.floor(p).astype(np.int64)
-        out = np.zeros((stop - start, hi - lo), dtype=np.float64)
-        rows = np.arange(stop - start)
-        for tap in range(-CUBIC_RADIUS + 1, CUBIC_RADIUS + 1):
-            index = base + tap
-            weight = cubic_weights(p - index)
-            np.add.at(out, (rows, np.clip(index, 0, self.size - 1) - lo), weight)
-        return out
+        offsets = np.arange(-CUBIC_RADIUS + 1, CUBIC_RADIUS + 1)
+        index = base[:, None] + offsets[None, :]
+        weights = cubic_weights(p[:, None] - index).astype(np.float32)
+        return np.clip(index, 0, self.size - 1) - lo, weights
 
 
 @dataclass(frozen=True)
@@ -88,22 +83,27 @@ class Resampler:
         c0, c1 = self.cols.source_range(int(window.col_off), int(window.col_off + window.width))
         return Window(c0, r0, c1 - c0, r1 - r0)
 
+    def _taps(self, src_window: Window, window: Window):
+        row0, col0 = int(window.row_off), int(window.col_off)
+        iy, wy = self.rows.taps(row0, row0 + int(window.height), int(src_window.row_off))
+        ix, wx = self.cols.taps(col0, col0 + int(window.width), int(src_window.col_off))
+        return iy, wy, ix, wx
+
     def resample(self, data: np.ndarray, src_window: Window, window: Window) -> np.ndarray:
-        """Resample ``data`` (bands, rows, cols) read at ``src_window`` onto output ``window``."""
-        r0, c0 = int(src_window.row_off), int(src_window.col_off)
-        wy = self.rows.matrix(int(window.row_off), int(window.row_off + window.height), r0, r0 + data.shape[1])
-        wx = self.cols.matrix(int(window.col_off), int(window.col_off + window.width), c0, c0 + data.shape[2])
-        wy32, wx32 = wy.astype(np.float32), wx.astype(np.float32)
-        return np.matmul(np.matmul(wy32, data), wx32.T)
+        """Resample ``data`` (bands, rows, cols) read at ``src_window`` onto output ``window``.
+
+        Four taps per axis, gathered and summed in a fixed order: a pixel gets the same float32 value whatever
+        tile it is computed in.
+        """
+        iy, wy, ix, wx = self._taps(src_window, window)
+        rows = sum(data[:, iy[:, t], :] * wy[None, :, t, None] for t in range(wy.shape[1]))
+        return sum(rows[:, :, ix[:, t]] * wx[None, None, :, t] for t in range(wx.shape[1]))
 
     def resample_valid(self, valid: np.ndarray, src_window: Window, window: Window) -> np.ndarray:
         """An output pixel is valid only when every source pixel its kernel touches is valid."""
-        r0, c0 = int(src_window.row_off), int(src_window.col_off)
-        wy = self.rows.matrix(int(window.row_off), int(window.row_off + window.height), r0, r0 + valid.shape[0])
-        wx = self.cols.matrix(int(window.col_off), int(window.col_off + window.width), c0, c0 + valid.shape[1])
-        touched = (np.abs(wy) > 1e-12).astype(np.float32) @ (~valid).astype(np.float32) @ (
-            np.abs(wx) > 1e-12).astype(np.float32).T
-        return touched == 0
+        iy, wy, ix, wx = self._taps(src_window, window)
+        rows = np.logical_and.reduce([valid[iy[:, t], :] | (wy[:, t, None] == 0) for t in range(wy.shape[1])])
+        return np.logical_and.reduce([rows[:, ix[:, t]] | (wx[None, :, t] == 0) for t in range(wx.shape[1])])
 
 
 @dataclass

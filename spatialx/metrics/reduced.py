@@ -79,9 +79,9 @@ def _box_sum_valid(x: np.ndarray, size: int) -> np.ndarray:
 
 def _to_uint16_values(x: np.ndarray) -> np.ndarray:
     """MATLAB ``uint16(x)`` as float64: round half away from zero, saturate to [0, 65535], NaN -> 0."""
-    y = np.floor(np.abs(x) + 0.5) * np.sign(x)
-    y = np.nan_to_num(y, nan=0.0)
-    return np.clip(y, 0.0, 65535.0)
+    y = np.floor(np.clip(x, 0.0, 65535.0) + 0.5)  # x >= 0 after the clip, so floor(x + 0.5) rounds half up
+    y[np.isnan(y)] = 0.0
+    return y
 
 
 # ----------------------------------------------------------------------------------------------- border
