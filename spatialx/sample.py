@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import IntEnum
 from os import PathLike
@@ -1131,7 +1132,7 @@ def write_sample(out_dir: str | PathLike[str], sensor: str | SensorProfile = "wv
                     tmp, "w", driver="GTiff", width=side, height=side, count=len(bands), dtype=dtype, crs=crs,
                     transform=transform, nodata=None if role == "labels" else profile.nodata, tiled=True,
                     blockxsize=block, blockysize=block, compress="deflate", predictor=2 if integer else 3,
-                    BIGTIFF="IF_SAFER")
+                    zlevel=1, num_threads="ALL_CPUS", BIGTIFF="IF_SAFER")
                 datasets[role] = dst
                 dst.descriptions = tuple(name for name, _, _ in bands)
                 for i, (_, center, width) in enumerate(bands, start=1):
@@ -1141,12 +1142,23 @@ def write_sample(out_dir: str | PathLike[str], sensor: str | SensorProfile = "wv
                 if role == "labels":
                     dst.update_tags(classes=",".join(f"{c.value}={c.name.lower()}" for c in LandCover))
             writers = {role: _RowWriter(dst, block) for role, dst in datasets.items()}
-            for strip in iter_strips(profile, size, seed, strip_rows):
+
+            def write(strip: SceneStrip) -> None:
                 writers["pan"].add(_encode(strip.pan[None], profile))
                 writers["ms"].add(_encode(strip.ms, profile))
                 writers["reference"].add(_encode(strip.reference, profile))
                 if labels:
                     writers["labels"].add(strip.labels[None])
+
+            # GDAL compresses while the next strip is generated; at most one strip waits to be written
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                pending = None
+                for strip in iter_strips(profile, size, seed, strip_rows):
+                    if pending is not None:
+                        pending.result()
+                    pending = pool.submit(write, strip)
+                if pending is not None:
+                    pending.result()
             for writer in writers.values():
                 writer.close()
             for dst in datasets.values():
