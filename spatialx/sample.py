@@ -212,6 +212,15 @@ def _value_noise(xs: np.ndarray, ys: np.ndarray, cell: float, key: int) -> np.nd
     return rows[b] * (np.float32(1) - fy)[:, None] + rows[b + 1] * fy[:, None]
 
 
+def _smooth_noise(xs: np.ndarray, ys: np.ndarray, cell: float, key: int) -> np.ndarray:
+    """Two value noises on incommensurate lattices, averaged: hides the square lattice of either one."""
+    out = _value_noise(xs, ys, cell, key)
+    out += _value_noise(xs + np.float32(0.37 * cell), ys + np.float32(0.61 * cell), cell * 1.618,
+                        key ^ 0x5BD1E995)
+    out *= np.float32(0.5)
+    return out
+
+
 class _Lattice:
     """Hashes of the integer lattice cells around a set of cells, fetched by index (cheaper than hashing)."""
 
@@ -554,7 +563,7 @@ def _render(lay: _Layout, y0: int, y1: int) -> tuple[_Canvas, int]:
     def coords(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return xs[idx % w], ys[idx // w]
 
-    fine, mid, coarse, macro = (_value_noise(xs, ys, c, keys[k]).ravel() for c, k in zip(
+    fine, mid, coarse, macro = (_smooth_noise(xs, ys, c, keys[k]).ravel() for c, k in zip(
         lay.noise_cells, ("noise_fine", "noise_mid", "noise_coarse", "noise_macro"), strict=True))
     white = _signed(_hash2(np.arange(size)[None, :], np.arange(y0, y1)[:, None], keys["white"])).ravel()
 
@@ -609,7 +618,7 @@ def _render(lay: _Layout, y0: int, y1: int) -> tuple[_Canvas, int]:
             wet = np.clip(0.25 + 0.5 * m + 0.2 * (1 - row), 0, 1).astype(np.float32)
             green = (0.03 * f).astype(np.float32)
             canvas.paint(idx, {WSOIL: wet, VEG: green, SOIL: _rest(wet, green)},
-                         bright=bright * (0.8 + 0.3 * row + 0.05 * wn), label=int(LandCover.BARE_SOIL))
+                         bright=bright * (0.85 + 0.2 * row + 0.05 * wn), label=int(LandCover.BARE_SOIL))
         elif kind == _Parcel.GRASS:
             green = (np.clip(0.75 + 0.25 * (m - 0.5) + 0.2 * (f - 0.5), 0, 1) * vig).astype(np.float32)
             dry = (0.12 * (1 - c)).astype(np.float32)

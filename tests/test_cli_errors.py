@@ -13,10 +13,31 @@ import rasterio
 from scenes import write_pair, write_tif
 
 
-def spatialx(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
+def spatialx_process(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
+    """The real console entry point in a child process."""
     env = {**os.environ, "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "spatialx", *map(str, args)], cwd=cwd, capture_output=True,
                           text=True, env=env, timeout=120)
+
+
+@pytest.fixture
+def spatialx(capfd, monkeypatch):
+    """The same entry point (``spatialx.cli.main.run``) in-process: fast enough to try every bad input."""
+    from spatialx.cli.main import run
+
+    def invoke(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
+        monkeypatch.chdir(cwd)
+        monkeypatch.setattr(sys, "argv", ["spatialx", *map(str, args)])
+        capfd.readouterr()
+        code = 0
+        try:
+            run()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capfd.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return invoke
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +60,12 @@ def outputs_left(directory: Path) -> list[str]:
 
 def test_missing_file(pair, tmp_path):
     pan, _ = pair
-    result = spatialx("pansharpen", pan, tmp_path / "nope.tif", "out.tif", "--sensor", "qb", cwd=tmp_path)
+    result = spatialx_process("pansharpen", pan, tmp_path / "nope.tif", "out.tif", "--sensor", "qb", cwd=tmp_path)
     assert_user_error(result, "nope.tif", "MS file does not exist")
     assert outputs_left(tmp_path) == []
 
 
-def test_not_a_raster(pair, tmp_path):
+def test_not_a_raster(spatialx, pair, tmp_path):
     _, ms = pair
     text = tmp_path / "notes.tif"
     text.write_text("this is not an image\n")
@@ -52,7 +73,7 @@ def test_not_a_raster(pair, tmp_path):
                       "notes.tif", "not a raster")
 
 
-def test_truncated_tiff(pair, tmp_path):
+def test_truncated_tiff(spatialx, pair, tmp_path):
     pan, ms = pair
     broken = tmp_path / "broken.tif"
     broken.write_bytes(ms.read_bytes()[: ms.stat().st_size // 2])
@@ -61,25 +82,25 @@ def test_truncated_tiff(pair, tmp_path):
     assert outputs_left(tmp_path) == []
 
 
-def test_crs_on_one_input_only(tmp_path):
+def test_crs_on_one_input_only(spatialx, tmp_path):
     pan, ms = write_pair(tmp_path, pan_size=(64, 64), ms_crs=None)
     assert_user_error(spatialx("pansharpen", pan, ms, "out.tif", "--sensor", "qb", cwd=tmp_path),
                       "ms.tif", "no CRS")
 
 
-def test_no_overlap(tmp_path):
+def test_no_overlap(spatialx, tmp_path):
     pan, ms = write_pair(tmp_path, pan_size=(64, 64), ms_offset=(1000.0, 0.0))
     assert_user_error(spatialx("pansharpen", pan, ms, "out.tif", "--sensor", "qb", cwd=tmp_path),
                       "ms.tif", "does not overlap")
 
 
-def test_wrong_band_count(pair, tmp_path):
+def test_wrong_band_count(spatialx, pair, tmp_path):
     pan, ms = pair
     assert_user_error(spatialx("pansharpen", pan, ms, "out.tif", "--sensor", "wv3", cwd=tmp_path),
                       "ms.tif", "has 4 bands", "expects 8")
 
 
-def test_unknown_sensor_and_method(pair, tmp_path):
+def test_unknown_sensor_and_method(spatialx, pair, tmp_path):
     pan, ms = pair
     assert_user_error(spatialx("pansharpen", pan, ms, "out.tif", "--sensor", "landsat99", cwd=tmp_path),
                       "unknown sensor", "wv3")
@@ -87,7 +108,7 @@ def test_unknown_sensor_and_method(pair, tmp_path):
                       "unknown method 'magic'", "brovey")
 
 
-def test_output_directory_missing(pair, tmp_path):
+def test_output_directory_missing(spatialx, pair, tmp_path):
     pan, ms = pair
     assert_user_error(spatialx("pansharpen", pan, ms, tmp_path / "missing" / "out.tif", "-s", "qb", cwd=tmp_path),
                       "missing", "does not exist")
@@ -103,7 +124,7 @@ def test_output_directory_not_writable(pair, tmp_path, monkeypatch):
         check_output_path(tmp_path / "out.tif", overwrite=False)
 
 
-def test_existing_output_needs_overwrite(pair, tmp_path):
+def test_existing_output_needs_overwrite(spatialx, pair, tmp_path):
     pan, ms = pair
     existing = tmp_path / "out.tif"
     existing.write_bytes(b"keep me")
@@ -116,7 +137,7 @@ def test_existing_output_needs_overwrite(pair, tmp_path):
         assert src.count == 4
 
 
-def test_pixel_space_inputs_need_an_integer_ratio(tmp_path):
+def test_pixel_space_inputs_need_an_integer_ratio(spatialx, tmp_path):
     write_tif(tmp_path / "pan.tif", np.ones((1, 64, 64), "uint16"), None, None)
     write_tif(tmp_path / "ms.tif", np.ones((4, 20, 20), "uint16"), None, None)
     assert_user_error(spatialx("pansharpen", "pan.tif", "ms.tif", "out.tif", "-s", "qb", cwd=tmp_path),

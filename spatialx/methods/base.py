@@ -67,3 +67,19 @@ class FusionMethod(ABC):
     def params(self) -> dict[str, Any]:
         """Parameters and fitted statistics, recorded in the output's provenance tags."""
         return {}
+
+
+def fuse_arrays(method: FusionMethod, inputs: Mapping[str, np.ndarray],
+                native: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    """Run ``method`` on whole in-memory arrays, as the reference toolbox does (no tiling, no padding).
+
+    ``inputs`` maps roles to (bands, rows, cols) arrays already on the output grid (for pansharpening ``pan`` and
+    ``ms``, the MS upsampled to PAN size); ``native`` holds the lower-resolution inputs on their own grid (``ms``).
+    Statistics are exact: the sample is every pixel.
+    """
+    arrays = {role: np.asarray(a, dtype=np.float32) for role, a in inputs.items()}
+    shape = next(iter(arrays.values())).shape[1:]
+    sample = SceneSample(inputs=arrays, valid=np.ones(shape, dtype=bool),
+                         native={role: np.asarray(a, dtype=np.float32) for role, a in (native or {}).items()})
+    method.fit(sample)
+    return np.asarray(method.fuse(arrays), dtype=np.float32)
