@@ -276,7 +276,8 @@ def fuse_scene(
     nodata = out_like.nodata if out_like.nodata is not None else profile.nodata
     encoder = _Encoder(out_dtype, nodata, profile.max_value if np.dtype(out_dtype).kind in "iu" else None)
     run_notes = list(notes or []) + alignment.notes
-    params = {"ratio": round(ratio, 6), "grid_ratio": round(grid_ratio, 6), "tile": tile, "overlap": overlap, "halo": fusion.halo}
+    params = {"ratio": round(ratio, 6), "grid_ratio": round(grid_ratio, 6), "tile": tile, "overlap": overlap,
+              "halo": fusion.halo}
     job = _Inputs(task, rasters, band_map, alignment)
     job.open_readers()
     try:

@@ -1,27 +1,28 @@
 """Deterministic, georeferenced synthetic scenes: the demo's, the tests' and the benchmarks' input.
 
 A scene is a small rural landscape (crop parcels with row and tramline textures, ploughed and fallow soil,
-pasture, forest and orchards, a village with gabled and flat roofs and their shadows, a meandering river and a
-lake, straight and curved roads with markings and cars). Each pixel's reflectance spectrum is a mixture of a few
-endmember spectra (:data:`ENDMEMBERS`) averaged over each band of the sensor, plus mild texture noise; from the
-resulting high-resolution reference the products are built as a satellite would deliver them:
+pasture, forest and orchards, a village with gabled and flat roofs and their shadows, a meandering river and
+a lake, straight and curved roads with markings and cars). Each pixel's reflectance spectrum is a mixture of
+a few endmember spectra (:data:`ENDMEMBERS`) averaged over each band of the sensor, plus mild texture noise;
+from the resulting high-resolution reference the products are built as a satellite would deliver them:
 
 * ``reference``: ``(C, H, W)`` MS at PAN resolution, DN = 1 + reflectance * 0.8 * max_value (never 0, the
   nodata value);
 * ``pan``: ``(H, W)`` = sum_b pan_weight_b * reference_b + tiny noise;
-* ``ms``: ``(C, H/r, W/r)`` = :func:`spatialx.filters.degrade_ms` of the reference (MTF-matched blur, then
-  decimation by the sensor's ratio r).
+* ``ms``: ``(C, H/r, W/r)``: the reference blurred by the MTF-matched filter and sampled at the centre of
+  each ``r x r`` block (:func:`spatialx.filters.decimate_centred`), so that the MS geotransform, which shares
+  the PAN origin, is exact.
 
 The landscape is a pure function of ``(seed, size)`` and of pixel coordinates (hash-based noise, an analytic
 layout drawn once from ``numpy.random.default_rng(seed)``); the spectra depend on the sensor. Any horizontal
 strip can therefore be generated on its own: :func:`iter_strips` renders strips with a margin of
-:data:`FILTER_MARGIN` rows so that the 41-tap MTF filter sees what it would see on the whole scene, which keeps
-memory bounded (a 16384 px WV3 scene is written in about 1 GB). The reference and PAN of a strip are
+:data:`FILTER_MARGIN` rows so that the 41-tap MTF filter sees what it would see on the whole scene, which
+keeps memory bounded (a 16384 px WV3 scene is written in about 1 GB). The reference and PAN of a strip are
 bit-identical to the whole-scene ones; the MS agrees to float32 rounding (the filter works by FFT, whose
 round-off depends on the array size).
 
-The layout scales with ``size`` (parcels, river and lake grow with the scene) while small objects (houses, cars,
-tree crowns, crop rows) keep their size in pixels, so a 64 px scene is a close-up and a 16384 px scene a
+The layout scales with ``size`` (parcels, river and lake grow with the scene) while small objects (houses,
+cars, tree crowns, crop rows) keep their size in pixels, so a 64 px scene is a close-up and a 16384 px scene a
 landscape; scenes of different sizes with the same seed are different landscapes.
 """
 
@@ -40,7 +41,7 @@ import numpy as np
 from affine import Affine
 
 from spatialx.errors import OutputError
-from spatialx.filters import DEFAULT_TAPS, degrade_ms
+from spatialx.filters import DEFAULT_TAPS, decimate_centred, mtf_filter
 from spatialx.sensors import SensorProfile, get_sensor
 
 __all__ = [
@@ -67,20 +68,20 @@ GSD_PAN_M: dict[str, float] = {
     "ikonos": 0.82,
     "gf2": 0.81,
 }
-"""PAN ground sampling distance (m, at nadir) of the built-in sensors; the MS pixel is ``ratio`` times larger."""
+"""PAN ground sampling distance (m, nadir) of the built-in sensors; the MS pixel is ``ratio`` times larger."""
 
 DEFAULT_GSD_PAN_M = 0.5
 """GSD used for sensors not in :data:`GSD_PAN_M` (user profiles)."""
 
 DEFAULT_CRS = "EPSG:32631"
 DEFAULT_ORIGIN = (500000.0, 4800000.0)
-"""Upper-left corner (easting, northing) of both the PAN and the MS grid, so that their footprints coincide."""
+"""Upper-left corner (easting, northing) of both the PAN and the MS grid: their footprints coincide."""
 
 REFLECTANCE_SCALE = 0.8
 """Reflectance 1 maps to DN ``1 + 0.8 * max_value``; reflectance 0 to DN 1 (0 is nodata)."""
 
 FILTER_MARGIN = 24
-"""Extra rows rendered above and below a strip: the 41-tap MTF kernel reaches 20 rows; a multiple of 4 and 8."""
+"""Extra rows rendered above and below a strip: the 41-tap MTF kernel reaches 20; a multiple of 4 and 8."""
 
 PAN_NOISE = 1e-3
 """Amplitude of PAN's uniform noise as a fraction of ``max_value`` (about 2 DN for an 11-bit sensor)."""
@@ -89,7 +90,7 @@ BAND_NOISE = 0.01
 """Relative amplitude of the per-band, per-pixel reflectance noise."""
 
 STRIP_PIXELS = 1 << 22
-"""Pixels per strip aimed at by :func:`default_strip_rows` (about 4 M: ~0.5 GB of working memory for 8 bands)."""
+"""Pixels per strip aimed at by :func:`default_strip_rows` (4 M: ~1 GB of working memory for 8 bands)."""
 
 
 class LandCover(IntEnum):
@@ -116,12 +117,14 @@ ENDMEMBERS: dict[str, tuple[float, ...]] = {
     # green vegetation: chlorophyll absorption in blue and red, green peak, red edge, NIR plateau
     "vegetation": (.030, .035, .045, .110, .070, .045, .035, .080, .220, .420, .480, .490, .490, .470, .470),
     "trees": (.025, .030, .035, .075, .045, .030, .025, .055, .160, .320, .380, .390, .390, .370, .370),
-    "dry_vegetation": (.060, .075, .095, .130, .170, .200, .210, .220, .240, .270, .300, .320, .330, .330, .340),
+    "dry_vegetation":
+        (.060, .075, .095, .130, .170, .200, .210, .220, .240, .270, .300, .320, .330, .330, .340),
     "soil": (.080, .100, .130, .170, .210, .240, .250, .260, .270, .280, .300, .310, .320, .330, .340),
     "wet_soil": (.040, .050, .065, .085, .105, .120, .125, .130, .135, .140, .150, .155, .160, .165, .170),
     # water: low everywhere, lowest in the NIR; turbid water scatters more green and red
     "water": (.060, .065, .060, .050, .035, .025, .020, .017, .014, .010, .007, .005, .004, .003, .003),
-    "turbid_water": (.060, .070, .080, .100, .100, .090, .085, .075, .060, .040, .025, .018, .012, .008, .006),
+    "turbid_water":
+        (.060, .070, .080, .100, .100, .090, .085, .075, .060, .040, .025, .018, .012, .008, .006),
     "asphalt": (.050, .055, .060, .065, .070, .075, .077, .078, .080, .083, .088, .092, .095, .098, .100),
     "concrete": (.180, .230, .270, .300, .320, .330, .335, .338, .340, .345, .350, .355, .358, .360, .360),
     "red_tiles": (.060, .065, .070, .090, .170, .260, .290, .300, .310, .320, .340, .350, .360, .370, .380),
@@ -140,7 +143,7 @@ _SHADOW_TABLE = ((400, .35), (500, .25), (600, .18), (700, .14), (800, .12), (10
 
 
 def band_reflectance(spectrum: np.ndarray | tuple[float, ...], center_nm: float, width_nm: float) -> float:
-    """Mean of a spectrum tabulated on ``_WAVELENGTHS`` over a band (boxcar of ``width_nm`` at ``center_nm``)."""
+    """Mean of a spectrum tabulated on ``_WAVELENGTHS`` over a band (``width_nm`` boxcar at ``center_nm``)."""
     grid = np.linspace(center_nm - width_nm / 2.0, center_nm + width_nm / 2.0, 33)
     return float(np.mean(np.interp(grid, _WAVELENGTHS, np.asarray(spectrum, float))))
 
@@ -179,12 +182,13 @@ def _mix32(x: np.ndarray) -> np.ndarray:
 
 def _hash2(i: np.ndarray, j: np.ndarray, key: int) -> np.ndarray:
     """uint32 hash of integer lattice coordinates (broadcast), decorrelated by ``key``."""
-    hi = _mix32(np.atleast_1d(np.asarray(i, dtype=np.int64)).astype(np.uint32) ^ np.uint32(key))
-    return _mix32(hi ^ (np.atleast_1d(np.asarray(j, dtype=np.int64)).astype(np.uint32) * np.uint32(0x9E3779B1)))
+    ui = np.atleast_1d(np.asarray(i, dtype=np.int64)).astype(np.uint32)
+    uj = np.atleast_1d(np.asarray(j, dtype=np.int64)).astype(np.uint32)
+    return _mix32(_mix32(ui ^ np.uint32(key)) ^ (uj * np.uint32(0x9E3779B1)))
 
 
 def _unit(h: np.ndarray, shift: int = 8) -> np.ndarray:
-    """Uniform float32 in [0, 1) from 24 bits of a hash (``shift`` 8) or from 8 bits (``shift`` 0, 8, 16, 24)."""
+    """Uniform float32 in [0, 1) from 24 bits of a hash (``shift`` 8) or 8 bits (``shift`` 0, 8, 16, 24)."""
     if shift == 8:
         return (h >> np.uint32(8)).astype(np.float32) * np.float32(2.0**-24)
     return ((h >> np.uint32(shift)) & np.uint32(0xFF)).astype(np.float32) * np.float32(1.0 / 256.0)
@@ -196,7 +200,7 @@ def _signed(h: np.ndarray) -> np.ndarray:
 
 
 def _value_noise(xs: np.ndarray, ys: np.ndarray, cell: float, key: int) -> np.ndarray:
-    """Smooth value noise in [0, 1) on the pixel grid ``ys x xs`` (1-D float32 centres), lattice step ``cell``."""
+    """Smooth value noise in [0, 1) on the pixel grid ``ys x xs`` (1-D float32 centres), lattice ``cell``."""
     inv = np.float32(1.0 / cell)
     gx, gy = xs * inv, ys * inv
     ix, iy = np.floor(gx), np.floor(gy)
@@ -205,7 +209,8 @@ def _value_noise(xs: np.ndarray, ys: np.ndarray, cell: float, key: int) -> np.nd
     fy = fy * fy * (np.float32(3) - np.float32(2) * fy)
     ix, iy = ix.astype(np.int64), iy.astype(np.int64)
     i0, j0 = int(ix.min()), int(iy.min())
-    lat = _unit(_hash2(np.arange(i0, int(ix.max()) + 2)[None, :], np.arange(j0, int(iy.max()) + 2)[:, None], key))
+    lat = _unit(_hash2(np.arange(i0, int(ix.max()) + 2)[None, :], np.arange(j0, int(iy.max()) + 2)[:, None],
+                       key))
     a = ix - i0
     rows = lat[:, a] * (np.float32(1) - fx) + lat[:, a + 1] * fx  # (lattice rows, W)
     b = iy - j0
@@ -287,7 +292,7 @@ class _Line:
 
 @dataclass(frozen=True)
 class _Curve:
-    """A meandering centreline ``across = centre(along)``, tabulated at the pixel centres 0.5 .. size - 0.5."""
+    """A meandering centreline ``across = centre(along)``, tabulated at pixel centres 0.5 .. size - 0.5."""
 
     vertical: bool  # True: x = centre(y), tabulated per row; False: y = centre(x), per column
     centre: np.ndarray
@@ -295,7 +300,7 @@ class _Curve:
     half_width: np.ndarray
 
     def distance(self, x: np.ndarray, y: np.ndarray, rows: slice | None = None) -> np.ndarray:
-        """Distance to the centreline; ``x`` (1, W) and ``y`` (h, 1) full strips with ``rows``, or any points."""
+        """Distance to the centreline: ``x`` (1, W), ``y`` (h, 1) of a strip with ``rows``, or any points."""
         if rows is not None:
             if self.vertical:
                 return np.abs(x - self.centre[rows, None]) * self.inv_norm[rows, None]
@@ -337,8 +342,9 @@ def _curve(rng: np.random.Generator, size: int, vertical: bool, width: float, am
     s = np.arange(size, dtype=np.float64) + 0.5
     centre = np.full(size, rng.uniform(0.3, 0.7) * size)
     slope = np.zeros(size)
-    for k, (freq, amp) in enumerate(((rng.uniform(0.5, 1.2), amplitude), (rng.uniform(1.5, 2.5), amplitude / 3),
-                                     (rng.uniform(3.5, 5.0), amplitude / 8))):
+    harmonics = ((rng.uniform(0.5, 1.2), amplitude), (rng.uniform(1.5, 2.5), amplitude / 3),
+                 (rng.uniform(3.5, 5.0), amplitude / 8))
+    for k, (freq, amp) in enumerate(harmonics):
         phase = rng.uniform(0, 2 * np.pi)
         arg = 2 * np.pi * freq * s / size + phase
         centre += amp * size * np.sin(arg) * (1.0 if k == 0 else rng.uniform(0.6, 1.0))
@@ -567,7 +573,7 @@ def _render(lay: _Layout, y0: int, y1: int) -> tuple[_Canvas, int]:
         lay.noise_cells, ("noise_fine", "noise_mid", "noise_coarse", "noise_macro"), strict=True))
     white = _signed(_hash2(np.arange(size)[None, :], np.arange(y0, y1)[:, None], keys["white"])).ravel()
 
-    # -- parcels: Voronoi cells of a jittered lattice in a rotated, stretched frame -------------------------
+    # -- parcels: Voronoi cells of a jittered lattice in a rotated, stretched frame --------------------------
     ct, st = np.float32(lay.cos_t), np.float32(lay.sin_t)
     fu = np.float32(1.0 / lay.field_cell)
     fv = np.float32(1.0 / (lay.field_cell * lay.aspect))
@@ -611,8 +617,8 @@ def _render(lay: _Layout, y0: int, y1: int) -> tuple[_Canvas, int]:
             row = _stripes(t, period)
             green = (vig * np.clip((row - 0.3) * 1.6, 0, 1) * (0.85 + 0.3 * (m - 0.5))).astype(np.float32)
             wet = ((0.3 + 0.4 * c) * (1 - green)).astype(np.float32)
-            canvas.paint(idx, {VEG: green, WSOIL: wet, SOIL: _rest(green, wet)}, bright=bright * (1 + 0.03 * wn),
-                         label=_veg_label(green))
+            canvas.paint(idx, {VEG: green, WSOIL: wet, SOIL: _rest(green, wet)},
+                         bright=bright * (1 + 0.03 * wn), label=_veg_label(green))
         elif kind == _Parcel.PLOUGHED:
             row = _stripes(t, period * np.float32(0.7))
             wet = np.clip(0.25 + 0.5 * m + 0.2 * (1 - row), 0, 1).astype(np.float32)
@@ -635,8 +641,8 @@ def _render(lay: _Layout, y0: int, y1: int) -> tuple[_Canvas, int]:
                          label=int(LandCover.TREES))
         elif kind == _Parcel.ORCHARD:
             green = (0.5 + 0.2 * (m - 0.5)).astype(np.float32)
-            canvas.paint(idx, {VEG: green, DRY: 0.1, SOIL: _rest(green, 0.1)}, bright=bright * (1 + 0.05 * wn),
-                         label=_veg_label(green))
+            canvas.paint(idx, {VEG: green, DRY: 0.1, SOIL: _rest(green, 0.1)},
+                         bright=bright * (1 + 0.05 * wn), label=_veg_label(green))
         else:  # URBAN ground: gardens and paved yards
             garden = mid[idx] + 0.3 * (_unit(_hash2(x.astype(np.int64) // 24, y.astype(np.int64) // 24,
                                                     keys["urban_ground"])) - 0.5) > 0.5
@@ -645,10 +651,10 @@ def _render(lay: _Layout, y0: int, y1: int) -> tuple[_Canvas, int]:
             tar = np.where(garden, 0.0, 0.25).astype(np.float32)
             canvas.paint(idx, {VEG: green, CONCRETE: paved, ASPHALT: tar, SOIL: _rest(green, paved, tar)},
                          bright=np.where(garden, 1.0, 0.85) + 0.05 * wn,
-                         label=np.where(garden, _veg_label(green), np.uint8(LandCover.PAVED)).astype(np.uint8))
+                         label=np.where(garden, _veg_label(green), np.uint8(LandCover.PAVED)))
 
 
-    # -- parcel margins: grassy strips between fields, none inside a forest or a village ----------------------
+    # -- parcel margins: grassy strips between fields, none inside a forest or a village ---------------------
     ptype2 = ptype_tab[i2]
     same_block = (ptype == ptype2) & ((ptype == _Parcel.FOREST) | (ptype == _Parcel.URBAN))
     idx = np.flatnonzero((gap < 2.5) & ~same_block)
@@ -657,14 +663,14 @@ def _render(lay: _Layout, y0: int, y1: int) -> tuple[_Canvas, int]:
                  label=_veg_label(green), cover=np.clip(2.5 - gap[idx], 0, 1))
     del gap, ptype2, same_block, i2
 
-    # -- trees ---------------------------------------------------------------------------------------------------
+    # -- trees -----------------------------------------------------------------------------------------------
     cell = lay.tree_cell
     idx = np.flatnonzero(ptype == _Parcel.FOREST)
     _paint_trees(canvas, idx, *coords(idx), white, lay, cell, 0.7, (0.5, 0.75), 0.93, "forest")
     idx = np.flatnonzero(ptype == _Parcel.ORCHARD)
     _paint_trees(canvas, idx, *coords(idx), white, lay, 1.6 * cell, 0.08, (0.26, 0.34), 0.95, "orchard")
 
-    # -- village: streets, buildings with shadows, garden trees -----------------------------------------------
+    # -- village: streets, buildings with shadows, garden trees ----------------------------------------------
     idx = np.flatnonzero(ptype == _Parcel.URBAN)
     if idx.size:
         _paint_village(canvas, idx, *coords(idx), white, fine, lay)
@@ -686,15 +692,15 @@ def _render(lay: _Layout, y0: int, y1: int) -> tuple[_Canvas, int]:
     turbid = (0.1 + 0.5 * coarse[idx]).astype(np.float32)
     shallow = (0.08 * np.clip(1 + wg / 3, 0, 1)).astype(np.float32)
     canvas.paint(idx, {TURBID: turbid, SOIL: shallow, WATER: _rest(turbid, shallow)},
-                 bright=1 + 0.06 * (fine[idx] - 0.5), label=int(LandCover.WATER), cover=np.clip(0.5 - wg, 0, 1),
-                 label_cover=0.9)
+                 bright=1 + 0.06 * (fine[idx] - 0.5), label=int(LandCover.WATER),
+                 cover=np.clip(0.5 - wg, 0, 1), label_cover=0.9)
     canvas.shadow[idx] *= np.clip(wg + 0.5, 0, 1)  # shadows of trees and houses that the water replaced
     idx = np.flatnonzero((water_gap > 1.5) & (river_gap.ravel() < lay.tree_cell * 2.5)
                          & (canvas.label != LandCover.BUILDING))
     _paint_trees(canvas, idx, *coords(idx), white, lay, cell, 0.6, (0.45, 0.7), 0.6, "riparian")
     del water_gap, river_gap
 
-    # -- roads (over water: bridges) ------------------------------------------------------------------------------
+    # -- roads (over water: bridges) -------------------------------------------------------------------------
     for line in lay.lines:
         dist = (X * np.float32(line.nx) + Y * np.float32(line.ny) - np.float32(line.c)).ravel()
         idx = np.flatnonzero(np.abs(dist) < line.width / 2 + 1.5)
@@ -709,11 +715,11 @@ def _render(lay: _Layout, y0: int, y1: int) -> tuple[_Canvas, int]:
     _paint_road(canvas, idx, dist[idx], coords(idx)[1 if road.vertical else 0], lay.curve_road_width, False,
                 None, fine, white)
 
-    # -- final touches ------------------------------------------------------------------------------------------
+    # -- final touches ---------------------------------------------------------------------------------------
     canvas.bright *= np.float32(1) + np.float32(0.08) * (macro - np.float32(0.5))
-    shaded = (canvas.shadow >= 0.5) & np.isin(canvas.label, (LandCover.VEGETATION, LandCover.SPARSE_VEGETATION,
-                                                             LandCover.BARE_SOIL, LandCover.PAVED, LandCover.ROAD,
-                                                             LandCover.TREES))
+    ground = (LandCover.VEGETATION, LandCover.SPARSE_VEGETATION, LandCover.BARE_SOIL, LandCover.PAVED,
+              LandCover.ROAD, LandCover.TREES)
+    shaded = (canvas.shadow >= 0.5) & np.isin(canvas.label, ground)
     canvas.label[shaded] = LandCover.SHADOW
     return canvas, w
 
@@ -749,9 +755,10 @@ def _paint_road(canvas: _Canvas, idx: np.ndarray, d: np.ndarray, t: np.ndarray, 
         cover = (np.clip(np.minimum(along, length - along) + 0.5, 0, 1)
                  * np.clip(np.float32(breadth / 2) - across + 0.5, 0, 1) * (_unit(h, 0) < 0.3))
         colour = _unit(h, 16)
-        for lo, hi, mix, bright in ((0.0, 0.3, {PAINT: 0.9, DARKROOF: 0.1}, 1.0), (0.3, 0.55, {DARKROOF: 1.0}, 0.45),
-                                    (0.55, 0.7, {TILES: 1.0}, 0.9), (0.7, 0.9, {METAL: 1.0}, 1.0),
-                                    (0.9, 1.0, {WATER: 1.0}, 3.0)):
+        paints = ((0.0, 0.3, {PAINT: 0.9, DARKROOF: 0.1}, 1.0), (0.3, 0.55, {DARKROOF: 1.0}, 0.45),
+                  (0.55, 0.7, {TILES: 1.0}, 0.9), (0.7, 0.9, {METAL: 1.0}, 1.0),
+                  (0.9, 1.0, {WATER: 1.0}, 3.0))  # white, black, red, silver and blue cars
+        for lo, hi, mix, bright in paints:
             sel = (cover > 0) & (colour >= lo) & (colour < hi)
             canvas.paint(idx[sel], mix, bright=bright, label=int(LandCover.ROAD), cover=cover[sel])
 
@@ -811,7 +818,8 @@ def _paint_village(canvas: _Canvas, idx: np.ndarray, x: np.ndarray, y: np.ndarra
     ta, tb = (lu - (pu0 + pwu)) / psu, (lu - pu0) / psu
     lo, hi = np.minimum(ta, tb), np.maximum(ta, tb)
     ta, tb = (lv - (pv0 + pwv)) / psv, (lv - pv0) / psv
-    lo, hi = np.maximum(np.maximum(lo, np.minimum(ta, tb)), 0), np.minimum(np.minimum(hi, np.maximum(ta, tb)), 1)
+    lo = np.maximum(np.maximum(lo, np.minimum(ta, tb)), 0)
+    hi = np.minimum(np.minimum(hi, np.maximum(ta, tb)), 1)
     cast = ps & (lo <= hi) & (cover < 1)
     canvas.shadow[idx[cast]] = np.maximum(canvas.shadow[idx[cast]], np.float32(0.9) * (1 - cover[cast]))
 
@@ -825,9 +833,10 @@ def _paint_village(canvas: _Canvas, idx: np.ndarray, x: np.ndarray, y: np.ndarra
     edge = np.minimum(eu, ev)
     flat = np.where(edge < 1.2, np.float32(0.8), np.float32(1.0)) + 0.03 * white[idx]
     metal = np.float32(0.9) + np.float32(0.15) * _stripes(lu, np.float32(2.5))
-    for lo_, hi_, mix, bright in ((0.0, 0.35, {CONCRETE: 0.9, DARKROOF: 0.1}, flat),
-                                  (0.35, 0.65, {TILES: 0.92, DARKROOF: 0.08}, gable),
-                                  (0.65, 0.8, {DARKROOF: 1.0}, gable), (0.8, 1.0, {METAL: 0.9, CONCRETE: 0.1}, metal)):
+    roofs = ((0.0, 0.35, {CONCRETE: 0.9, DARKROOF: 0.1}, flat),
+             (0.35, 0.65, {TILES: 0.92, DARKROOF: 0.08}, gable), (0.65, 0.8, {DARKROOF: 1.0}, gable),
+             (0.8, 1.0, {METAL: 0.9, CONCRETE: 0.1}, metal))
+    for lo_, hi_, mix, bright in roofs:
         sel = np.flatnonzero((cover > 0) & (kind >= lo_) & (kind < hi_))
         canvas.paint(idx[sel], mix, bright=bright[sel], label=int(LandCover.BUILDING), cover=cover[sel])
 
@@ -845,7 +854,8 @@ def _band_key(lay: _Layout, band: int) -> int:
     return int(_mix32(np.array([lay.keys["bands"] ^ (band * 0x9E3779B1 & 0xFFFFFFFF)], np.uint32))[0])
 
 
-def _render_reference(lay: _Layout, profile: SensorProfile, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
+def _render_reference(lay: _Layout, profile: SensorProfile, y0: int, y1: int,
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """Reference DN ``(C, y1 - y0, size)`` float32 and land-cover labels of rows ``y0:y1``."""
     canvas, w = _render(lay, y0, y1)
     emat, shade, haze = _band_tables(profile)
@@ -894,7 +904,7 @@ def _pan_from_reference(ref: np.ndarray, profile: SensorProfile, lay: _Layout, y
 
 @dataclass
 class SceneStrip:
-    """Rows ``row0:row1`` of a scene (PAN pixels), with the matching MS rows ``row0 // ratio : row1 // ratio``."""
+    """PAN rows ``row0:row1`` of a scene, with the matching MS rows ``row0 // ratio:row1 // ratio``."""
 
     row0: int
     row1: int
@@ -949,8 +959,8 @@ def _check_size(size: int, ratio: int) -> int:
         raise ValueError(f"size must be an integer, got {size!r}")
     size = int(size)
     if size < 4 * ratio or size % ratio:
-        raise ValueError(f"size must be a multiple of the sensor's ratio {ratio} and at least {4 * ratio} px, "
-                         f"got {size}")
+        raise ValueError(f"size must be a multiple of the sensor's ratio {ratio} and at least {4 * ratio} "
+                         f"px, got {size}")
     return size
 
 
@@ -981,12 +991,13 @@ def _layout(size: int, seed: int) -> _Layout:
 
 def iter_strips(sensor: str | SensorProfile = "wv3", size: int = 512, seed: int = 0,
                 strip_rows: int | None = None) -> Iterator[SceneStrip]:
-    """Generate a scene strip by strip (top to bottom), each from scratch: memory is bounded by the strip size.
+    """Generate a scene strip by strip (top to bottom), each from scratch: memory is bounded by a strip.
 
     ``strip_rows`` (a multiple of the ratio; default :func:`default_strip_rows`) is the PAN height of a strip.
     Each strip is rendered with :data:`FILTER_MARGIN` extra rows above and below so that the MTF filter sees
     what it sees on the whole scene, and starts on a multiple of the ratio so that decimation keeps the same
-    rows; strips are therefore the exact pieces of :func:`generate_scene`'s arrays (the MS to float32 rounding).
+    rows; strips are therefore the exact pieces of :func:`generate_scene`'s arrays (the MS to float32
+    rounding).
     """
     profile = _profile(sensor)
     ratio = _ratio(profile)
@@ -1000,12 +1011,13 @@ def iter_strips(sensor: str | SensorProfile = "wv3", size: int = 512, seed: int 
         e0, e1 = max(0, y0 - margin), min(size, y1 + margin)
         ref_ext, labels = _render_reference(lay, profile, e0, e1)
         # one band at a time: the filter works in float64, and this keeps its copies small
-        ms = np.stack([degrade_ms(ref_ext[b], gains[b], ratio)[(y0 - e0) // ratio:(y1 - e0) // ratio]
+        ms = np.stack([decimate_centred(mtf_filter(ref_ext[b], gains[b], ratio), ratio)[
+                           (y0 - e0) // ratio:(y1 - e0) // ratio]
                        for b in range(ref_ext.shape[0])]).astype(np.float32, copy=False)
         ref = np.ascontiguousarray(ref_ext[:, y0 - e0:y1 - e0])
         del ref_ext
-        yield SceneStrip(row0=y0, row1=y1, pan=_pan_from_reference(ref, profile, lay, y0), ms=ms, reference=ref,
-                         labels=np.ascontiguousarray(labels[y0 - e0:y1 - e0]))
+        yield SceneStrip(row0=y0, row1=y1, pan=_pan_from_reference(ref, profile, lay, y0), ms=ms,
+                         reference=ref, labels=np.ascontiguousarray(labels[y0 - e0:y1 - e0]))
 
 
 def gsd_pan_m(sensor: str | SensorProfile) -> float:
@@ -1013,16 +1025,17 @@ def gsd_pan_m(sensor: str | SensorProfile) -> float:
     return GSD_PAN_M.get(_profile(sensor).key, DEFAULT_GSD_PAN_M)
 
 
-def _transforms(profile: SensorProfile, origin: tuple[float, float], gsd: float | None) -> tuple[Affine, Affine]:
+def _transforms(profile: SensorProfile, origin: tuple[float, float], gsd: float | None,
+                ) -> tuple[Affine, Affine]:
     gsd = gsd_pan_m(profile) if gsd is None else float(gsd)
     ratio = _ratio(profile)
     x0, y0 = origin
     return Affine(gsd, 0.0, x0, 0.0, -gsd, y0), Affine(gsd * ratio, 0.0, x0, 0.0, -gsd * ratio, y0)
 
 
-def generate_scene(sensor: str | SensorProfile = "wv3", size: int = 512, seed: int = 0, crs: str = DEFAULT_CRS,
-                   strip_rows: int | None = None, origin: tuple[float, float] = DEFAULT_ORIGIN,
-                   gsd: float | None = None) -> SyntheticScene:
+def generate_scene(sensor: str | SensorProfile = "wv3", size: int = 512, seed: int = 0,
+                   crs: str = DEFAULT_CRS, strip_rows: int | None = None,
+                   origin: tuple[float, float] = DEFAULT_ORIGIN, gsd: float | None = None) -> SyntheticScene:
     """A synthetic scene of ``size`` x ``size`` PAN pixels (a multiple of the sensor's ratio), in memory.
 
     The same ``(sensor, size, seed)`` always gives bit-identical arrays. The work is done in strips of
@@ -1054,7 +1067,7 @@ def generate_scene(sensor: str | SensorProfile = "wv3", size: int = 512, seed: i
 
 
 class _RowWriter:
-    """Writes row strips into a dataset in whole multiples of its block height (tile-aligned, each tile once)."""
+    """Writes row strips into a dataset in whole multiples of its block height: each tile written once."""
 
     def __init__(self, dst, block_rows: int):
         self.dst, self.block_rows = dst, block_rows
@@ -1090,8 +1103,8 @@ def _encode(data: np.ndarray, profile: SensorProfile) -> np.ndarray:
 
 
 def write_sample(out_dir: str | PathLike[str], sensor: str | SensorProfile = "wv3", size: int = 1024,
-                 seed: int = 0, overwrite: bool = False, strip_rows: int | None = None, crs: str = DEFAULT_CRS,
-                 labels: bool = False) -> dict[str, Path]:
+                 seed: int = 0, overwrite: bool = False, strip_rows: int | None = None,
+                 crs: str = DEFAULT_CRS, labels: bool = False) -> dict[str, Path]:
     """Write ``pan.tif``, ``ms.tif`` and ``reference.tif`` (and ``labels.tif`` if asked) into ``out_dir``.
 
     Tiled (256 x 256), deflate-compressed GeoTIFFs in the sensor's dtype with its nodata, band names as band

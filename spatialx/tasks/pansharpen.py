@@ -39,8 +39,8 @@ def pansharpen(
 
         check_output_path(ndvi, overwrite)
     result = fuse_scene(PANSHARPEN, {"pan": pan, "ms": ms}, output, sensor, method,
-                        method_options=method_options, bands=bands, ratio=ratio, tile=tile, overlap=overlap, workers=workers,
-                        dtype=dtype, overwrite=overwrite, progress=progress)
+                        method_options=method_options, bands=bands, ratio=ratio, tile=tile, overlap=overlap,
+                        workers=workers, dtype=dtype, overwrite=overwrite, progress=progress)
     if ndvi is not None:
         from spatialx.products.ndvi import ndvi as make_ndvi
 
