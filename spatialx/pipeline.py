@@ -239,6 +239,7 @@ def fuse_scene(
     tile: int = 512,
     overlap: int | None = None,
     workers: int = 1,
+    device: str = "cpu",
     dtype: str | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
@@ -264,6 +265,7 @@ def fuse_scene(
         alignment.notes.append(f"{task.label(task.output_like)} grid ratio {grid_ratio:.4g} differs from the "
                                f"method ratio {ratio:g} (sensor {profile.key}); pass --ratio to change it")
     fusion: FusionMethod = create_method(method, profile, ratio, task=task.name, **dict(method_options or {}))
+    fusion.device = device
     overlap = fusion.default_overlap if overlap is None else overlap
     grid = alignment.grid
     try:

@@ -27,3 +27,10 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or s
 Ratio = Annotated[float | None, typer.Option(
     "--ratio", min=1.0, help="PAN/MS resolution ratio the method's filters assume [default: the sensor's].",
     show_default=False)]
+Weights = Annotated[Path | None, typer.Option(
+    "--weights", help="Network weights (.safetensors) for learned methods.", show_default=False)]
+
+
+def method_options(weights: Path | None) -> dict[str, object]:
+    """Options every fusion command passes to the method it creates."""
+    return {} if weights is None else {"weights": weights}

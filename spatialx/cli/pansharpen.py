@@ -17,6 +17,7 @@ def command(
     output: opt.OutputPath,
     sensor: opt.Sensor = "wv3",
     method: Annotated[str, typer.Option("--method", "-m", help="Fusion method (see `spatialx methods`).")] = "brovey",
+    weights: opt.Weights = None,
     bands: opt.Bands = None,
     ratio: opt.Ratio = None,
     tile: opt.Tile = 512,
@@ -34,10 +35,11 @@ def command(
     from spatialx.devices import resolve_device
     from spatialx.tasks.pansharpen import pansharpen
 
-    resolve_device(device)
     with tile_progress(f"pansharpen {method}", enabled=not quiet) as progress:
-        result = pansharpen(pan, ms, output, sensor, method, bands=bands, ratio=ratio, tile=tile, overlap=overlap,
-                            workers=workers, dtype=dtype, overwrite=overwrite, ndvi=ndvi, progress=progress)
+        result = pansharpen(pan, ms, output, sensor, method, method_options=opt.method_options(weights),
+                            bands=bands, ratio=ratio, tile=tile, overlap=overlap, workers=workers,
+                            device=resolve_device(device), dtype=dtype, overwrite=overwrite, ndvi=ndvi,
+                            progress=progress)
     if not quiet:
         bands_, height, width = result.shape
         console.print(f"wrote {result.output} ({bands_} bands, {width}x{height}, {result.tiles} tiles, "

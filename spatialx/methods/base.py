@@ -50,10 +50,13 @@ class FusionMethod(ABC):
     default_overlap: int = 16
     #: Tiles start on multiples of this (e.g. the ratio, for methods that decimate).
     align: int = 1
+    #: Where tensors go ("cpu" or "cuda"); set by the pipeline, used by networks.
+    device: str = "cpu"
 
     def __init__(self, sensor: SensorProfile, ratio: float, **options: Any):
         if options:
-            raise TypeError(f"{self.name}: unknown options {', '.join(sorted(options))}")
+            raise TypeError(f"method {self.name!r} does not take {', '.join(sorted(options))}"
+                            + (" (it has no learned weights)" if "weights" in options else ""))
         self.sensor = sensor
         self.ratio = ratio
 

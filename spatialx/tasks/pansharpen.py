@@ -25,6 +25,7 @@ def pansharpen(
     tile: int = 512,
     overlap: int | None = None,
     workers: int = 1,
+    device: str = "cpu",
     dtype: str | None = None,
     overwrite: bool = False,
     ndvi: str | PathLike[str] | None = None,
@@ -40,7 +41,7 @@ def pansharpen(
         check_output_path(ndvi, overwrite)
     result = fuse_scene(PANSHARPEN, {"pan": pan, "ms": ms}, output, sensor, method,
                         method_options=method_options, bands=bands, ratio=ratio, tile=tile, overlap=overlap,
-                        workers=workers, dtype=dtype, overwrite=overwrite, progress=progress)
+                        workers=workers, device=device, dtype=dtype, overwrite=overwrite, progress=progress)
     if ndvi is not None:
         from spatialx.products.ndvi import ndvi as make_ndvi
 

@@ -33,15 +33,15 @@ class Brovey(FusionMethod):
     tasks = ("pansharpen",)
     default_overlap = 0
 
-    def __init__(self, sensor: SensorProfile, ratio: float, weights: Sequence[float] | None = None,
+    def __init__(self, sensor: SensorProfile, ratio: float, band_weights: Sequence[float] | None = None,
                  **options: Any):
         super().__init__(sensor, ratio, **options)
-        chosen = sensor.pan_weights if weights is None else tuple(float(w) for w in weights)
+        chosen = sensor.pan_weights if band_weights is None else tuple(float(w) for w in band_weights)
         if len(chosen) != len(sensor.bands):
             raise MethodError(f"brovey needs {len(sensor.bands)} weights, got {len(chosen)}")
         if not any(chosen):
             raise MethodError(f"sensor {sensor.key} defines no PAN weights", path=sensor.path,
-                              hint="add pan_weight to its bands or pass weights")
+                              hint="add pan_weight to its bands or pass band_weights")
         self.weights = np.asarray(chosen, dtype=np.float32)
 
     def fuse(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:

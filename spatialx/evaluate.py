@@ -1,0 +1,220 @@
+"""Judge fusion results: reduced resolution (Wald), full resolution (no reference), and plain comparison.
+
+These are the library functions behind ``spatialx evaluate``. Inputs are opened and aligned like the fusion
+inputs (same error messages), but the indices need exact pixel correspondences, so the grids must be nested: the
+PAN (or fused) grid an integer subdivision of the MS grid, with pixel edges that line up.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rasterio.windows import Window
+
+from spatialx.align import align
+from spatialx.errors import InputMismatchError
+from spatialx.io.read import RasterInfo, ThreadLocalReader, open_raster
+from spatialx.io.write import gdal_env
+from spatialx.methods import create_method
+from spatialx.methods.base import fuse_arrays
+from spatialx.metrics import full_indices, reduced_indices
+from spatialx.pipeline import resolve_bands
+from spatialx.protocols import ReducedScene, reduce_scene
+from spatialx.sensors import SensorProfile, get_sensor
+
+DEFAULT_CUT = 21
+REDUCED_KEYS = ("Q2n", "Q", "SAM", "ERGAS", "SCC", "PSNR", "SSIM", "CC")
+FULL_KEYS = ("D_lambda", "D_s", "QNR", "D_lambda_K", "HQNR")
+
+
+@dataclass(frozen=True)
+class _Nest:
+    """A source raster nested in the output grid: ``factor`` output pixels per source pixel."""
+
+    factor: int
+    out_window: Window  # on the output grid
+    src_window: Window  # on the source raster; out_window is exactly factor x src_window
+
+
+def _nest(info: RasterInfo, rows_map, cols_map, out_shape: tuple[int, int], label: str) -> _Nest:
+    factor = round(1.0 / cols_map.scale)
+    if factor < 1 or abs(1.0 / cols_map.scale - factor) > 1e-6 or abs(1.0 / rows_map.scale - factor) > 1e-6:
+        raise InputMismatchError(f"{label} grid is not an integer subdivision of the output grid "
+                                 f"(ratio {1.0 / cols_map.scale:.4g})", path=info.path,
+                                 hint="evaluation needs nested grids; resample with gdalwarp first")
+    windows = []
+    for amap, out_len, src_len in ((rows_map, out_shape[0], info.grid.height),
+                                   (cols_map, out_shape[1], info.grid.width)):
+        # Source pixel whose first output pixel is output index 0 (fractional when grids are offset).
+        first = amap.offset - (0.5 / factor - 0.5)
+        if abs(first * factor - round(first * factor)) > 1e-6:
+            raise InputMismatchError(f"{label} pixel edges do not line up with the output grid", path=info.path,
+                                     hint="evaluation needs nested grids; resample with gdalwarp first")
+        start = math.ceil(first - 1e-9)
+        out_start = round((start - first) * factor)
+        count = min(src_len - start, (out_len - out_start) // factor)
+        windows.append((out_start, start, count))
+    (r_out, r_src, r_n), (c_out, c_src, c_n) = windows
+    if r_n < 1 or c_n < 1:
+        raise InputMismatchError(f"{label} does not overlap the other inputs", path=info.path)
+    return _Nest(factor, Window(c_out, r_out, c_n * factor, r_n * factor), Window(c_src, r_src, c_n, r_n))
+
+
+def _read(info: RasterInfo, window: Window, bands: list[int] | None = None) -> np.ndarray:
+    with ThreadLocalReader(info) as reader:
+        return reader.read(window, bands)
+
+
+@dataclass
+class _Scene:
+    """PAN (output grid) and MS (native grid) arrays over their common nested extent."""
+
+    pan: np.ndarray
+    ms: np.ndarray
+    pan_to_ms: int
+    sensor: SensorProfile
+    extra: dict[str, np.ndarray]
+
+
+def _load(pan: str | PathLike[str], ms: str | PathLike[str], sensor: str | SensorProfile, bands: str | None,
+          extra: Mapping[str, str | PathLike[str]] | None = None) -> _Scene:
+    """Read PAN, MS (and e.g. a fused image on the PAN grid) over their common footprint, exactly nested."""
+    profile = sensor if isinstance(sensor, SensorProfile) else get_sensor(sensor)
+    pan_info, ms_info = open_raster(pan, role="PAN"), open_raster(ms, role="MS")
+    profile, ms_bands = resolve_bands(ms_info, profile, bands, "MS")
+    others = {"ms": ms_info}
+    extra_infos = {role: open_raster(path, role=role) for role, path in (extra or {}).items()}
+    others.update(extra_infos)
+    with gdal_env():
+        alignment = align(pan_info, others, "PAN")
+        shape = alignment.grid.shape
+        nests = {role: _nest(info, alignment.resamplers[role].rows, alignment.resamplers[role].cols, shape,
+                             role.upper() if role == "ms" else role)
+                 for role, info in others.items()}
+        for role, nest in nests.items():
+            if role != "ms" and nest.factor != 1:
+                raise InputMismatchError(f"{role} is not on the PAN grid", path=others[role].path,
+                                         hint="give the fused image written for this PAN")
+        # The common extent on the output grid, snapped to whole MS pixels.
+        factor = nests["ms"].factor
+        top = max(int(n.out_window.row_off) for n in nests.values())
+        left = max(int(n.out_window.col_off) for n in nests.values())
+        ms_out = nests["ms"].out_window
+        top += (int(ms_out.row_off) - top) % factor
+        left += (int(ms_out.col_off) - left) % factor
+        bottom = min(int(n.out_window.row_off + n.out_window.height) for n in nests.values())
+        right = min(int(n.out_window.col_off + n.out_window.width) for n in nests.values())
+        rows, cols = (bottom - top) // factor, (right - left) // factor
+        if rows < 1 or cols < 1:
+            raise InputMismatchError("the inputs have no common extent", path=ms_info.path)
+        out = Window(left, top, cols * factor, rows * factor)
+        pan_window = Window(int(alignment.guide_window.col_off) + left, int(alignment.guide_window.row_off) + top,
+                            cols * factor, rows * factor)
+        ms_window = Window(int(nests["ms"].src_window.col_off) + (left - int(ms_out.col_off)) // factor,
+                           int(nests["ms"].src_window.row_off) + (top - int(ms_out.row_off)) // factor, cols, rows)
+        arrays = {role: _read(info, Window(int(nests[role].src_window.col_off) + left
+                                           - int(nests[role].out_window.col_off),
+                                           int(nests[role].src_window.row_off) + top
+                                           - int(nests[role].out_window.row_off), out.width, out.height))
+                  for role, info in extra_infos.items()}
+        return _Scene(pan=_read(pan_info, pan_window, [1]), ms=_read(ms_info, ms_window, ms_bands),
+                      pan_to_ms=factor, sensor=profile, extra=arrays)
+
+
+def _rounded(values: Mapping[str, float]) -> dict[str, float]:
+    return {key: float(value) for key, value in values.items()}
+
+
+def evaluate_reduced(pan: str | PathLike[str], ms: str | PathLike[str], sensor: str | SensorProfile,
+                     methods: Sequence[str], *, ratio: int | None = None, cut: int = DEFAULT_CUT,
+                     bands: str | None = None,
+                     method_options: Mapping[str, Any] | None = None) -> dict[str, dict[str, float]]:
+    """Wald's protocol on the user's scene: degrade, fuse with each method, compare with the original MS.
+
+    Returns ``{method: {"Q2n", "Q", "SAM", "ERGAS", "SCC", "PSNR", "SSIM", "CC"}}``.
+    """
+    scene = _load(pan, ms, sensor, bands)
+    ratio = int(ratio or scene.sensor.ratio)
+    reduced = reduce_scene(scene.pan, scene.ms, scene.sensor.mtf_gains, ratio, scene.pan_to_ms)
+    results = {}
+    for name in methods:
+        results[name] = _rounded(score_reduced(reduced, name, scene.sensor, cut, method_options))
+    return results
+
+
+def fuse_reduced(reduced: ReducedScene, method: str, sensor: SensorProfile,
+                 method_options: Mapping[str, Any] | None = None) -> np.ndarray:
+    """Fuse a reduced-resolution scene with ``method`` on whole arrays (the toolbox's way)."""
+    fusion = create_method(method, sensor, reduced.ratio, task="pansharpen", **dict(method_options or {}))
+    return fuse_arrays(fusion, {"pan": reduced.pan, "ms": reduced.ms_up}, {"ms": reduced.ms_lr})
+
+
+def score_reduced(reduced: ReducedScene, method: str, sensor: SensorProfile, cut: int = DEFAULT_CUT,
+                  method_options: Mapping[str, Any] | None = None) -> dict[str, float]:
+    fused = fuse_reduced(reduced, method, sensor, method_options)
+    return reduced_indices(reduced.reference, fused, ratio=reduced.ratio, max_value=sensor.max_value, cut=cut)
+
+
+def evaluate_full(pan: str | PathLike[str], ms: str | PathLike[str], fused: str | PathLike[str],
+                  sensor: str | SensorProfile, *, ratio: int | None = None, bands: str | None = None,
+                  cut: int = 0, block: int = 32) -> dict[str, float]:
+    """No-reference quality of ``fused`` (on the PAN grid): D_lambda, D_s, QNR, Khan's D_lambda and HQNR.
+
+    ``cut`` drops a border first, rounded up to whole MS pixels so the grids stay nested (the toolbox computes
+    these indices on the whole image: default 0).
+    """
+    scene = _load(pan, ms, sensor, bands, extra={"fused": fused})
+    image = scene.extra["fused"]
+    if image.shape[0] != scene.ms.shape[0]:
+        raise InputMismatchError(f"fused image has {image.shape[0]} bands, the MS {scene.ms.shape[0]}",
+                                 path=Path(fused))
+    pan_image, ms_image = scene.pan, scene.ms
+    if cut:
+        lr = math.ceil(cut / scene.pan_to_ms)
+        hr = lr * scene.pan_to_ms
+        pan_image, image = pan_image[:, hr:-hr, hr:-hr], image[:, hr:-hr, hr:-hr]
+        ms_image = ms_image[:, lr:-lr, lr:-lr]
+    return _rounded(score_full(pan_image, ms_image, image, scene.sensor, int(ratio or scene.sensor.ratio),
+                               scene.pan_to_ms, block))
+
+
+def score_full(pan: np.ndarray, ms: np.ndarray, fused: np.ndarray, sensor: SensorProfile, ratio: int,
+               pan_to_ms: int, block: int = 32) -> dict[str, float]:
+    """Full-resolution indices. An MS delivered on the PAN grid (``pan_to_ms == 1``) is taken as the expanded MS
+    and reduced by ``ratio`` with its MTF filters to stand in for the native MS."""
+    from spatialx.filters import degrade_ms
+
+    if pan_to_ms == 1:
+        rows, cols = (ms.shape[1] // ratio) * ratio, (ms.shape[2] // ratio) * ratio
+        ms_up, pan, fused = ms[:, :rows, :cols], pan[:, :rows, :cols], fused[:, :rows, :cols]
+        ms_lr = degrade_ms(ms_up.astype(np.float64), sensor.mtf_gains, ratio)
+    elif pan_to_ms == ratio:
+        ms_lr, ms_up = ms, None
+    else:
+        raise InputMismatchError(f"PAN/MS grid ratio {pan_to_ms} differs from the ratio {ratio}",
+                                 hint="pass --ratio to match the grids")
+    return full_indices(fused, ms_lr, pan, ratio, sensor.mtf_gains, block=block, ms_up=ms_up)
+
+
+def evaluate_compare(reference: str | PathLike[str], fused: str | PathLike[str], *, ratio: float,
+                     max_value: float, cut: int = DEFAULT_CUT) -> dict[str, float]:
+    """The reference-based indices between two aligned rasters of the same shape and bands."""
+    ref_info, fused_info = open_raster(reference, role="reference"), open_raster(fused, role="fused")
+    if ref_info.grid.shape != fused_info.grid.shape or ref_info.count != fused_info.count:
+        raise InputMismatchError(
+            f"fused is {fused_info.count}x{fused_info.grid.height}x{fused_info.grid.width}, reference "
+            f"{ref_info.count}x{ref_info.grid.height}x{ref_info.grid.width}", path=fused_info.path,
+            hint="compare images on the same grid with the same bands")
+    if ref_info.grid.crs != fused_info.grid.crs or not ref_info.grid.transform.almost_equals(
+            fused_info.grid.transform):
+        raise InputMismatchError("fused and reference grids differ (CRS or transform)", path=fused_info.path)
+    with gdal_env():
+        window = Window(0, 0, ref_info.grid.width, ref_info.grid.height)
+        ref, image = _read(ref_info, window), _read(fused_info, window)
+    return _rounded(reduced_indices(ref, image, ratio=ratio, max_value=max_value, cut=cut))
