@@ -82,49 +82,79 @@ class _Scene:
     extra: dict[str, np.ndarray]
 
 
-def _load(pan: str | PathLike[str], ms: str | PathLike[str], sensor: str | SensorProfile, bands: str | None,
-          extra: Mapping[str, str | PathLike[str]] | None = None) -> _Scene:
-    """Read PAN, MS (and e.g. a fused image on the PAN grid) over their common footprint, exactly nested."""
+@dataclass
+class _Plan:
+    """Where the common nested extent of PAN, MS and extra rasters lies in each file.
+
+    Extents are counted in MS pixels (``rows x cols``); each raster's origin is given in its own pixels.
+    """
+
+    infos: dict[str, RasterInfo]
+    origins: dict[str, tuple[int, int]]  # role -> (row, col) of the extent's first pixel in that file
+    factors: dict[str, int]  # role -> file pixels per MS pixel
+    bands: dict[str, list[int] | None]
+    rows: int
+    cols: int
+    sensor: SensorProfile
+
+    def read(self, row: int = 0, col: int = 0, rows: int | None = None, cols: int | None = None) -> _Scene:
+        """Arrays of the sub-extent starting at MS pixel (row, col), ``rows x cols`` MS pixels."""
+        rows, cols = rows or self.rows, cols or self.cols
+        arrays = {}
+        for role, info in self.infos.items():
+            f = self.factors[role]
+            r0, c0 = self.origins[role]
+            arrays[role] = _read(info, Window(c0 + col * f, r0 + row * f, cols * f, rows * f), self.bands[role])
+        pan, ms = arrays.pop("pan"), arrays.pop("ms")
+        return _Scene(pan=pan, ms=ms, pan_to_ms=self.factors["pan"], sensor=self.sensor, extra=arrays)
+
+
+def _plan(pan: str | PathLike[str], ms: str | PathLike[str], sensor: str | SensorProfile, bands: str | None,
+          extra: Mapping[str, str | PathLike[str]] | None = None) -> _Plan:
+    """Find the common footprint of PAN, MS (and e.g. a fused image on the PAN grid), exactly nested."""
     profile = sensor if isinstance(sensor, SensorProfile) else get_sensor(sensor)
     pan_info, ms_info = open_raster(pan, role="PAN"), open_raster(ms, role="MS")
     profile, ms_bands = resolve_bands(ms_info, profile, bands, "MS")
-    others = {"ms": ms_info}
-    extra_infos = {role: open_raster(path, role=role) for role, path in (extra or {}).items()}
-    others.update(extra_infos)
+    others = {"ms": ms_info, **{role: open_raster(path, role=role) for role, path in (extra or {}).items()}}
     with gdal_env():
         alignment = align(pan_info, others, "PAN")
-        shape = alignment.grid.shape
-        nests = {role: _nest(info, alignment.resamplers[role].rows, alignment.resamplers[role].cols, shape,
-                             role.upper() if role == "ms" else role)
-                 for role, info in others.items()}
-        for role, nest in nests.items():
-            if role != "ms" and nest.factor != 1:
-                raise InputMismatchError(f"{role} is not on the PAN grid", path=others[role].path,
-                                         hint="give the fused image written for this PAN")
-        # The common extent on the output grid, snapped to whole MS pixels.
-        factor = nests["ms"].factor
-        top = max(int(n.out_window.row_off) for n in nests.values())
-        left = max(int(n.out_window.col_off) for n in nests.values())
-        ms_out = nests["ms"].out_window
-        top += (int(ms_out.row_off) - top) % factor
-        left += (int(ms_out.col_off) - left) % factor
-        bottom = min(int(n.out_window.row_off + n.out_window.height) for n in nests.values())
-        right = min(int(n.out_window.col_off + n.out_window.width) for n in nests.values())
-        rows, cols = (bottom - top) // factor, (right - left) // factor
-        if rows < 1 or cols < 1:
-            raise InputMismatchError("the inputs have no common extent", path=ms_info.path)
-        out = Window(left, top, cols * factor, rows * factor)
-        pan_window = Window(int(alignment.guide_window.col_off) + left, int(alignment.guide_window.row_off) + top,
-                            cols * factor, rows * factor)
-        ms_window = Window(int(nests["ms"].src_window.col_off) + (left - int(ms_out.col_off)) // factor,
-                           int(nests["ms"].src_window.row_off) + (top - int(ms_out.row_off)) // factor, cols, rows)
-        arrays = {role: _read(info, Window(int(nests[role].src_window.col_off) + left
-                                           - int(nests[role].out_window.col_off),
-                                           int(nests[role].src_window.row_off) + top
-                                           - int(nests[role].out_window.row_off), out.width, out.height))
-                  for role, info in extra_infos.items()}
-        return _Scene(pan=_read(pan_info, pan_window, [1]), ms=_read(ms_info, ms_window, ms_bands),
-                      pan_to_ms=factor, sensor=profile, extra=arrays)
+    shape = alignment.grid.shape
+    nests = {role: _nest(info, alignment.resamplers[role].rows, alignment.resamplers[role].cols, shape,
+                         "MS" if role == "ms" else role)
+             for role, info in others.items()}
+    for role, nest in nests.items():
+        if role != "ms" and nest.factor != 1:
+            raise InputMismatchError(f"{role} is not on the PAN grid", path=others[role].path,
+                                     hint="give the fused image written for this PAN")
+    # The common extent on the output grid, snapped to whole MS pixels.
+    factor = nests["ms"].factor
+    ms_out = nests["ms"].out_window
+    top = max(int(n.out_window.row_off) for n in nests.values())
+    left = max(int(n.out_window.col_off) for n in nests.values())
+    top += (int(ms_out.row_off) - top) % factor
+    left += (int(ms_out.col_off) - left) % factor
+    bottom = min(int(n.out_window.row_off + n.out_window.height) for n in nests.values())
+    right = min(int(n.out_window.col_off + n.out_window.width) for n in nests.values())
+    rows, cols = (bottom - top) // factor, (right - left) // factor
+    if rows < 1 or cols < 1:
+        raise InputMismatchError("the inputs have no common extent", path=ms_info.path)
+    origins = {"pan": (int(alignment.guide_window.row_off) + top, int(alignment.guide_window.col_off) + left),
+               "ms": (int(nests["ms"].src_window.row_off) + (top - int(ms_out.row_off)) // factor,
+                      int(nests["ms"].src_window.col_off) + (left - int(ms_out.col_off)) // factor)}
+    for role, nest in nests.items():
+        if role != "ms":
+            origins[role] = (int(nest.src_window.row_off) + top - int(nest.out_window.row_off),
+                             int(nest.src_window.col_off) + left - int(nest.out_window.col_off))
+    factors = {"pan": factor, "ms": 1, **{role: factor for role in nests if role != "ms"}}
+    band_map: dict[str, list[int] | None] = {"pan": [1], "ms": ms_bands, **{r: None for r in nests if r != "ms"}}
+    return _Plan({"pan": pan_info, **others}, origins, factors, band_map, rows, cols, profile)
+
+
+def _load(pan: str | PathLike[str], ms: str | PathLike[str], sensor: str | SensorProfile, bands: str | None,
+          extra: Mapping[str, str | PathLike[str]] | None = None) -> _Scene:
+    plan = _plan(pan, ms, sensor, bands, extra)
+    with gdal_env():
+        return plan.read()
 
 
 def _rounded(values: Mapping[str, float]) -> dict[str, float]:
@@ -186,20 +216,20 @@ def evaluate_full(pan: str | PathLike[str], ms: str | PathLike[str], fused: str 
 
 def score_full(pan: np.ndarray, ms: np.ndarray, fused: np.ndarray, sensor: SensorProfile, ratio: int,
                pan_to_ms: int, block: int = 32) -> dict[str, float]:
-    """Full-resolution indices. An MS delivered on the PAN grid (``pan_to_ms == 1``) is taken as the expanded MS
-    and reduced by ``ratio`` with its MTF filters to stand in for the native MS."""
+    """Full-resolution indices. An MS delivered on the PAN grid (``pan_to_ms == 1``) is reduced by ``ratio`` with
+    its MTF filters to stand in for the native MS (as the toolbox's reduced-resolution inputs are made)."""
     from spatialx.filters import degrade_ms
 
     if pan_to_ms == 1:
         rows, cols = (ms.shape[1] // ratio) * ratio, (ms.shape[2] // ratio) * ratio
-        ms_up, pan, fused = ms[:, :rows, :cols], pan[:, :rows, :cols], fused[:, :rows, :cols]
-        ms_lr = degrade_ms(ms_up.astype(np.float64), sensor.mtf_gains, ratio)
+        pan, fused = pan[:, :rows, :cols], fused[:, :rows, :cols]
+        ms_lr = degrade_ms(ms[:, :rows, :cols].astype(np.float64), sensor.mtf_gains, ratio)
     elif pan_to_ms == ratio:
-        ms_lr, ms_up = ms, None
+        ms_lr = ms
     else:
         raise InputMismatchError(f"PAN/MS grid ratio {pan_to_ms} differs from the ratio {ratio}",
                                  hint="pass --ratio to match the grids")
-    return full_indices(fused, ms_lr, pan, ratio, sensor.mtf_gains, block=block, ms_up=ms_up)
+    return full_indices(fused, ms_lr, pan, ratio, sensor.mtf_gains, block=block)
 
 
 def evaluate_compare(reference: str | PathLike[str], fused: str | PathLike[str], *, ratio: float,
@@ -218,3 +248,35 @@ def evaluate_compare(reference: str | PathLike[str], fused: str | PathLike[str],
         window = Window(0, 0, ref_info.grid.width, ref_info.grid.height)
         ref, image = _read(ref_info, window), _read(fused_info, window)
     return _rounded(reduced_indices(ref, image, ratio=ratio, max_value=max_value, cut=cut))
+
+
+def quality_report(pan: str | PathLike[str], ms: str | PathLike[str], fused: str | PathLike[str],
+                   sensor: str | SensorProfile, *, ratio: int | None = None, bands: str | None = None,
+                   samples: int = 16, window: int = 256) -> dict[str, Any]:
+    """Full-resolution indices on a regular sample of ``samples`` windows of ``window`` PAN pixels.
+
+    Cheap enough to run after every fusion (``pansharpen --report``): the cost does not grow with the scene.
+    The summary is the mean over windows; each window's values are listed too.
+    """
+    plan = _plan(pan, ms, sensor, bands, extra={"fused": fused})
+    factor = plan.factors["pan"]
+    ratio = int(ratio or plan.sensor.ratio)
+    size = max(ratio * 8, (window // factor // ratio) * ratio)  # MS pixels per side, a multiple of the ratio
+    size_r, size_c = min(size, (plan.rows // ratio) * ratio), min(size, (plan.cols // ratio) * ratio)
+    if size_r < 4 * ratio or size_c < 4 * ratio:
+        raise InputMismatchError("the fused image is too small for a quality report", path=Path(fused))
+    per_side = max(1, math.isqrt(samples))
+    starts_r = np.unique(np.linspace(0, plan.rows - size_r, per_side).astype(int))
+    starts_c = np.unique(np.linspace(0, plan.cols - size_c, per_side).astype(int))
+    windows = []
+    with gdal_env():
+        for r in starts_r:
+            for c in starts_c:
+                scene = plan.read(int(r), int(c), size_r, size_c)
+                values = score_full(scene.pan, scene.ms, scene.extra["fused"], plan.sensor, ratio, factor)
+                windows.append({"row": int(r) * factor, "col": int(c) * factor, "size": [size_r * factor,
+                                                                                         size_c * factor],
+                                **_rounded(values)})
+    summary = {key: float(np.mean([w[key] for w in windows])) for key in FULL_KEYS}
+    return {"protocol": "full resolution (no reference), mean over sampled windows", "sensor": plan.sensor.key,
+            "ratio": ratio, "indices": summary, "windows": windows}

@@ -27,6 +27,8 @@ def command(
     dtype: opt.Dtype = None,
     ndvi: Annotated[Path | None, typer.Option("--ndvi", help="Also write the NDVI of the result here.",
                                               show_default=False)] = None,
+    report: Annotated[bool, typer.Option("--report", help="Also write full-resolution quality indices (sampled "
+                                                          "windows) to OUT.quality.json.")] = False,
     overwrite: opt.Overwrite = False,
     quiet: opt.Quiet = False,
 ) -> None:
@@ -38,7 +40,7 @@ def command(
     with tile_progress(f"pansharpen {method}", enabled=not quiet) as progress:
         result = pansharpen(pan, ms, output, sensor, method, method_options=opt.method_options(weights),
                             bands=bands, ratio=ratio, tile=tile, overlap=overlap, workers=workers,
-                            device=resolve_device(device), dtype=dtype, overwrite=overwrite, ndvi=ndvi,
+                            device=resolve_device(device), dtype=dtype, overwrite=overwrite, ndvi=ndvi, report=report,
                             progress=progress)
     if not quiet:
         bands_, height, width = result.shape
@@ -48,3 +50,7 @@ def command(
             console.print(f"  {note}", style="dim")
         if ndvi is not None:
             console.print(f"wrote {ndvi} and {ndvi.with_suffix('.qml')}")
+        if report:
+            from spatialx.tasks.pansharpen import report_path
+
+            console.print(f"wrote {report_path(result.output)}")
