@@ -10,6 +10,11 @@ Full resolution (no reference): :func:`d_lambda`, :func:`d_s`, :func:`qnr`, :fun
 PolSAR: :func:`riemannian_distance`, :func:`pauli_components`.
 
 Images are channel-first ``(C, H, W)`` arrays (2-D arrays are one band); computations are in float64.
+
+A torch backend with the same definitions (batched ``(B, C, H, W)`` tensors, any device and float dtype,
+differentiable, for validation and losses in training) is :mod:`spatialx.metrics.torch_backend`. It is not
+imported here, so that this package does not need torch: import it explicitly,
+``from spatialx.metrics import torch_backend``.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ import math
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from scipy.ndimage import maximum_filter, minimum_filter
 
 __all__ = [
     "cc",
@@ -223,11 +224,22 @@ def _uiqi_sliding(x: np.ndarray, y: np.ndarray, block: int) -> np.ndarray:
     den1 = npx * (s11 + s22) - sum_sq_means
     den = den1 * sum_sq_means
     qmap = np.ones_like(den)
-    flat_pair = (den1 == 0) & (sum_sq_means != 0)
+    # Flatness is tested exactly: running sums leave round-off where a window's variance is truly zero.
+    both_flat = _flat_windows(x, block) & _flat_windows(y, block)
+    flat_pair = both_flat & (sum_sq_means != 0)
     qmap[flat_pair] = 2.0 * prod_means[flat_pair] / sum_sq_means[flat_pair]
-    ok = den != 0
+    ok = (den != 0) & ~both_flat
     qmap[ok] = numerator[ok] / den[ok]
     return qmap.mean(axis=(-2, -1))
+
+
+def _flat_windows(x: np.ndarray, block: int) -> np.ndarray:
+    """True for each ``block`` x ``block`` window (valid positions) whose values are all equal."""
+    size = (1,) * (x.ndim - 2) + (block, block)
+    spread = maximum_filter(x, size=size, mode="nearest") - minimum_filter(x, size=size, mode="nearest")
+    start = block // 2  # scipy centres an even window at index block // 2 of it
+    rows, cols = x.shape[-2] - block + 1, x.shape[-1] - block + 1
+    return spread[..., start:start + rows, start:start + cols] == 0
 
 
 def q_index(ref: np.ndarray, fused: np.ndarray, block: int = 32) -> float:
