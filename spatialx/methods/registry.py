@@ -70,3 +70,15 @@ register("gsa", "spatialx.methods.classical.gsa:GSA", _PAN, "classical",
          "Gram-Schmidt adaptive (Aiazzi et al. 2007), regression weights from the whole scene")
 register("mtf-glp-hpm", "spatialx.methods.classical.mtf_glp:MTFGLPHPM", _PAN, "classical",
          "MTF-matched generalised Laplacian pyramid, high-pass modulation injection")
+register("mtf-glp", "spatialx.methods.classical.mtf_glp:MTFGLP", _PAN, "classical",
+         "MTF-matched generalised Laplacian pyramid, additive injection of the band-equalised PAN detail")
+register("mtf-glp-fs", "spatialx.methods.classical.mtf_glp:MTFGLPFS", _PAN, "classical",
+         "MTF-GLP with full-scale regression injection gains (Vivone 2018)")
+register("bdsd", "spatialx.methods.classical.bdsd:BDSD", _PAN, "classical",
+         "band-dependent spatial detail (Garzelli et al. 2008), MMSE injection from one global block")
+register("pracs", "spatialx.methods.classical.pracs:PRACS", _PAN, "classical",
+         "partial replacement adaptive component substitution (Choi et al. 2011)")
+register("awlp", "spatialx.methods.classical.awlp:AWLP", _PAN, "classical",
+         "additive wavelet luminance proportional (Otazu et al. 2005)")
+register("bt-h", "spatialx.methods.classical.brovey_haze:BroveyHaze", _PAN, "classical",
+         "Brovey transform with haze correction and regression intensity (Lolli et al. 2017)")

@@ -1,8 +1,16 @@
-"""Gram-Schmidt adaptive (GSA, Aiazzi et al. 2007).
+"""Gram-Schmidt adaptive (GSA, Aiazzi et al. 2007), as the community toolbox computes it.
 
-The synthetic intensity is the least-squares combination of the MS bands (plus a constant) that best predicts the
-PAN, fitted on the whole scene; each band receives the PAN detail (PAN - intensity) with gain cov(MS_b, I) / var(I).
-All of these are scene statistics, so they come from the first pass and every tile uses the same numbers.
+The synthetic intensity is the combination of the MS bands that best predicts the PAN *at the MS resolution*: the
+(mean-removed) PAN is low-passed with the toolbox's generic Gaussian (``LPfilterGauss``, gain 0.3 at Nyquist) and
+decimated at ``[r//2::r]``, and regressed, with a constant, on the MS at its own resolution (the upsampled MS sampled at
+the same positions, which is exactly the original MS when it was expanded with the 23-tap interpolator). Each band then
+receives the PAN detail ``(PAN - mean) - I0`` with the gain ``cov(MS_b, I0) / var(I0)``, ``I0`` being the intensity
+minus its mean, computed on the upsampled MS. The toolbox's final mean equalisation is a no-op (the detail has zero
+mean) and is not repeated.
+
+All of these are scene statistics, computed once in :meth:`GSA.fit`; :meth:`GSA.fuse` is pointwise (no halo).
+With a strided sample (large scenes) the PAN cannot be filtered: the weights are then regressed on the full-resolution
+PAN samples against the upsampled MS samples, which gives slightly different (usually smaller) detail.
 """
 
 from __future__ import annotations
@@ -12,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from spatialx.errors import MethodError
+from spatialx.filters import decimate
 from spatialx.methods.base import FusionMethod, SceneSample
+from spatialx.methods.classical._toolbox import Sample, cov, lowpass_gauss, regress
 
 
 class GSA(FusionMethod):
@@ -25,34 +34,47 @@ class GSA(FusionMethod):
         super().__init__(*args, **kwargs)
         self.alpha: np.ndarray | None = None
         self.gains: np.ndarray | None = None
-        self.means: dict[str, Any] = {}
+        self.ms_mean: np.ndarray | None = None
+        self.pan_mean = 0.0
+        self.estimate = ""
 
     def fit(self, sample: SceneSample) -> None:
-        ms = sample.valid_pixels("ms").astype(np.float64)
-        pan = sample.valid_pixels("pan")[0].astype(np.float64)
-        if ms.shape[1] < ms.shape[0] + 2:
-            raise MethodError("gsa: too few valid pixels to fit the intensity regression")
-        ms_mean, pan_mean = ms.mean(axis=1), pan.mean()
-        design = np.vstack([ms - ms_mean[:, None], np.ones(ms.shape[1])])
-        alpha, *_ = np.linalg.lstsq(design.T, pan - pan_mean, rcond=None)
-        intensity = alpha[:-1] @ (ms - ms_mean[:, None]) + alpha[-1]
+        s = Sample(sample, self.ratio)
+        ms_px = s.ms_px()
+        self.ms_mean = ms_px.mean(axis=1)
+        self.pan_mean = float(s.pan_px().mean())
+        r = round(float(self.ratio))
+        alpha = None
+        if s.exact and abs(float(self.ratio) - r) < 1e-9 and r >= 1:
+            low_pan = decimate(lowpass_gauss(s.pan - self.pan_mean, r), r)
+            low_ms = decimate(s.ms, r)
+            low_valid = s.lowres_valid()
+            if low_valid.sum() >= s.ms.shape[0] + 2:
+                low_ms_px = low_ms[:, low_valid]
+                centred = low_ms_px - low_ms_px.mean(axis=1, keepdims=True)
+                alpha = regress(low_pan[low_valid], centred)[:-1]
+                self.estimate = "reduced resolution (toolbox)"
+        if alpha is None:
+            alpha = regress(s.pan_px(), ms_px)[:-1]
+            self.estimate = "full-resolution samples"
+        intensity = alpha @ (ms_px - self.ms_mean[:, None])
         intensity -= intensity.mean()
-        gains = np.array([np.cov(intensity, band)[0, 1] for band in ms - ms_mean[:, None]]) / intensity.var(ddof=1)
-        self.alpha, self.gains = alpha, gains
-        self.means = {"ms": ms_mean, "pan": pan_mean}
+        var = cov(intensity, intensity)
+        self.gains = np.array([cov(band, intensity) / var if var > 0 else 0.0 for band in ms_px])
+        self.alpha = alpha
 
     def fuse(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-        if self.alpha is None or self.gains is None:
+        if self.alpha is None or self.gains is None or self.ms_mean is None:
             raise RuntimeError("GSA.fuse called before fit")
-        ms, pan = inputs["ms"], inputs["pan"][0]
-        ms_mean = self.means["ms"].astype(np.float32)
-        centred = ms - ms_mean[:, None, None]
-        # The intensity's scene mean is the regression constant (the MS are centred), so drop it.
-        intensity = np.tensordot(self.alpha[:-1].astype(np.float32), centred, axes=1)
-        detail = (pan - np.float32(self.means["pan"])) - intensity
-        return ms + self.gains.astype(np.float32)[:, None, None] * detail
+        ms = np.asarray(inputs["ms"], dtype=np.float64)
+        pan = np.asarray(inputs["pan"], dtype=np.float64)[0]
+        centred = ms - self.ms_mean[:, None, None]
+        # The intensity's scene mean is zero here (centred MS, no constant), so I0 = alpha . (MS - mean).
+        detail = (pan - self.pan_mean) - np.tensordot(self.alpha, centred, axes=1)
+        return (ms + self.gains[:, None, None] * detail).astype(np.float32)
 
     def params(self) -> dict[str, Any]:
-        if self.alpha is None:
+        if self.alpha is None or self.gains is None:
             return {}
-        return {"alpha": np.round(self.alpha, 6).tolist(), "gains": np.round(self.gains, 6).tolist()}
+        return {"alpha": np.round(self.alpha, 6).tolist(), "gains": np.round(self.gains, 6).tolist(),
+                "estimated_at": self.estimate}
