@@ -62,23 +62,24 @@ def create_method(name: str, sensor: SensorProfile, ratio: float, task: str | No
 
 
 _PAN = ("pansharpen",)
+# Listed in this order by `spatialx methods` and `evaluate`: reference, component substitution, then MRA.
 register("exp", "spatialx.methods.classical.simple:Expanded", _PAN, "classical",
          "MS resampled onto the PAN grid (cubic); the reference every method must beat")
 register("brovey", "spatialx.methods.classical.simple:Brovey", _PAN, "classical",
          "weighted Brovey transform, as GDAL's pansharpening")
+register("bt-h", "spatialx.methods.classical.brovey_haze:BroveyHaze", _PAN, "classical",
+         "Brovey transform with haze correction and regression intensity (Lolli et al. 2017)")
 register("gsa", "spatialx.methods.classical.gsa:GSA", _PAN, "classical",
          "Gram-Schmidt adaptive (Aiazzi et al. 2007), regression weights from the whole scene")
-register("mtf-glp-hpm", "spatialx.methods.classical.mtf_glp:MTFGLPHPM", _PAN, "classical",
-         "MTF-matched generalised Laplacian pyramid, high-pass modulation injection")
-register("mtf-glp", "spatialx.methods.classical.mtf_glp:MTFGLP", _PAN, "classical",
-         "MTF-matched generalised Laplacian pyramid, additive injection of the band-equalised PAN detail")
-register("mtf-glp-fs", "spatialx.methods.classical.mtf_glp:MTFGLPFS", _PAN, "classical",
-         "MTF-GLP with full-scale regression injection gains (Vivone 2018)")
 register("bdsd", "spatialx.methods.classical.bdsd:BDSD", _PAN, "classical",
          "band-dependent spatial detail (Garzelli et al. 2008), MMSE injection from one global block")
 register("pracs", "spatialx.methods.classical.pracs:PRACS", _PAN, "classical",
          "partial replacement adaptive component substitution (Choi et al. 2011)")
+register("mtf-glp", "spatialx.methods.classical.mtf_glp:MTFGLP", _PAN, "classical",
+         "MTF-matched generalised Laplacian pyramid, additive injection of the band-equalised PAN detail")
+register("mtf-glp-fs", "spatialx.methods.classical.mtf_glp:MTFGLPFS", _PAN, "classical",
+         "MTF-GLP with full-scale regression injection gains (Vivone 2018)")
+register("mtf-glp-hpm", "spatialx.methods.classical.mtf_glp:MTFGLPHPM", _PAN, "classical",
+         "MTF-matched generalised Laplacian pyramid, high-pass modulation injection")
 register("awlp", "spatialx.methods.classical.awlp:AWLP", _PAN, "classical",
          "additive wavelet luminance proportional (Otazu et al. 2005)")
-register("bt-h", "spatialx.methods.classical.brovey_haze:BroveyHaze", _PAN, "classical",
-         "Brovey transform with haze correction and regression intensity (Lolli et al. 2017)")
