@@ -87,7 +87,9 @@ def full(
     fused: Annotated[Path, typer.Argument(help="Fused raster on the PAN grid.", show_default=False)],
     sensor: opt.Sensor = "wv3",
     ratio: Ratio = None,
-    cut: Cut = 0,
+    cut: Annotated[int, typer.Option(
+        "--cut", min=0, help="Border dropped before computing indices, rounded up to whole MS pixels (the toolbox "
+                             "computes full-resolution indices on the whole image, hence 0).")] = 0,
     bands: opt.Bands = None,
     json_path: JsonPath = None,
     csv_path: CsvPath = None,
