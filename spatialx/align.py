@@ -106,6 +106,63 @@ class Resampler:
         return np.logical_and.reduce([rows[:, ix[:, t]] | (wx[None, :, t] == 0) for t in range(wx.shape[1])])
 
 
+@dataclass(frozen=True)
+class Nest:
+    """A source raster nested in the output grid: ``factor`` output pixels per source pixel, edges aligned."""
+
+    factor: int
+    out_window: Window  # on the output grid
+    src_window: Window  # on the source raster; out_window is exactly factor x src_window
+
+
+def nest(resampler: Resampler, out_shape: tuple[int, int], label: str) -> Nest:
+    """The largest extent over which ``resampler``'s source is an exact integer subdivision of the output grid.
+
+    Indices and learned methods' training pairs need exact pixel correspondences, not resampled values.
+    """
+    info, rows_map, cols_map = resampler.source, resampler.rows, resampler.cols
+    factor = round(1.0 / cols_map.scale)
+    if factor < 1 or abs(1.0 / cols_map.scale - factor) > 1e-6 or abs(1.0 / rows_map.scale - factor) > 1e-6:
+        raise InputMismatchError(f"{label} grid is not an integer subdivision of the output grid "
+                                 f"(ratio {1.0 / cols_map.scale:.4g})", path=info.path,
+                                 hint="this needs nested grids; resample with gdalwarp first")
+    spans = []
+    for amap, out_len, src_len in ((rows_map, out_shape[0], info.grid.height),
+                                   (cols_map, out_shape[1], info.grid.width)):
+        # Source pixel whose first output pixel is output index 0 (fractional when grids are offset).
+        first = amap.offset - (0.5 / factor - 0.5)
+        if abs(first * factor - round(first * factor)) > 1e-6:
+            raise InputMismatchError(f"{label} pixel edges do not line up with the output grid", path=info.path,
+                                     hint="this needs nested grids; resample with gdalwarp first")
+        start = math.ceil(first - 1e-9)
+        out_start = round((start - first) * factor)
+        spans.append((out_start, start, min(src_len - start, (out_len - out_start) // factor)))
+    (r_out, r_src, r_n), (c_out, c_src, c_n) = spans
+    if r_n < 1 or c_n < 1:
+        raise InputMismatchError(f"{label} does not overlap the other inputs", path=info.path)
+    return Nest(factor, Window(c_out, r_out, c_n * factor, r_n * factor), Window(c_src, r_src, c_n, r_n))
+
+
+def common_extent(nests: dict[str, Nest]) -> tuple[Window, dict[str, tuple[int, int]]]:
+    """The extent (on the output grid) that every nested role covers, snapped to whole pixels of the coarsest.
+
+    Returns that window and, per role, the (row, col) of its first pixel in the role's own raster.
+    """
+    coarse = max(nests.values(), key=lambda n: n.factor)
+    factor = coarse.factor
+    top = max(int(n.out_window.row_off) for n in nests.values())
+    left = max(int(n.out_window.col_off) for n in nests.values())
+    top += (int(coarse.out_window.row_off) - top) % factor
+    left += (int(coarse.out_window.col_off) - left) % factor
+    bottom = min(int(n.out_window.row_off + n.out_window.height) for n in nests.values())
+    right = min(int(n.out_window.col_off + n.out_window.width) for n in nests.values())
+    rows, cols = max(0, (bottom - top) // factor), max(0, (right - left) // factor)
+    origins = {role: (int(n.src_window.row_off) + (top - int(n.out_window.row_off)) // n.factor,
+                      int(n.src_window.col_off) + (left - int(n.out_window.col_off)) // n.factor)
+               for role, n in nests.items()}
+    return Window(left, top, cols * factor, rows * factor), origins
+
+
 @dataclass
 class Alignment:
     """The output grid, where it sits in the guide raster, and how each other input reaches it."""

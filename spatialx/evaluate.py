@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from rasterio.windows import Window
 
-from spatialx.align import align
+from spatialx.align import align, common_extent, nest
 from spatialx.errors import InputMismatchError
 from spatialx.io.read import RasterInfo, ThreadLocalReader, open_raster
 from spatialx.io.write import gdal_env
@@ -31,39 +31,6 @@ from spatialx.sensors import SensorProfile, get_sensor
 DEFAULT_CUT = 21
 REDUCED_KEYS = ("Q2n", "Q", "SAM", "ERGAS", "SCC", "PSNR", "SSIM", "CC")
 FULL_KEYS = ("D_lambda", "D_s", "QNR", "D_lambda_K", "HQNR")
-
-
-@dataclass(frozen=True)
-class _Nest:
-    """A source raster nested in the output grid: ``factor`` output pixels per source pixel."""
-
-    factor: int
-    out_window: Window  # on the output grid
-    src_window: Window  # on the source raster; out_window is exactly factor x src_window
-
-
-def _nest(info: RasterInfo, rows_map, cols_map, out_shape: tuple[int, int], label: str) -> _Nest:
-    factor = round(1.0 / cols_map.scale)
-    if factor < 1 or abs(1.0 / cols_map.scale - factor) > 1e-6 or abs(1.0 / rows_map.scale - factor) > 1e-6:
-        raise InputMismatchError(f"{label} grid is not an integer subdivision of the output grid "
-                                 f"(ratio {1.0 / cols_map.scale:.4g})", path=info.path,
-                                 hint="evaluation needs nested grids; resample with gdalwarp first")
-    windows = []
-    for amap, out_len, src_len in ((rows_map, out_shape[0], info.grid.height),
-                                   (cols_map, out_shape[1], info.grid.width)):
-        # Source pixel whose first output pixel is output index 0 (fractional when grids are offset).
-        first = amap.offset - (0.5 / factor - 0.5)
-        if abs(first * factor - round(first * factor)) > 1e-6:
-            raise InputMismatchError(f"{label} pixel edges do not line up with the output grid", path=info.path,
-                                     hint="evaluation needs nested grids; resample with gdalwarp first")
-        start = math.ceil(first - 1e-9)
-        out_start = round((start - first) * factor)
-        count = min(src_len - start, (out_len - out_start) // factor)
-        windows.append((out_start, start, count))
-    (r_out, r_src, r_n), (c_out, c_src, c_n) = windows
-    if r_n < 1 or c_n < 1:
-        raise InputMismatchError(f"{label} does not overlap the other inputs", path=info.path)
-    return _Nest(factor, Window(c_out, r_out, c_n * factor, r_n * factor), Window(c_src, r_src, c_n, r_n))
 
 
 def _read(info: RasterInfo, window: Window, bands: list[int] | None = None) -> np.ndarray:
@@ -119,32 +86,18 @@ def _plan(pan: str | PathLike[str], ms: str | PathLike[str], sensor: str | Senso
     with gdal_env():
         alignment = align(pan_info, others, "PAN")
     shape = alignment.grid.shape
-    nests = {role: _nest(info, alignment.resamplers[role].rows, alignment.resamplers[role].cols, shape,
-                         "MS" if role == "ms" else role)
-             for role, info in others.items()}
-    for role, nest in nests.items():
-        if role != "ms" and nest.factor != 1:
+    nests = {role: nest(alignment.resamplers[role], shape, "MS" if role == "ms" else role) for role in others}
+    for role, role_nest in nests.items():
+        if role != "ms" and role_nest.factor != 1:
             raise InputMismatchError(f"{role} is not on the PAN grid", path=others[role].path,
                                      hint="give the fused image written for this PAN")
-    # The common extent on the output grid, snapped to whole MS pixels.
+    extent, origins = common_extent(nests)
     factor = nests["ms"].factor
-    ms_out = nests["ms"].out_window
-    top = max(int(n.out_window.row_off) for n in nests.values())
-    left = max(int(n.out_window.col_off) for n in nests.values())
-    top += (int(ms_out.row_off) - top) % factor
-    left += (int(ms_out.col_off) - left) % factor
-    bottom = min(int(n.out_window.row_off + n.out_window.height) for n in nests.values())
-    right = min(int(n.out_window.col_off + n.out_window.width) for n in nests.values())
-    rows, cols = (bottom - top) // factor, (right - left) // factor
+    rows, cols = int(extent.height) // factor, int(extent.width) // factor
     if rows < 1 or cols < 1:
         raise InputMismatchError("the inputs have no common extent", path=ms_info.path)
-    origins = {"pan": (int(alignment.guide_window.row_off) + top, int(alignment.guide_window.col_off) + left),
-               "ms": (int(nests["ms"].src_window.row_off) + (top - int(ms_out.row_off)) // factor,
-                      int(nests["ms"].src_window.col_off) + (left - int(ms_out.col_off)) // factor)}
-    for role, nest in nests.items():
-        if role != "ms":
-            origins[role] = (int(nest.src_window.row_off) + top - int(nest.out_window.row_off),
-                             int(nest.src_window.col_off) + left - int(nest.out_window.col_off))
+    origins["pan"] = (int(alignment.guide_window.row_off + extent.row_off),
+                      int(alignment.guide_window.col_off + extent.col_off))
     factors = {"pan": factor, "ms": 1, **{role: factor for role in nests if role != "ms"}}
     band_map: dict[str, list[int] | None] = {"pan": [1], "ms": ms_bands, **{r: None for r in nests if r != "ms"}}
     return _Plan({"pan": pan_info, **others}, origins, factors, band_map, rows, cols, profile)

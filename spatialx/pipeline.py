@@ -22,11 +22,12 @@ import numpy as np
 from rasterio.windows import Window
 
 from spatialx import __version__
-from spatialx.align import Alignment, AxisMap, Resampler, align
+from spatialx.align import Alignment, AxisMap, Resampler, align, common_extent, nest
 from spatialx.errors import InputMismatchError, SpatialxError
 from spatialx.io.read import RasterInfo, ThreadLocalReader, open_raster
 from spatialx.io.write import BandInfo, OutputSpec, RasterWriter, check_output_path, gdal_env
 from spatialx.methods import FusionMethod, SceneSample, create_method, get_method_info
+from spatialx.methods.base import SceneWindow
 from spatialx.sensors import SensorProfile, get_sensor
 from spatialx.tasks import TaskSpec
 from spatialx.tiling import OverlapAddStitcher, Tile, TilePlan
@@ -176,7 +177,47 @@ def first_pass(inputs: _Inputs, pixel_budget: int = SAMPLE_PIXELS) -> SceneSampl
         if role_valid is not None:
             valid &= role_valid
         native[role] = _native_sample(inputs, role, resampler, pixel_budget)
-    return SceneSample(inputs=sampled, valid=valid, native=native, stride=stride)
+    windows, reason = scene_windows(inputs, whole=stride == 1)
+    return SceneSample(inputs=sampled, valid=valid, native=native, stride=stride, windows=windows,
+                       windows_unavailable=reason)
+
+
+def scene_windows(inputs: _Inputs, whole: bool, count: int = 8, size: int = 128) -> tuple[list[SceneWindow], str]:
+    """Contiguous, exactly nested windows for methods that learn from the scene (scene adaptation).
+
+    ``whole``: one window over the entire common extent; otherwise up to ``count`` windows of ``size`` coarse
+    pixels spread over it. Returns the windows, or none and the reason (grids not nested).
+    """
+    task, grid = inputs.task, inputs.alignment.grid
+    try:
+        nests = {role: nest(inputs.alignment.resamplers[role], grid.shape, task.label(role))
+                 for role in task.resampled}
+    except InputMismatchError as exc:
+        return [], exc.message
+    extent, origins = common_extent(nests)
+    factor = max(n.factor for n in nests.values())
+    rows, cols = int(extent.height) // factor, int(extent.width) // factor
+    if rows < 1 or cols < 1:
+        return [], "the inputs share no whole coarse pixel"
+    if whole:
+        boxes = [(0, 0, rows, cols)]
+    else:
+        height, width = min(size, rows), min(size, cols)
+        per_side = max(1, math.isqrt(count))
+        boxes = [(int(r), int(c), height, width)
+                 for r in np.unique(np.linspace(0, rows - height, per_side).astype(int))
+                 for c in np.unique(np.linspace(0, cols - width, per_side).astype(int))]
+    windows = []
+    for r, c, h, w in boxes:
+        guide_window = Window(int(extent.col_off) + c * factor, int(extent.row_off) + r * factor, w * factor,
+                              h * factor)
+        guide = inputs.readers[task.guide].read(inputs.guide_window(guide_window), inputs.bands[task.guide])
+        native = {role: inputs.readers[role].read(
+            Window(origins[role][1] + c * factor // n.factor, origins[role][0] + r * factor // n.factor,
+                   w * factor // n.factor, h * factor // n.factor), inputs.bands[role])
+                  for role, n in nests.items()}
+        windows.append(SceneWindow(guide, native, factor))
+    return windows, ""
 
 
 def _native_sample(inputs: _Inputs, role: str, resampler: Resampler, pixel_budget: int) -> np.ndarray:

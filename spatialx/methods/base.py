@@ -20,6 +20,19 @@ from spatialx.sensors import SensorProfile
 
 
 @dataclass
+class SceneWindow:
+    """A contiguous piece of the scene with exact pixel correspondences, for methods that learn from the scene.
+
+    ``guide`` is on the output grid (e.g. the PAN, (1, rows, cols)); ``native`` holds each lower-resolution role
+    on its own grid over the same extent, ``factor`` times smaller (e.g. the MS, (bands, rows/f, cols/f)).
+    """
+
+    guide: np.ndarray
+    native: dict[str, np.ndarray]
+    factor: int
+
+
+@dataclass
 class SceneSample:
     """Inputs over the whole scene, for global statistics.
 
@@ -33,6 +46,10 @@ class SceneSample:
     valid: np.ndarray
     native: dict[str, np.ndarray] = field(default_factory=dict)
     stride: int = 1
+    #: Contiguous windows (the whole scene when it fits the budget); empty when the grids are not nested.
+    windows: list[SceneWindow] = field(default_factory=list)
+    #: Why there are no windows, for methods that need them.
+    windows_unavailable: str = ""
 
     def valid_pixels(self, role: str) -> np.ndarray:
         """The role's valid samples as a (bands, n) matrix."""
@@ -73,7 +90,7 @@ class FusionMethod(ABC):
 
 
 def fuse_arrays(method: FusionMethod, inputs: Mapping[str, np.ndarray],
-                native: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+                native: Mapping[str, np.ndarray] | None = None, guide: str = "pan") -> np.ndarray:
     """Run ``method`` on whole in-memory arrays, as the reference toolbox does (no tiling, no padding).
 
     ``inputs`` maps roles to (bands, rows, cols) arrays already on the output grid (for pansharpening ``pan`` and
@@ -81,8 +98,14 @@ def fuse_arrays(method: FusionMethod, inputs: Mapping[str, np.ndarray],
     Statistics are exact: the sample is every pixel.
     """
     arrays = {role: np.asarray(a, dtype=np.float32) for role, a in inputs.items()}
-    shape = next(iter(arrays.values())).shape[1:]
-    sample = SceneSample(inputs=arrays, valid=np.ones(shape, dtype=bool),
-                         native={role: np.asarray(a, dtype=np.float32) for role, a in (native or {}).items()})
+    native_arrays = {role: np.asarray(a, dtype=np.float32) for role, a in (native or {}).items()}
+    rows, cols = arrays[guide].shape[1:]
+    factors = {rows // a.shape[1] for a in native_arrays.values()}
+    nested = len(factors) == 1 and all(a.shape[1] * f == rows and a.shape[2] * f == cols
+                                       for a in native_arrays.values() for f in factors)
+    sample = SceneSample(
+        inputs=arrays, valid=np.ones((rows, cols), dtype=bool), native=native_arrays,
+        windows=[SceneWindow(arrays[guide], native_arrays, factors.pop())] if nested else [],
+        windows_unavailable="" if nested else "the arrays are not nested at an integer ratio")
     method.fit(sample)
     return np.asarray(method.fuse(arrays), dtype=np.float32)

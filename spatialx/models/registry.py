@@ -1,0 +1,76 @@
+"""One registry of network architectures: ``create_model(name, config, **overrides)``.
+
+Each architecture is defined once (one module each) and registered lazily as ``"module:attribute"`` with named
+configurations per sensor or task (band count, ratio, widths), so listing models imports no network code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from spatialx.errors import MethodError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    entry: str
+    configs: Mapping[str, Mapping[str, Any]]
+    tasks: tuple[str, ...]
+    summary: str
+    #: What the paper reports, for comparison in ``spatialx models`` (params, gflops, and the config they are for).
+    paper: Mapping[str, Any] = field(default_factory=dict)
+
+    def config(self, name: str) -> dict[str, Any]:
+        if name not in self.configs:
+            raise MethodError(f"{self.name} has no configuration {name!r}",
+                              hint=f"choose one of: {', '.join(self.configs)}")
+        return dict(self.configs[name])
+
+    def config_for_bands(self, bands: int) -> str:
+        """The first configuration whose band count matches ``bands``."""
+        for name, cfg in self.configs.items():
+            if cfg.get("bands") == bands:
+                return name
+        known = ", ".join(f"{n} ({c.get('bands')} bands)" for n, c in self.configs.items())
+        raise MethodError(f"{self.name} has no configuration for {bands} bands", hint=f"configurations: {known}")
+
+
+_MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec) -> None:
+    if spec.name in _MODELS:
+        raise ValueError(f"model {spec.name!r} is already registered")
+    _MODELS[spec.name] = spec
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    if name not in _MODELS:
+        raise MethodError(f"unknown network {name!r}", hint=f"choose one of: {', '.join(_MODELS)}")
+    return _MODELS[name]
+
+
+def list_models() -> list[ModelSpec]:
+    return list(_MODELS.values())
+
+
+def create_model(name: str, config: str | None = None, **overrides: Any):
+    """Build architecture ``name`` with configuration ``config`` (default: its first) updated by ``overrides``."""
+    spec = get_model_spec(name)
+    kwargs = spec.config(config or next(iter(spec.configs)))
+    kwargs.update(overrides)
+    module_name, _, attribute = spec.entry.partition(":")
+    factory = getattr(importlib.import_module(module_name), attribute)
+    return factory(**kwargs)
+
+
+def model_config(name: str, config: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """The full keyword arguments ``create_model`` would use (written into weight cards)."""
+    spec = get_model_spec(name)
+    kwargs = spec.config(config or next(iter(spec.configs)))
+    kwargs.update(overrides)
+    return kwargs

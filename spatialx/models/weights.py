@@ -1,0 +1,130 @@
+"""Network weights: safetensors files with a small JSON card.
+
+``model.safetensors`` holds the tensors (never a pickle) and, in its header metadata, the card; ``model.json`` next
+to it repeats the card for people and adds the file's sha256. Loading checks the hash when the card file is
+present, rebuilds the architecture from the card and loads the tensors strictly, so a missing, corrupt or
+mismatched file is one clear error instead of a half-loaded network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from spatialx import __version__
+from spatialx.errors import ReadError
+
+CARD_KEY = "spatialx_card"
+REQUIRED = ("architecture", "config")
+
+
+def card_path(weights: str | PathLike[str]) -> Path:
+    return Path(weights).with_suffix(".json")
+
+
+def sha256(path: str | PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_weights(model, path: str | PathLike[str], card: Mapping[str, Any]) -> Path:
+    """Write ``model``'s state dict to ``path`` (safetensors) and its card next to it, atomically."""
+    from safetensors.torch import save_file
+
+    missing = [key for key in REQUIRED if key not in card]
+    if missing:
+        raise ValueError(f"weight card lacks {', '.join(missing)}")
+    path = Path(path)
+    full_card = {"format": "spatialx-weights/1", "spatialx_version": __version__,
+                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **card}
+    tensors = {name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()}
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".spatialx-tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, temporary, metadata={CARD_KEY: json.dumps(full_card, sort_keys=True)})
+        os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+    full_card["sha256"] = sha256(path)
+    card_file = card_path(path)
+    card_file.with_name(f".{card_file.name}.spatialx-tmp").write_text(json.dumps(full_card, indent=2) + "\n")
+    card_file.with_name(f".{card_file.name}.spatialx-tmp").replace(card_file)
+    return path
+
+
+def read_card(path: str | PathLike[str]) -> dict[str, Any]:
+    """The card of a weights file (from its header), checked against the sidecar's sha256 when there is one."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ReadError("weights file does not exist", path=path, hint="check the --weights path")
+    try:
+        with safe_open(path, framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types for truncated or foreign files
+        raise ReadError(f"not a valid safetensors file ({exc})", path=path,
+                        hint="weights must be .safetensors files written by spatialx train") from None
+    if CARD_KEY not in metadata:
+        raise ReadError("safetensors file has no spatialx card", path=path,
+                        hint="weights must be written by spatialx train (or spatialx.models.weights.save_weights)")
+    try:
+        card = json.loads(metadata[CARD_KEY])
+    except json.JSONDecodeError:
+        raise ReadError("the weights card is corrupt", path=path) from None
+    sidecar = card_path(path)
+    if sidecar.is_file():
+        try:
+            expected = json.loads(sidecar.read_text()).get("sha256")
+        except json.JSONDecodeError:
+            raise ReadError("weights card is not valid JSON", path=sidecar) from None
+        if expected and expected != sha256(path):
+            raise ReadError("sha256 of the weights does not match its card", path=path,
+                            hint="the file was modified or truncated; re-copy it")
+    return card
+
+
+def load_weights(path: str | PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(state_dict, card)`` of a weights file."""
+    from safetensors.torch import load_file
+
+    card = read_card(path)
+    try:
+        tensors = load_file(Path(path))
+    except Exception as exc:
+        raise ReadError(f"cannot read tensors ({exc})", path=path) from None
+    return tensors, card
+
+
+def load_model(path: str | PathLike[str], architecture: str | None = None, bands: int | None = None):
+    """Rebuild the network a weights file was trained as and load its tensors; returns ``(model, card)``."""
+    from spatialx.models.registry import create_model
+
+    tensors, card = load_weights(path)
+    if architecture is not None and card["architecture"] != architecture:
+        raise ReadError(f"weights are for {card['architecture']!r}, not {architecture!r}", path=path,
+                        hint=f"use --method {card['architecture']} or other weights")
+    if bands is not None and card["config"].get("bands") not in (None, bands):
+        raise ReadError(f"weights are for {card['config'].get('bands')} bands, the input has {bands}", path=path,
+                        hint="use weights trained for this sensor")
+    model = create_model(card["architecture"], None, **card["config"])
+    try:
+        result = model.load_state_dict(tensors, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise ReadError(f"weights do not fit the {card['architecture']} architecture ({first})", path=path) from None
+    if result.missing_keys or result.unexpected_keys:
+        detail = ", ".join([*(f"missing {k}" for k in result.missing_keys[:3]),
+                            *(f"unexpected {k}" for k in result.unexpected_keys[:3])])
+        raise ReadError(f"weights do not fit the {card['architecture']} architecture ({detail})", path=path)
+    return model, card
