@@ -9,6 +9,7 @@ written by :class:`~spatialx.io.write.RasterWriter`. Memory is bounded by the ti
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -349,32 +350,44 @@ def fuse_scene(
 
 def _run_tiles(job: _Inputs, fusion: FusionMethod, plan: TilePlan, bands: int, encoder: _Encoder,
                writer: RasterWriter, workers: int, progress: Progress | None) -> None:
-    """Fuse every tile on a dask graph and stream the stitched cells into ``writer``."""
+    """Fuse every tile on a dask graph and stream the stitched cells into ``writer``.
+
+    A dask block is a group of ``fusion.batch_tiles`` neighbouring tiles of one row, fused in one call (networks
+    run them as one batch on the device); blocks span the tiles' blend extents side by side.
+    """
 
     def write_cell(values: np.ndarray, valid_weight: np.ndarray, window: Window) -> None:
         writer.write(encoder(values, valid_weight > 0.5), window)
 
     stitcher = OverlapAddStitcher(plan, bands, write_cell)
-    done = [0]
 
-    def fuse_tile(row: int, col: int) -> np.ndarray:
-        tile = plan.tile(row, col)
+    def prepare(tile: Tile) -> tuple[dict[str, np.ndarray], np.ndarray]:
         arrays, valid = job.read(tile.read)
-        padded = {role: _pad(a, tile.pad) for role, a in arrays.items()}
-        fused = np.asarray(fusion.fuse(padded), dtype=np.float32)
         rows, cols = tile.blend_slices()
         top, left = tile.pad[0], tile.pad[2]
         valid_blend = valid[rows.start - top: rows.stop - top, cols.start - left: cols.stop - left]
-        return np.concatenate([fused[:, rows, cols], valid_blend[None].astype(np.float32)])
+        return {role: _pad(a, tile.pad) for role, a in arrays.items()}, valid_blend
 
-    sink = _StitchSink(plan, stitcher, done, progress)
-    # One dask block per tile over the blend extents; each row of tiles is stored before the next starts, so at
-    # most one row of tiles is ever in flight whatever the scene size.
+    def fuse_group(row: int, cols: tuple[int, ...]) -> np.ndarray:
+        tiles = [plan.tile(row, col) for col in cols]
+        prepared = [prepare(tile) for tile in tiles]
+        fused = fusion.fuse_batch([inputs for inputs, _ in prepared])
+        pieces = []
+        for tile, (_, valid_blend), result in zip(tiles, prepared, fused, strict=True):
+            rows_slice, cols_slice = tile.blend_slices()
+            result = np.asarray(result, dtype=np.float32)[:, rows_slice, cols_slice]
+            pieces.append(np.concatenate([result, valid_blend[None].astype(np.float32)]))
+        return np.concatenate(pieces, axis=2)
+
+    batch = max(1, int(getattr(fusion, "batch_tiles", 1)))
+    groups = [tuple(range(start, min(start + batch, plan.shape[1]))) for start in range(0, plan.shape[1], batch)]
+    sink = _StitchSink(plan, stitcher, progress)
     heights = tuple(int(plan.tile(r, 0).blend.height) for r in range(plan.shape[0]))
-    widths = tuple(int(plan.tile(0, c).blend.width) for c in range(plan.shape[1]))
+    widths = tuple(sum(sink.widths[c] for c in group) for group in groups)
     name = f"spatialx-fuse-{dask.base.tokenize(id(fusion), id(plan), time.time_ns())}"
-    graph = {(name, 0, r, c): (fuse_tile, r, c) for r in range(plan.shape[0]) for c in range(plan.shape[1])}
+    graph = {(name, 0, r, g): (fuse_group, r, group) for r in range(plan.shape[0]) for g, group in enumerate(groups)}
     blocks = da.Array(graph, name, chunks=((bands + 1,), heights, widths), dtype=np.float32)
+    # Each row of tiles is stored before the next starts: at most one row is in flight whatever the scene size.
     row_starts = np.concatenate([[0], np.cumsum(heights)])
     for r in range(plan.shape[0]):
         sink.row = r
@@ -385,19 +398,26 @@ def _run_tiles(job: _Inputs, fusion: FusionMethod, plan: TilePlan, bands: int, e
 
 
 class _StitchSink:
-    """The ``da.store`` target: maps each stored block back to its tile and hands it to the stitcher."""
+    """The ``da.store`` target: splits each stored block into its tiles and hands them to the stitcher."""
 
-    def __init__(self, plan: TilePlan, stitcher: OverlapAddStitcher, done: list[int], progress: Progress | None):
-        self.plan, self.stitcher, self.done, self.progress = plan, stitcher, done, progress
+    def __init__(self, plan: TilePlan, stitcher: OverlapAddStitcher, progress: Progress | None):
+        self.plan, self.stitcher, self.progress = plan, stitcher, progress
         self.row = 0
-        self.col_starts = [0]
-        for c in range(plan.shape[1]):
-            self.col_starts.append(self.col_starts[-1] + int(plan.tile(0, c).blend.width))
+        self.done = 0
+        self._lock = threading.Lock()
+        self.widths = [int(plan.tile(0, c).blend.width) for c in range(plan.shape[1])]
+        self.col_starts = [0, *np.cumsum(self.widths).tolist()]
 
     def __setitem__(self, index: tuple[slice, ...], block: np.ndarray) -> None:
         col = self.col_starts.index(index[2].start)
-        tile: Tile = self.plan.tile(self.row, col)
-        self.stitcher.add(tile, block[:-1], block[-1] > 0.5)
-        self.done[0] += 1
-        if self.progress is not None:
-            self.progress(self.done[0], len(self.plan))
+        offset = 0
+        while offset < block.shape[2]:
+            width = self.widths[col]
+            piece = block[:, :, offset: offset + width]
+            self.stitcher.add(self.plan.tile(self.row, col), piece[:-1], piece[-1] > 0.5)
+            offset += width
+            col += 1
+            with self._lock:
+                self.done += 1
+                if self.progress is not None:
+                    self.progress(self.done, len(self.plan))

@@ -168,3 +168,22 @@ def test_sample_ms_sits_where_its_geotransform_says(tmp_path):
 
     centred = error(0, 0)
     assert all(centred < error(dy, dx) for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)))
+
+
+def test_tiles_batched_per_call_give_the_same_result(offset_pair, tmp_path, monkeypatch):
+    from spatialx.methods.classical.mtf_glp import MTFGLPHPM
+
+    pan, ms = offset_pair
+    single = read(pansharpen(pan, ms, tmp_path / "a.tif", "qb", "mtf-glp-hpm", tile=64, dtype="float32").output)
+    calls = []
+    original = MTFGLPHPM.fuse_batch
+
+    def spy(self, batch):
+        calls.append(len(batch))
+        return original(self, batch)
+
+    monkeypatch.setattr(MTFGLPHPM, "batch_tiles", 3)
+    monkeypatch.setattr(MTFGLPHPM, "fuse_batch", spy)
+    batched = read(pansharpen(pan, ms, tmp_path / "b.tif", "qb", "mtf-glp-hpm", tile=64, dtype="float32",
+                              workers=2).output)
+    assert max(calls) == 3 and np.array_equal(batched, single)

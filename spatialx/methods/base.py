@@ -69,6 +69,8 @@ class FusionMethod(ABC):
     align: int = 1
     #: Where tensors go ("cpu" or "cuda"); set by the pipeline, used by networks.
     device: str = "cpu"
+    #: Neighbouring tiles handed to :meth:`fuse_batch` at once (networks batch them on the device).
+    batch_tiles: int = 1
 
     def __init__(self, sensor: SensorProfile, ratio: float, **options: Any):
         if options:
@@ -83,6 +85,10 @@ class FusionMethod(ABC):
     @abstractmethod
     def fuse(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """Fuse one tile. ``inputs`` maps roles to float32 arrays (bands, rows, cols) on the output grid."""
+
+    def fuse_batch(self, batch: list[Mapping[str, np.ndarray]]) -> list[np.ndarray]:
+        """Fuse several tiles; methods that gain from batching override this."""
+        return [self.fuse(inputs) for inputs in batch]
 
     def params(self) -> dict[str, Any]:
         """Parameters and fitted statistics, recorded in the output's provenance tags."""
