@@ -63,6 +63,7 @@ def reduced(
         "--method", "-m", help="Method to judge (repeat for several) [default: every classical method].",
         show_default=False)] = None,
     weights: opt.Weights = None,
+    adapt_steps: opt.AdaptSteps = 0,
     ratio: Ratio = None,
     cut: Cut = 21,
     bands: opt.Bands = None,
@@ -75,7 +76,7 @@ def reduced(
 
     names = methods or [m.name for m in list_methods("pansharpen") if m.kind == "classical"]
     results = evaluate_reduced(pan, ms, sensor, names, ratio=ratio, cut=cut, bands=bands,
-                               method_options=opt.method_options(weights))
+                               method_options=opt.method_options(weights, adapt_steps))
     _print(f"Reduced resolution ({ms.name}, cut {cut})", results, "method")
     _save(results, json_path, csv_path, "method")
 

@@ -8,7 +8,7 @@ import warnings
 import typer
 
 from spatialx import __version__
-from spatialx.cli import evaluate, ndvi, pansharpen, sample, sensors
+from spatialx.cli import evaluate, ndvi, pansharpen, sample, sensors, train
 
 app = typer.Typer(
     name="spatialx",
@@ -23,6 +23,8 @@ app.command("sample", no_args_is_help=True)(sample.command)
 app.command("sensors")(sensors.sensors_command)
 app.command("methods")(sensors.methods_command)
 app.add_typer(evaluate.app, name="evaluate")
+# TrainCommand lets --scene take a PAN MS pair and repeat, which Typer alone cannot declare.
+app.command("train", cls=train.TrainCommand, no_args_is_help=True)(train.command)
 
 
 def _version(value: bool) -> None:

@@ -31,6 +31,16 @@ Weights = Annotated[Path | None, typer.Option(
     "--weights", help="Network weights (.safetensors) for learned methods.", show_default=False)]
 
 
-def method_options(weights: Path | None) -> dict[str, object]:
-    """Options every fusion command passes to the method it creates."""
-    return {} if weights is None else {"weights": weights}
+AdaptSteps = Annotated[int, typer.Option(
+    "--adapt-steps", min=0, help="Networks: fine-tune (or train from scratch) on reduced-resolution patches of this "
+                                 "scene for N steps before fusing.")]
+
+
+def method_options(weights: Path | None, adapt_steps: int = 0) -> dict[str, object]:
+    """Options every fusion command passes to the method it creates (only those the user gave)."""
+    options: dict[str, object] = {}
+    if weights is not None:
+        options["weights"] = weights
+    if adapt_steps:
+        options["adapt_steps"] = adapt_steps
+    return options

@@ -18,6 +18,7 @@ def command(
     sensor: opt.Sensor = "wv3",
     method: Annotated[str, typer.Option("--method", "-m", help="Fusion method (see `spatialx methods`).")] = "brovey",
     weights: opt.Weights = None,
+    adapt_steps: opt.AdaptSteps = 0,
     bands: opt.Bands = None,
     ratio: opt.Ratio = None,
     tile: opt.Tile = 512,
@@ -38,7 +39,7 @@ def command(
     from spatialx.tasks.pansharpen import pansharpen
 
     with tile_progress(f"pansharpen {method}", enabled=not quiet) as progress:
-        result = pansharpen(pan, ms, output, sensor, method, method_options=opt.method_options(weights),
+        result = pansharpen(pan, ms, output, sensor, method, method_options=opt.method_options(weights, adapt_steps),
                             bands=bands, ratio=ratio, tile=tile, overlap=overlap, workers=workers,
                             device=resolve_device(device), dtype=dtype, overwrite=overwrite, ndvi=ndvi, report=report,
                             progress=progress)

@@ -83,3 +83,5 @@ register("mtf-glp-hpm", "spatialx.methods.classical.mtf_glp:MTFGLPHPM", _PAN, "c
          "MTF-matched generalised Laplacian pyramid, high-pass modulation injection")
 register("awlp", "spatialx.methods.classical.awlp:AWLP", _PAN, "classical",
          "additive wavelet luminance proportional (Otazu et al. 2005)")
+register("pnn", "spatialx.methods.network:PNNMethod", _PAN, "network",
+         "PNN (Masi et al. 2016), 3-layer CNN; needs --weights or --adapt-steps")

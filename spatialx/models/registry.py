@@ -42,6 +42,11 @@ class ModelSpec:
 _MODELS: dict[str, ModelSpec] = {}
 
 
+def _load_zoo() -> None:
+    """Register the built-in networks (``spatialx.models.zoo``) on first use; it imports no network code."""
+    import spatialx.models.zoo  # noqa: F401
+
+
 def register_model(spec: ModelSpec) -> None:
     if spec.name in _MODELS:
         raise ValueError(f"model {spec.name!r} is already registered")
@@ -49,12 +54,14 @@ def register_model(spec: ModelSpec) -> None:
 
 
 def get_model_spec(name: str) -> ModelSpec:
+    _load_zoo()
     if name not in _MODELS:
         raise MethodError(f"unknown network {name!r}", hint=f"choose one of: {', '.join(_MODELS)}")
     return _MODELS[name]
 
 
 def list_models() -> list[ModelSpec]:
+    _load_zoo()
     return list(_MODELS.values())
 
 

@@ -1,0 +1,160 @@
+"""``spatialx train OUT.safetensors --model pnn (--h5 TRAIN.h5 | --scene PAN MS ...)``.
+
+Register with ``app.command("train", cls=TrainCommand, no_args_is_help=True)(command)``: Typer cannot declare a
+repeatable option of two values, so :class:`TrainCommand` joins each ``--scene PAN MS`` pair into one value
+before Click parses the line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer.core import TyperCommand
+
+from spatialx.cli import options as opt
+from spatialx.errors import SpatialxError
+
+#: Joins the two values of one ``--scene`` (NUL cannot occur in a command-line argument).
+PAIR_SEPARATOR = "\0"
+
+
+def join_scene_pairs(args: list[str]) -> list[str]:
+    """``[..., "--scene", PAN, MS, ...]`` -> ``[..., "--scene", "PAN\\0MS", ...]`` (also ``--scene=PAN MS``)."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            out.extend(args[i:])
+            break
+        if token == "--scene" and i + 2 < len(args):
+            out += [token, f"{args[i + 1]}{PAIR_SEPARATOR}{args[i + 2]}"]
+            i += 3
+            continue
+        if token.startswith("--scene=") and i + 1 < len(args):
+            out.append(f"{token}{PAIR_SEPARATOR}{args[i + 1]}")
+            i += 2
+            continue
+        out.append(token)
+        i += 1
+    return out
+
+
+class TrainCommand(TyperCommand):
+    """The ``train`` command: ``--scene`` takes two values (PAN MS) and may be repeated."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, join_scene_pairs(list(args)))
+
+
+def split_scene_pairs(values: list[str] | None) -> list[tuple[Path, Path]]:
+    pairs = []
+    for value in values or []:
+        pan, sep, ms = value.partition(PAIR_SEPARATOR)
+        if not sep or not pan or not ms:
+            raise SpatialxError(f"--scene {value!r}: give two files, --scene PAN MS")
+        pairs.append((Path(pan), Path(ms)))
+    return pairs
+
+
+@contextmanager
+def train_progress(total: int, enabled: bool = True) -> Iterator[object]:
+    """A Rich bar of steps with the loss, samples/s and the last validation scores; yields the callback."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from spatialx.cli.progress import console
+
+    columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
+               TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]}"),
+               TextColumn("{task.fields[val]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    progress = Progress(*columns, console=console)
+    state: dict[str, int] = {}
+
+    def update(step: int, steps: int, loss: float, samples_per_s: float, val: dict[str, float] | None) -> None:
+        if "task" not in state:
+            progress.start()
+            state["task"] = progress.add_task("train", total=steps, completed=step - 1, loss="", rate="", val="")
+        fields = {"loss": f"{loss:.4f}", "rate": f"{samples_per_s:.1f} samples/s"}
+        if val is not None:
+            fields["val"] = f"val Q2n {val.get('Q2n', float('nan')):.4f} SAM {val.get('SAM', float('nan')):.2f}"
+        progress.update(state["task"], completed=step, total=steps, **fields)
+
+    try:
+        yield update
+    finally:
+        progress.stop()
+
+
+def command(
+    output: Annotated[Path, typer.Argument(help="Weights to write (.safetensors; its card goes to the .json "
+                                                "next to it).", show_default=False)],
+    model: Annotated[str, typer.Option("--model", "-m", help="Network architecture, e.g. pnn.")]
+    = "pnn",
+    config: Annotated[str | None, typer.Option(
+        "--config", help="Network configuration, e.g. wv3, qb, gf2 (default: the sensor's).",
+        show_default=False)] = None,
+    h5: Annotated[Path | None, typer.Option(
+        "--h5", help="Training set in PanCollection HDF5 format (gt, ms, lms, pan).", show_default=False)] = None,
+    val_h5: Annotated[Path | None, typer.Option(
+        "--val-h5", help="Validation set (PanCollection HDF5) (default: the last 10% of --h5 held out).",
+        show_default=False)] = None,
+    scene: Annotated[list[str] | None, typer.Option(
+        "--scene", metavar="PAN MS", help="Train on Wald-protocol patches of this PAN/MS pair (nested grids); "
+                                          "repeat for more scenes. The bottom rows are held out for validation.",
+        show_default=False)] = None,
+    sensor: opt.Sensor = "wv3",
+    steps: Annotated[int, typer.Option("--steps", min=0, help="Optimizer steps in total.")] = 1000,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Examples per step.")] = 8,
+    patch: Annotated[int, typer.Option("--patch", min=8, help="Patch size in pixels (--scene).")] = 64,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="AdamW learning rate.")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0, help="AdamW weight decay.")] = 1e-6,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the initial weights and the patch order.")] = 0,
+    device: opt.Device = "auto",
+    val_every: Annotated[int | None, typer.Option(
+        "--val-every", min=1, help="Validate every N steps (default: at the end only).", show_default=False)] = None,
+    checkpoint: Annotated[Path | None, typer.Option(
+        "--checkpoint", help="Write a resumable checkpoint (.safetensors) here (default: the --resume file).",
+        show_default=False)] = None,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1,
+                                                  help="Steps between checkpoints.")] = 500,
+    resume: Annotated[Path | None, typer.Option(
+        "--resume", help="Continue a run from its checkpoint (same data, --batch and --seed repeat it exactly).",
+        show_default=False)] = None,
+    workers: Annotated[int, typer.Option("--workers", "-j", min=0, help="Data loader processes (0: in the main "
+                                                                        "process).")] = 0,
+    overwrite: opt.Overwrite = False,
+    quiet: opt.Quiet = False,
+) -> None:
+    """Train a fusion network on PanCollection HDF5 data or on your own scenes; write weights and a card."""
+    from spatialx.cli.progress import console
+    from spatialx.training.loop import train_model
+
+    scenes = split_scene_pairs(scene)
+    with train_progress(steps, enabled=not quiet) as progress:
+        done = train_model(output, model=model, config=config, sensor=sensor, h5=h5, val_h5=val_h5,
+                           scenes=scenes or None, steps=steps, batch_size=batch, patch=patch, lr=lr,
+                           weight_decay=weight_decay, seed=seed, device=device, val_every=val_every,
+                           checkpoint=checkpoint or resume, checkpoint_every=checkpoint_every, resume=resume,
+                           overwrite=overwrite, workers=workers, progress=progress)
+    if not quiet:
+        result = done.result
+        console.print(f"wrote {done.output} and {done.output.with_suffix('.json')} ({done.card['architecture']} "
+                      f"{done.card['config_name']}, {done.card['parameters']:,} parameters, {result.steps} steps, "
+                      f"{result.seconds:.1f} s, {result.samples_per_s:.1f} samples/s)")
+        if result.val_metrics:
+            scores = ", ".join(f"{key} {value:.4f}" for key, value in result.val_metrics.items())
+            console.print(f"  validation: {scores}", style="dim")

@@ -1,0 +1,115 @@
+"""Networks as fusion methods: the same interface, registry and tiler as the classical methods.
+
+A network method needs weights (``weights=``, a safetensors file written by ``spatialx train``) or scene
+adaptation (``adapt_steps=``: fine-tune, or train from scratch, on reduced-resolution patches of the scene being
+fused, before fusing it at full resolution), or both; an untrained network is refused, never run. Tiles are fused
+in batches on the chosen device, with mixed precision on CUDA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from spatialx.errors import MethodError
+from spatialx.methods.base import FusionMethod, SceneSample
+from spatialx.sensors import SensorProfile
+
+
+class NetworkMethod(FusionMethod):
+    """Base of every network method; subclasses name their architecture in the model registry."""
+
+    architecture: ClassVar[str] = ""
+    tasks = ("pansharpen",)
+    halo = 32
+    default_overlap = 32
+    batch_tiles = 4
+
+    def __init__(self, sensor: SensorProfile, ratio: float, weights: str | Path | None = None,
+                 adapt_steps: int = 0, adapt_patch: int = 64, adapt_batch: int = 8, adapt_lr: float = 1e-4,
+                 config: str | None = None, seed: int = 0, **options: Any):
+        super().__init__(sensor, ratio, **options)
+        import torch
+
+        from spatialx.models.registry import create_model, get_model_spec
+        from spatialx.models.weights import load_model, sha256
+
+        if weights is None and adapt_steps <= 0:
+            raise MethodError(f"{self.name} needs trained weights (--weights FILE) or scene adaptation "
+                              "(--adapt-steps N)", hint="train weights with `spatialx train`, or pass --adapt-steps")
+        self.adapt_steps, self.adapt_patch, self.adapt_batch, self.adapt_lr = adapt_steps, adapt_patch, adapt_batch, \
+            adapt_lr
+        self.seed = seed
+        self.card: dict[str, Any] = {}
+        self.adaptation: dict[str, Any] = {}
+        if weights is not None:
+            self.model, self.card = load_model(weights, architecture=self.architecture, bands=len(sensor.bands))
+            self.weights_name = Path(weights).name
+            self.card["sha256"] = sha256(weights)
+        else:
+            spec = get_model_spec(self.architecture)
+            config = config or spec.config_for_bands(len(sensor.bands))
+            torch.manual_seed(seed)
+            self.model = create_model(self.architecture, config)
+            self.card = {"architecture": self.architecture, "config": spec.config(config)}
+            self.weights_name = None
+        self.model.eval()
+
+    def fit(self, sample: SceneSample) -> None:
+        if self.adapt_steps <= 0:
+            return
+        if not sample.windows:
+            raise MethodError(f"{self.name}: scene adaptation needs exactly nested PAN and MS grids "
+                              f"({sample.windows_unavailable})", hint="resample the MS onto a grid nested in the "
+                                                                      "PAN's, or use --weights without adaptation")
+        from spatialx.training.adapt import adapt
+
+        self.adaptation = adapt(
+            self.model, [w.guide for w in sample.windows], [w.native["ms"] for w in sample.windows], self.sensor,
+            round(self.ratio), steps=self.adapt_steps, patch=self.adapt_patch, batch_size=self.adapt_batch,
+            lr=self.adapt_lr, seed=self.seed, device=self.device, pan_to_ms=sample.windows[0].factor)
+        self.model.eval()
+
+    def fuse(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self.fuse_batch([inputs])[0]
+
+    def fuse_batch(self, batch: list[Mapping[str, np.ndarray]]) -> list[np.ndarray]:
+        """Run tiles of equal shape as one batch; inputs and outputs in DN, the network in [0, 1]."""
+        import torch
+
+        scale = float(self.sensor.max_value)
+        device = torch.device(self.device)
+        self.model.to(device)
+        results: list[np.ndarray | None] = [None] * len(batch)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, inputs in enumerate(batch):
+            by_shape.setdefault(inputs["ms"].shape, []).append(i)
+        for indexes in by_shape.values():
+            lms = torch.from_numpy(np.stack([batch[i]["ms"] for i in indexes]) / scale).float().to(device)
+            pan = torch.from_numpy(np.stack([batch[i]["pan"] for i in indexes]) / scale).float().to(device)
+            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                                        enabled=device.type == "cuda"):
+                fused = (self.model(lms, pan).float().clamp(0, 1) * scale).cpu().numpy()
+            for slot, i in enumerate(indexes):
+                results[i] = fused[slot]
+        return [r for r in results if r is not None]
+
+    def params(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"architecture": self.architecture, "config": self.card.get("config"),
+                                "weights": self.weights_name}
+        if self.card.get("sha256"):
+            info["weights_sha256"] = self.card["sha256"]
+        if self.adaptation:
+            info["adaptation"] = {k: (round(v, 6) if isinstance(v, float) else v)
+                                  for k, v in self.adaptation.items()}
+        return info
+
+
+class PNNMethod(NetworkMethod):
+    name = "pnn"
+    architecture = "pnn"
+    halo = 8  # three convolutions 9x9, 5x5, 5x5
+    default_overlap = 8

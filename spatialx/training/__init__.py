@@ -1,0 +1,54 @@
+"""Training and scene adaptation of the fusion networks.
+
+- :mod:`spatialx.training.data`: :class:`PanCollectionDataset` (PanCollection HDF5), :class:`WaldPatchDataset`
+  (reduced-resolution patches of the user's own scenes, files or arrays), samplers (:class:`RandomPatchSampler`,
+  :class:`GridPatchSampler`, :class:`EpochSampler`) and :class:`PatchStream` joining them;
+- :mod:`spatialx.training.loop`: :func:`train` (AdamW, clipping, EMA, validation, safetensors checkpoints, exact
+  resume), :func:`validate`, :func:`train_model` (the library function behind ``spatialx train``);
+- :mod:`spatialx.training.adapt`: :func:`adapt`, fine-tuning a network on the scene it fuses.
+
+Names load on first use, so ``import spatialx.training`` does not import torch.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "PanCollectionDataset": "spatialx.training.data",
+    "WaldPatchDataset": "spatialx.training.data",
+    "ArrayScene": "spatialx.training.data",
+    "RasterScene": "spatialx.training.data",
+    "PatchQuery": "spatialx.training.data",
+    "RandomPatchSampler": "spatialx.training.data",
+    "GridPatchSampler": "spatialx.training.data",
+    "EpochSampler": "spatialx.training.data",
+    "PatchStream": "spatialx.training.data",
+    "Subset": "spatialx.training.data",
+    "collate": "spatialx.training.data",
+    "wald_patches": "spatialx.training.data",
+    "write_pancollection": "spatialx.training.data",
+    "train": "spatialx.training.loop",
+    "TrainResult": "spatialx.training.loop",
+    "validate": "spatialx.training.loop",
+    "make_loss": "spatialx.training.loop",
+    "save_checkpoint": "spatialx.training.loop",
+    "read_checkpoint": "spatialx.training.loop",
+    "train_model": "spatialx.training.loop",
+    "TrainModelResult": "spatialx.training.loop",
+    "adapt": "spatialx.training.adapt",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'spatialx.training' has no attribute {name!r}")
+    return getattr(import_module(_LAZY[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = list(_LAZY)

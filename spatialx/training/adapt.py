@@ -1,0 +1,103 @@
+"""Scene adaptation: fine-tune a trained network on the scene it is about to fuse (``--adapt-steps N``).
+
+The scene is its own training set through Wald's protocol: patches of the PAN and MS are degraded by the ratio
+(:class:`~spatialx.training.data.WaldPatchDataset`), the network learns to restore the original MS from them, and
+the same weights are then applied at full resolution (the idea of A-PNN, Scarpa et al. 2018). Same loss and
+optimizer as training; the EMA of the weights is what the network holds at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from spatialx.errors import InputMismatchError
+from spatialx.sensors import SensorProfile, get_sensor
+from spatialx.training.data import ArrayScene, GridPatchSampler, PatchStream, RandomPatchSampler, WaldPatchDataset
+from spatialx.training.loop import LossFn, make_loss, resolve_torch_device, train, validate
+
+
+def _fitting_patch(scene: ArrayScene, patch: int, ratio: int) -> int:
+    """``patch`` or, for a small scene, the largest multiple of ``ratio`` that fits it."""
+    fits = min(scene.ms_rows, scene.ms_cols) // ratio * ratio
+    size = min(int(patch) // ratio * ratio, fits)
+    if size < 4 * ratio:
+        raise InputMismatchError(f"the scene (MS {scene.ms_cols}x{scene.ms_rows} pixels) is too small to adapt "
+                                 f"on at ratio {ratio}", hint=f"it needs at least {4 * ratio} MS pixels a side")
+    return size
+
+
+def adapt(
+    model: nn.Module,
+    pan: np.ndarray | Sequence[np.ndarray],
+    ms: np.ndarray | Sequence[np.ndarray],
+    sensor: str | SensorProfile,
+    ratio: int | None = None,
+    *,
+    steps: int,
+    patch: int = 64,
+    batch_size: int = 8,
+    lr: float = 1e-4,
+    weight_decay: float = 1e-6,
+    clip: float | None = 0.03,
+    ema: float | None = 0.995,
+    loss: str | LossFn = "l1+ssim",
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    pan_to_ms: int | None = None,
+    nodata: float | None = None,
+    eval_patches: int = 8,
+    progress: Callable[..., None] | None = None,
+) -> dict[str, Any]:
+    """Fine-tune ``model`` in place on reduced-resolution patches of one scene; returns statistics.
+
+    ``pan`` (1, H, W) on the PAN grid and ``ms`` (C, h, w) on its own grid, in the sensor's DN (``H = pan_to_ms
+    * h``; ``pan_to_ms`` defaults to ``H // h``), or lists of such pairs (windows of one scene); ``ratio`` is
+    the degradation ratio (default: the sensor's).
+    Windows holding ``nodata`` (default: the sensor's) are avoided. ``patch`` shrinks to fit small scenes. The
+    returned dict holds the reduced-resolution loss of a fixed set of ``eval_patches`` patches before and after
+    (``initial_loss``, ``final_loss``), the first and last training losses, ``steps``, ``patch``, ``seconds``
+    and ``samples_per_s``. ``progress`` is :func:`~spatialx.training.loop.train`'s callback.
+    """
+    began = time.perf_counter()
+    profile = sensor if isinstance(sensor, SensorProfile) else get_sensor(sensor)
+    ratio = int(ratio if ratio is not None else profile.ratio)
+    pans, mss = ([pan], [ms]) if isinstance(pan, np.ndarray) else (list(pan), list(ms))
+    scenes = [ArrayScene(p, m, pan_to_ms=pan_to_ms, nodata=profile.nodata if nodata is None else nodata,
+                         name=f"window {i}") for i, (p, m) in enumerate(zip(pans, mss, strict=True))]
+    if scenes[0].bands != len(profile.bands):
+        raise InputMismatchError(f"the MS has {scenes[0].bands} bands, sensor {profile.key!r} has "
+                                 f"{len(profile.bands)}", hint="pass the sensor the scene comes from")
+    dataset = WaldPatchDataset(scenes, profile, ratio=ratio)
+    patch = min(_fitting_patch(scene, patch, ratio) for scene in scenes)
+    stream = PatchStream(dataset, RandomPatchSampler(dataset, patch, seed=seed))
+    held = PatchStream(dataset, GridPatchSampler(dataset, patch, limit=max(1, eval_patches)))
+    torch_device = resolve_torch_device(device)
+    loss_fn = make_loss(loss)
+
+    def reduced_loss() -> float:
+        return validate(model, held, max_value=dataset.max_value, ratio=ratio, batch_size=batch_size,
+                        device=torch_device, loss=loss_fn, indices=False)["loss"]
+
+    model.to(torch_device)
+    initial = reduced_loss()
+    result = train(model, stream, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, clip=clip,
+                   ema=ema, loss=loss_fn, seed=seed, device=torch_device, progress=progress)
+    final = reduced_loss()
+    return {
+        "initial_loss": initial,
+        "final_loss": final,
+        "first_train_loss": result.losses[0] if result.losses else None,
+        "last_train_loss": result.final_loss,
+        "steps": result.steps,
+        "patch": patch,
+        "batch_size": batch_size,
+        "eval_patches": len(held),
+        "seconds": time.perf_counter() - began,
+        "samples_per_s": result.samples_per_s,
+    }
