@@ -1,0 +1,93 @@
+"""Networks go through the same pipeline as classical methods: weights, scene adaptation, tiled inference."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from spatialx.errors import MethodError, ReadError
+from spatialx.evaluate import evaluate_reduced
+from spatialx.models.registry import create_model
+from spatialx.models.weights import save_weights
+from spatialx.sample import write_sample
+from spatialx.tasks.pansharpen import pansharpen
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    return write_sample(tmp_path_factory.mktemp("scene"), sensor="qb", size=192, seed=7)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    model = create_model("pnn", "qb")
+    path = tmp_path_factory.mktemp("weights") / "pnn_qb.safetensors"
+    return save_weights(model, path, {"architecture": "pnn", "config": {"bands": 4, "ratio": 4}, "sensor": "qb"})
+
+
+def read(path):
+    with rasterio.open(path) as src:
+        return src.read().astype(np.float64), src.tags()
+
+
+def test_untrained_network_is_refused(scene, tmp_path):
+    with pytest.raises(MethodError, match="--weights FILE"):
+        pansharpen(scene["pan"], scene["ms"], tmp_path / "out.tif", "qb", "pnn")
+    assert not (tmp_path / "out.tif").exists()
+
+
+def test_weights_run_tiled_and_equal_whole_image(scene, weights, tmp_path):
+    options = {"weights": weights}
+    whole, tags = read(pansharpen(scene["pan"], scene["ms"], tmp_path / "w.tif", "qb", "pnn",
+                                  method_options=options, dtype="float32", tile=512).output)
+    tiled, _ = read(pansharpen(scene["pan"], scene["ms"], tmp_path / "t.tif", "qb", "pnn", method_options=options,
+                               dtype="float32", tile=64, workers=2).output)
+    # PNN's receptive field (8 px) fits the halo, so tiles agree up to float rounding
+    assert np.abs(tiled - whole).max() < 0.05
+    params = json.loads(tags["SPATIALX_PARAMS"])
+    assert params["architecture"] == "pnn" and params["weights"] == "pnn_qb.safetensors"
+    assert len(params["weights_sha256"]) == 64
+
+
+def test_mismatched_or_corrupt_weights_are_one_line_errors(scene, weights, tmp_path):
+    with pytest.raises(ReadError, match="4 bands, the input has 8"):
+        from spatialx.methods import create_method
+        from spatialx.sensors import get_sensor
+
+        create_method("pnn", get_sensor("wv3"), 4, weights=weights)
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ReadError, match="safetensors"):
+        pansharpen(scene["pan"], scene["ms"], tmp_path / "o.tif", "qb", "pnn", method_options={"weights": broken})
+    with pytest.raises(ReadError, match="does not exist"):
+        pansharpen(scene["pan"], scene["ms"], tmp_path / "o.tif", "qb", "pnn",
+                   method_options={"weights": tmp_path / "missing.safetensors"})
+
+
+def test_adaptation_runs_end_to_end_and_lowers_the_scene_loss(scene, tmp_path):
+    result = pansharpen(scene["pan"], scene["ms"], tmp_path / "a.tif", "qb", "pnn",
+                        method_options={"adapt_steps": 6, "adapt_patch": 32, "adapt_batch": 4, "adapt_lr": 1e-3})
+    fused, tags = read(result.output)
+    adaptation = json.loads(tags["SPATIALX_PARAMS"])["adaptation"]
+    assert adaptation["steps"] == 6 and adaptation["final_loss"] < adaptation["initial_loss"]
+    assert fused.shape == (4, 192, 192) and fused.min() >= 1
+
+
+def test_evaluate_reduced_adapts_on_the_reduced_inputs(tmp_path):
+    scene = write_sample(tmp_path, sensor="qb", size=512, seed=8)
+    result = evaluate_reduced(scene["pan"], scene["ms"], "qb", ["pnn"],
+                              method_options={"adapt_steps": 4, "adapt_patch": 16, "adapt_batch": 2})
+    assert 0 < result["pnn"]["Q2n"] <= 1
