@@ -8,7 +8,7 @@ import warnings
 import typer
 
 from spatialx import __version__
-from spatialx.cli import evaluate, ndvi, pansharpen, sample, sensors, train
+from spatialx.cli import evaluate, models, ndvi, pansharpen, sample, sensors, train
 
 app = typer.Typer(
     name="spatialx",
@@ -22,6 +22,7 @@ app.command("ndvi", no_args_is_help=True)(ndvi.command)
 app.command("sample", no_args_is_help=True)(sample.command)
 app.command("sensors")(sensors.sensors_command)
 app.command("methods")(sensors.methods_command)
+app.command("models")(models.command)
 app.add_typer(evaluate.app, name="evaluate")
 # TrainCommand lets --scene take a PAN MS pair and repeat, which Typer alone cannot declare.
 app.command("train", cls=train.TrainCommand, no_args_is_help=True)(train.command)

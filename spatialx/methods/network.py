@@ -113,3 +113,12 @@ class PNNMethod(NetworkMethod):
     architecture = "pnn"
     halo = 8  # three convolutions 9x9, 5x5, 5x5
     default_overlap = 8
+
+
+class LEMambaMethod(NetworkMethod):
+    name = "lemamba"
+    architecture = "lemamba"
+    # The global scans see the whole tile, so no halo makes tiles exact: a wide context and cross-fade hide seams.
+    halo = 32
+    default_overlap = 32
+    batch_tiles = 2

@@ -85,3 +85,5 @@ register("awlp", "spatialx.methods.classical.awlp:AWLP", _PAN, "classical",
          "additive wavelet luminance proportional (Otazu et al. 2005)")
 register("pnn", "spatialx.methods.network:PNNMethod", _PAN, "network",
          "PNN (Masi et al. 2016), 3-layer CNN; needs --weights or --adapt-steps")
+register("lemamba", "spatialx.methods.network:LEMambaMethod", _PAN, "network",
+         "LE-Mamba (Cao et al. 2024), local-enhanced vision Mamba U-Net; needs --weights or --adapt-steps")

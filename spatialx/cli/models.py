@@ -1,0 +1,91 @@
+"""``spatialx models``: every fusion method with its size -- parameters and GFLOPs at 64 x 64 for the networks (next
+to the paper's figures), 0 parameters for the classical methods."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+#: Input size (pixels, square) of the GFLOPs column, the size the fusion papers report FLOPs at.
+FLOPS_SIZE = 64
+
+
+def _network_rows() -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """One row per (network, configuration) and the JSON entry of each network (its default configuration)."""
+    from spatialx.models.flops import count_gflops, count_params, network_inputs
+    from spatialx.models.registry import create_model, list_models
+
+    rows: list[dict[str, Any]] = []
+    entries: dict[str, dict[str, Any]] = {}
+    for spec in list_models():
+        default = spec.paper.get("config") if spec.paper.get("config") in spec.configs else next(iter(spec.configs))
+        for config_name, config in spec.configs.items():
+            row: dict[str, Any] = {"name": spec.name, "config": config_name, "kind": "network",
+                                   "tasks": list(spec.tasks), "params": None, "gflops": None, "paper": "",
+                                   "summary": spec.summary}
+            try:
+                # On the meta device shapes propagate without arithmetic: the count costs no compute.
+                network = create_model(spec.name, config_name).to("meta")
+                row["params"] = count_params(network)
+                inputs = tuple(t.to("meta") for t in network_inputs(config, FLOPS_SIZE))
+                row["gflops"] = round(count_gflops(network, inputs), 3)
+            except Exception as exc:  # one broken network must not hide the others
+                row["summary"] = f"could not be measured: {exc}"
+            paper = spec.paper if config_name == spec.paper.get("config") else spec.paper.get(config_name)
+            if paper:
+                params, gflops = paper.get("params"), paper.get("gflops")
+                row["paper"] = " / ".join(part for part in (
+                    f"{params / 1e6:.3g} M" if params else "", f"{gflops:g} G" if gflops else "") if part)
+            rows.append(row)
+            if config_name == default:
+                entries[spec.name] = {"params": row["params"], "gflops": row["gflops"], "tasks": list(spec.tasks)}
+    return rows, entries
+
+
+def _method_rows(networks: set[str]) -> list[dict[str, Any]]:
+    """The registered methods that are not networks of the model registry (classical: 0 parameters)."""
+    from spatialx.methods import list_methods
+
+    rows = []
+    for info in list_methods():
+        if info.name in networks:
+            continue
+        classical = info.kind == "classical"
+        rows.append({"name": info.name, "config": "", "kind": info.kind, "tasks": list(info.tasks),
+                     "params": 0 if classical else None, "gflops": None, "paper": "", "summary": info.summary})
+    return rows
+
+
+def command(
+    json_path: Annotated[Path | None, typer.Option(
+        "--json", help="Also write {name: {params, gflops, tasks}} to this JSON file (networks at their "
+                       "sensor-default configuration).", dir_okay=False, writable=True)] = None,
+) -> None:
+    """List the fusion methods with their size: parameters and GFLOPs at 64 x 64 (1 MAC = 1 FLOP) per network
+    configuration, next to the paper's figures; classical methods have no parameters."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    net_rows, entries = _network_rows()
+    method_rows = _method_rows(set(entries))
+    table = Table(title="Methods and networks", caption=(
+        f"GFLOPs: one forward pass, batch 1, {FLOPS_SIZE}x{FLOPS_SIZE} input, 1 multiply-add = 1 FLOP (fvcore/thop "
+        "convention), selective scans counted analytically; paper: the figures the paper reports"),
+        caption_justify="left")
+    for column in ("name", "config", "kind", "tasks", "params", "GFLOPs", "paper"):
+        table.add_column(column, justify="right" if column in ("params", "GFLOPs") else "left")
+    for row in net_rows + method_rows:
+        params = "?" if row["params"] is None else f"{row['params']:,}"
+        gflops = "-" if row["gflops"] is None else f"{row['gflops']:.3f}"
+        table.add_row(row["name"], row["config"], row["kind"], ", ".join(row["tasks"]), params, gflops, row["paper"])
+    Console().print(table)
+
+    if json_path is not None:
+        for row in method_rows:
+            entries[row["name"]] = {"params": row["params"], "gflops": row["gflops"], "tasks": row["tasks"]}
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")
