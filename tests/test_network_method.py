@@ -91,3 +91,32 @@ def test_evaluate_reduced_adapts_on_the_reduced_inputs(tmp_path):
     result = evaluate_reduced(scene["pan"], scene["ms"], "qb", ["pnn"],
                               method_options={"adapt_steps": 4, "adapt_patch": 16, "adapt_batch": 2})
     assert 0 < result["pnn"]["Q2n"] <= 1
+
+
+@pytest.fixture(scope="module")
+def lemamba_weights(tmp_path_factory):
+    from spatialx.models.registry import model_config
+
+    model = create_model("lemamba", "qb", seed=0)
+    path = tmp_path_factory.mktemp("lemamba") / "lemamba_qb.safetensors"
+    return save_weights(model, path, {"architecture": "lemamba", "config": model_config("lemamba", "qb"),
+                                      "sensor": "qb"})
+
+
+def test_lemamba_tiled_inference_on_the_sample(tmp_path, lemamba_weights):
+    scene = write_sample(tmp_path, sensor="qb", size=64, seed=9)
+    result = pansharpen(scene["pan"], scene["ms"], tmp_path / "out.tif", "qb", "lemamba", tile=32, overlap=8,
+                        workers=2, method_options={"weights": lemamba_weights})
+    fused, tags = read(result.output)
+    assert result.tiles == 4 and fused.shape == (4, 64, 64) and np.isfinite(fused).all()
+    with rasterio.open(result.output) as src, rasterio.open(scene["pan"]) as pan:
+        assert src.crs == pan.crs and src.transform == pan.transform
+    assert json.loads(tags["SPATIALX_PARAMS"])["architecture"] == "lemamba"
+
+
+def test_lemamba_adapts_with_a_handful_of_steps(tmp_path):
+    scene = write_sample(tmp_path, sensor="qb", size=64, seed=10)
+    result = pansharpen(scene["pan"], scene["ms"], tmp_path / "out.tif", "qb", "lemamba", tile=64,
+                        method_options={"adapt_steps": 2, "adapt_patch": 16, "adapt_batch": 2})
+    adaptation = json.loads(read(result.output)[1]["SPATIALX_PARAMS"])["adaptation"]
+    assert adaptation["steps"] == 2 and np.isfinite(adaptation["final_loss"])
