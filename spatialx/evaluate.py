@@ -125,9 +125,13 @@ def evaluate_reduced(pan: str | PathLike[str], ms: str | PathLike[str], sensor: 
     scene = _load(pan, ms, sensor, bands)
     ratio = int(ratio or scene.sensor.ratio)
     reduced = reduce_scene(scene.pan, scene.ms, scene.sensor.mtf_gains, ratio, scene.pan_to_ms)
+    from spatialx.methods import get_method_info
+
     results = {}
     for name in methods:
-        results[name] = _rounded(score_reduced(reduced, name, scene.sensor, cut, method_options))
+        # Options such as weights and adaptation belong to the learned methods of the comparison.
+        options = method_options if get_method_info(name, "pansharpen").kind == "network" else None
+        results[name] = _rounded(score_reduced(reduced, name, scene.sensor, cut, options))
     return results
 
 

@@ -173,10 +173,15 @@ def first_pass(inputs: _Inputs, pixel_budget: int = SAMPLE_PIXELS) -> SceneSampl
                     resampler.rows.size),
             AxisMap(resampler.cols.scale * stride, resampler.cols.offset + resampler.cols.scale * offset,
                     resampler.cols.size))
-        values, role_valid = inputs.read_resampled(role, strided, Window(0, 0, out_w, out_h))
-        sampled[role] = values
-        if role_valid is not None:
-            valid &= role_valid
+        # Strip by strip: one read of the whole source would grow with the scene.
+        strips, valid_strips = [], []
+        for top in range(0, out_h, STRIP_ROWS):
+            window = Window(0, top, out_w, min(STRIP_ROWS, out_h - top))
+            values, role_valid = inputs.read_resampled(role, strided, window)
+            strips.append(values)
+            valid_strips.append(np.ones(values.shape[1:], dtype=bool) if role_valid is None else role_valid)
+        sampled[role] = np.concatenate(strips, axis=1)
+        valid &= np.concatenate(valid_strips, axis=0)
         native[role] = _native_sample(inputs, role, resampler, pixel_budget)
     windows, reason = scene_windows(inputs, whole=stride == 1)
     return SceneSample(inputs=sampled, valid=valid, native=native, stride=stride, windows=windows,

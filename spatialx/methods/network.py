@@ -29,8 +29,8 @@ class NetworkMethod(FusionMethod):
     batch_tiles = 4
 
     def __init__(self, sensor: SensorProfile, ratio: float, weights: str | Path | None = None,
-                 adapt_steps: int = 0, adapt_patch: int = 64, adapt_batch: int = 8, adapt_lr: float = 1e-4,
-                 config: str | None = None, seed: int = 0, **options: Any):
+                 adapt_steps: int = 0, adapt_patch: int | None = None, adapt_batch: int | None = None,
+                 adapt_lr: float | None = None, config: str | None = None, seed: int = 0, **options: Any):
         super().__init__(sensor, ratio, **options)
         import torch
 
@@ -40,8 +40,11 @@ class NetworkMethod(FusionMethod):
         if weights is None and adapt_steps <= 0:
             raise MethodError(f"{self.name} needs trained weights (--weights FILE) or scene adaptation "
                               "(--adapt-steps N)", hint="train weights with `spatialx train`, or pass --adapt-steps")
-        self.adapt_steps, self.adapt_patch, self.adapt_batch, self.adapt_lr = adapt_steps, adapt_patch, adapt_batch, \
-            adapt_lr
+        # Defaults keep adaptation practical on a CPU (small patches and batches) and use a GPU's width; training
+        # from scratch takes the papers' learning rate, fine-tuning a tenth of it.
+        self.adapt_steps = adapt_steps
+        self._adapt_patch, self._adapt_batch = adapt_patch, adapt_batch
+        self.adapt_lr = adapt_lr if adapt_lr is not None else (1e-4 if weights is not None else 1e-3)
         self.seed = seed
         self.card: dict[str, Any] = {}
         self.adaptation: dict[str, Any] = {}
@@ -72,6 +75,14 @@ class NetworkMethod(FusionMethod):
             round(self.ratio), steps=self.adapt_steps, patch=self.adapt_patch, batch_size=self.adapt_batch,
             lr=self.adapt_lr, seed=self.seed, device=self.device, pan_to_ms=sample.windows[0].factor)
         self.model.eval()
+
+    @property
+    def adapt_patch(self) -> int:
+        return self._adapt_patch or (64 if self.device == "cuda" else 32)
+
+    @property
+    def adapt_batch(self) -> int:
+        return self._adapt_batch or (16 if self.device == "cuda" else 4)
 
     def fuse(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         return self.fuse_batch([inputs])[0]
