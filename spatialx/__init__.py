@@ -5,8 +5,7 @@ The public API is importable from here; heavy modules load on first use so that 
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from spatialx._lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -23,11 +22,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'spatialx' has no attribute {name!r}")
-    module, _, attribute = _LAZY[name].partition(":")
-    return getattr(import_module(module), attribute)
-
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = ["__version__", *_LAZY]

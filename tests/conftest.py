@@ -28,3 +28,15 @@ def toolbox_qb_dir(shared_dir: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"toolbox reference data not found at {path}")
     return path
+
+
+@pytest.fixture(scope="module")
+def torch_single_thread():
+    """Network tests use small tensors, for which intra-op threads only add synchronisation (10-100x slower on a
+    loaded 2-core machine); modules opt in with ``pytestmark = pytest.mark.usefixtures("torch_single_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -19,12 +19,7 @@ from spatialx.models.ss2d import SS2D
 CONFIGS = get_model_spec("lemamba").configs
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 def inputs(bands: int, height: int, width: int, guide_bands: int = 1, seed: int = 0):

@@ -16,13 +16,7 @@ from spatialx.models.weights import save_weights
 from spatialx.sample import write_sample
 from spatialx.tasks.pansharpen import pansharpen
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 @pytest.fixture(scope="module")

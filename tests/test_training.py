@@ -35,14 +35,7 @@ QB = get_sensor("qb")
 PATCH = 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these tiny networks gain nothing from more, and on a busy 2-core machine two OpenMP
-    threads waiting on each other make every step 10-50 times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 def small_pnn(seed: int = 0, bands: int = 4) -> torch.nn.Module:

@@ -13,8 +13,7 @@ Names load on first use, so ``import spatialx.models`` does not import torch.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from spatialx._lazy import lazy_attributes
 
 _LAZY = {
     "selective_scan": "spatialx.models.scan",
@@ -30,14 +29,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'spatialx.models' has no attribute {name!r}")
-    return getattr(import_module(_LAZY[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
-
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = list(_LAZY)

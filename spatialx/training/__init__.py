@@ -12,8 +12,7 @@ Names load on first use, so ``import spatialx.training`` does not import torch.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from spatialx._lazy import lazy_attributes
 
 _LAZY = {
     "PanCollectionDataset": "spatialx.training.data",
@@ -41,14 +40,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'spatialx.training' has no attribute {name!r}")
-    return getattr(import_module(_LAZY[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
-
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = list(_LAZY)
