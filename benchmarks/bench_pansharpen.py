@@ -83,6 +83,9 @@ class Step:
     name: str
     seconds: float
     peak_rss_mib: float
+    cpu_seconds: float = 0.0  # user + system time of the process (all its threads)
+    load_before: float | None = None  # 1-minute load average when it started and when it ended: other
+    load_after: float | None = None  # processes competing for the CPUs make wall times longer
 
 
 @dataclass
@@ -98,6 +101,10 @@ class Run:
     @property
     def peak_rss_mib(self) -> float:
         return max(s.peak_rss_mib for s in self.steps)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(s.cpu_seconds for s in self.steps)
 
 
 @dataclass
@@ -127,34 +134,80 @@ class Measurement:
             "label": self.label,
             "seconds_best": round(self.seconds, 3),
             "seconds_all": [round(r.seconds, 3) for r in self.runs],
+            "cpu_seconds_best": round(best.cpu_seconds, 3),
             "peak_rss_mib": round(self.peak_rss_mib, 1),
-            "best_run_steps": [{"name": s.name, "seconds": round(s.seconds, 3),
-                                "peak_rss_mib": round(s.peak_rss_mib, 1)} for s in best.steps],
+            "best_run_steps": [{"name": s.name, "seconds": round(s.seconds, 3), "cpu_seconds": round(s.cpu_seconds, 3),
+                                "peak_rss_mib": round(s.peak_rss_mib, 1), "load_before": s.load_before,
+                                "load_after": s.load_after} for s in best.steps],
+            "load_range": _load_range(s for r in self.runs for s in r.steps),
             "output_bytes": self.output_bytes,
             "commands": self.commands,
         }
 
 
-def _maxrss_mib(usage: Any) -> float:
+# Each measured command is started by this tiny launcher (a fresh interpreter without site-packages, ~10 MiB),
+# which waits for it with wait4. Measuring from the benchmark process itself would be wrong: Linux records the
+# RSS high-water mark of the process image that exec replaces, so a child forked (or vforked) from a large parent
+# reports at least the parent's peak RSS. Through the launcher that floor is the launcher's own few MiB
+# (reported as "rss_floor_mib" in the results).
+_LAUNCHER = """
+import os, signal, sys, time
+result, cmd = sys.argv[1], sys.argv[2:]
+start = time.perf_counter()
+pid = os.posix_spawnp(cmd[0], cmd, os.environ)
+for sig in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(sig, lambda s, f: os.kill(pid, s))
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - start
+with open(result, "w") as fh:
+    fh.write(f"{seconds!r} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)} "
+             f"{usage.ru_utime + usage.ru_stime!r}")
+"""
+
+
+def _loadavg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def _load_range(steps: Any) -> list[float] | None:
+    loads = [x for st in steps for x in (st.load_before, st.load_after) if x is not None]
+    return [min(loads), max(loads)] if loads else None
+
+
+def _maxrss_mib(ru_maxrss: int) -> float:
     # ru_maxrss is in KiB on Linux, in bytes on macOS.
     scale = 1 if sys.platform == "darwin" else 1024
-    return usage.ru_maxrss * scale / MiB
+    return ru_maxrss * scale / MiB
 
 
 def run_child(name: str, cmd: Sequence[str], env: dict[str, str], log: Path) -> Step:
-    """Run ``cmd`` to completion; its wall time and its own peak RSS (``wait4`` on exactly this child)."""
+    """Run ``cmd`` to completion; its wall time and its own peak RSS (``wait4`` on exactly this process)."""
     cmd = [str(c) for c in cmd]
+    result = log.with_name(f".{log.stem}.result")
+    result.unlink(missing_ok=True)
+    load_before = _loadavg()
     with log.open("a") as fh:
         fh.write(f"\n$ {shlex.join(cmd)}\n")
         fh.flush()
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise BenchError(f"{name} failed with exit status {proc.returncode}: {shlex.join(cmd)} (see {log})")
-    return Step(name, seconds, _maxrss_mib(usage))
+        proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _LAUNCHER, str(result), *cmd],
+                                stdout=fh, stderr=subprocess.STDOUT, env=env)
+        try:
+            proc.wait()
+        except BaseException:  # interrupted: do not leave the command running
+            proc.terminate()
+            proc.wait()
+            raise
+    try:
+        seconds, maxrss, status, cpu = result.read_text().split()
+    except (OSError, ValueError):
+        raise BenchError(f"{name} could not be run: {shlex.join(cmd)} (see {log})") from None
+    result.unlink()
+    if int(status) != 0:
+        raise BenchError(f"{name} failed with exit status {status}: {shlex.join(cmd)} (see {log})")
+    return Step(name, float(seconds), _maxrss_mib(int(maxrss)), float(cpu), load_before, _loadavg())
 
 
 def child_env(threads: int) -> dict[str, str]:
@@ -280,7 +333,7 @@ def tool_version(cmd: Sequence[str], env: dict[str, str]) -> str:
 # agreement of two outputs
 
 
-def agreement(a_path: Path, b_path: Path, edge: int, nodata: float | None, strip_rows: int = 512) -> dict[str, Any]:
+def agreement(a_path: Path, b_path: Path, edge: int, nodata: float | None, strip_rows: int = 256) -> dict[str, Any]:
     """Per-band statistics of ``a - b`` on the common area of two rasters on the same pixel grid.
 
     Computed strip by strip (bounded memory) over pixels valid in both (not ``nodata``), once over the whole
@@ -306,8 +359,8 @@ def agreement(a_path: Path, b_path: Path, edge: int, nodata: float | None, strip
         invalid_only_a = invalid_only_b = 0
         for top_row in range(0, height, strip_rows):
             rows = min(strip_rows, height - top_row)
-            xa = a.read(window=Window(wa.col_off, wa.row_off + top_row, width, rows)).astype(np.float64)
-            xb = b.read(window=Window(wb.col_off, wb.row_off + top_row, width, rows)).astype(np.float64)
+            xa = a.read(window=Window(wa.col_off, wa.row_off + top_row, width, rows))
+            xb = b.read(window=Window(wb.col_off, wb.row_off + top_row, width, rows))
             if nodata is not None:
                 va, vb = np.all(xa != nodata, axis=0), np.all(xb != nodata, axis=0)
             else:
@@ -347,8 +400,8 @@ class _Acc:
 
     def add(self, xa: np.ndarray, xb: np.ndarray, valid: np.ndarray) -> None:
         for i in range(xa.shape[0]):
-            a = xa[i][valid] - self.SHIFT
-            b = xb[i][valid] - self.SHIFT
+            a = xa[i][valid].astype(np.float64) - self.SHIFT
+            b = xb[i][valid].astype(np.float64) - self.SHIFT
             if a.size == 0:
                 continue
             d = a - b
@@ -415,7 +468,8 @@ def measure_spatialx(scene: dict[str, Any], sensor: str, threads: int, repeat: i
         _unlink(out)
         print(f"  spatialx {size} px, run {i + 1}/{repeat} ...", end=" ", flush=True)
         step = run_child("spatialx pansharpen", cmd, env, logs / f"spatialx-{size}.log")
-        print(f"{step.seconds:.1f} s, {step.peak_rss_mib:.0f} MiB", flush=True)
+        print(f"{step.seconds:.1f} s (CPU {step.cpu_seconds:.1f} s), {step.peak_rss_mib:.0f} MiB, "
+              f"load {step.load_before} -> {step.load_after}", flush=True)
         runs.append(Run([step]))
     m = Measurement("spatialx (COG)", runs, out.stat().st_size, [shlex.join(cmd)])
     return m, out
@@ -435,9 +489,11 @@ def measure_gdal(scene: dict[str, Any], tools: dict[str, str], profile: Any, thr
         _unlink(gtiff, cog)
         print(f"  GDAL {size} px, run {i + 1}/{repeat} ...", end=" ", flush=True)
         ps = run_child("gdal_pansharpen -> GTiff", ps_cmd, env, logs / f"gdal-{size}.log")
-        print(f"pansharpen {ps.seconds:.1f} s, {ps.peak_rss_mib:.0f} MiB;", end=" ", flush=True)
+        print(f"pansharpen {ps.seconds:.1f} s (CPU {ps.cpu_seconds:.1f} s), {ps.peak_rss_mib:.0f} MiB;", end=" ",
+              flush=True)
         tr = run_child("gdal_translate -of COG", cog_cmd, env, logs / f"gdal-{size}.log")
-        print(f"COG {tr.seconds:.1f} s, {tr.peak_rss_mib:.0f} MiB", flush=True)
+        print(f"COG {tr.seconds:.1f} s (CPU {tr.cpu_seconds:.1f} s), {tr.peak_rss_mib:.0f} MiB, "
+              f"load {ps.load_before} -> {tr.load_after}", flush=True)
         gtiff_runs.append(Run([ps]))
         cog_runs.append(Run([ps, tr]))
     gtiff_m = Measurement("GDAL -> GTiff (deflate, tiled)", gtiff_runs, gtiff.stat().st_size, [shlex.join(ps_cmd)])
@@ -473,12 +529,27 @@ def environment(threads: int, tools: dict[str, str] | None) -> dict[str, Any]:
         "rasterio": rasterio.__version__,
         "numpy": np.__version__,
     }
+    env["git"] = _git_revision()
     if tools:
         base = child_env(threads)
         env["gdal_tools"] = tools
         env["gdal_pansharpen_version"] = tool_version([tools["pansharpen"]], base)
         env["gdal_translate_version"] = tool_version([tools["translate"]], base)
     return env
+
+
+def _git_revision() -> str | None:
+    """The commit the measured spatialx comes from, "+dirty" when its sources differ from it."""
+    try:
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=30)
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "spatialx"],
+                               capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def startup_cost(threads: int, logs: Path) -> Step:
@@ -545,6 +616,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if tools:
         print(f"GDAL tools: {results['environment']['gdal_pansharpen_version']}", flush=True)
 
+    if shutil.which("true"):
+        floor = run_child("true", ["true"], child_env(args.threads), logs / "startup.log")
+        results["environment"]["rss_floor_mib"] = round(floor.peak_rss_mib, 1)
     step = startup_cost(args.threads, logs)
     results["spatialx_startup"] = {"seconds": round(step.seconds, 3), "peak_rss_mib": round(step.peak_rss_mib, 1)}
 
@@ -567,6 +641,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             comparison["ratios"] = {
                 "time_spatialx_over_gdal_gtiff": round(sx.seconds / gtiff_m.seconds, 3),
                 "time_spatialx_over_gdal_cog": round(sx.seconds / cog_m.seconds, 3),
+                "cpu_spatialx_over_gdal_gtiff": round(sx.best.cpu_seconds / gtiff_m.best.cpu_seconds, 3),
+                "cpu_spatialx_over_gdal_cog": round(sx.best.cpu_seconds / cog_m.best.cpu_seconds, 3),
                 "rss_spatialx_over_gdal_gtiff": round(sx.peak_rss_mib / gtiff_m.peak_rss_mib, 3),
                 "rss_spatialx_over_gdal_cog": round(sx.peak_rss_mib / cog_m.peak_rss_mib, 3),
             }
@@ -591,8 +667,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         m = spatialx_by_size[size]
         mpx = size * size / 1e6
         scaling.append({"size": size, "megapixels": round(mpx, 2), "repeat": len(m.runs),
-                        "seconds_best": round(m.seconds, 3), "mpx_per_s": round(mpx / m.seconds, 3),
-                        "peak_rss_mib": round(m.peak_rss_mib, 1), "output_bytes": m.output_bytes})
+                        "seconds_best": round(m.seconds, 3), "cpu_seconds_best": round(m.best.cpu_seconds, 3),
+                        "mpx_per_s": round(mpx / m.seconds, 3), "peak_rss_mib": round(m.peak_rss_mib, 1),
+                        "output_bytes": m.output_bytes, "load_range": _load_range(s for r in m.runs for s in r.steps)})
     results["scaling"] = scaling
     results["total_seconds"] = round(time.perf_counter() - started, 1)
 
@@ -615,7 +692,8 @@ def _mb(n: int | None) -> str:
 def markdown(results: dict[str, Any]) -> str:
     env, cfg = results["environment"], results["config"]
     lines = [
-        f"spatialx {env['spatialx']} (rasterio {env['rasterio']}, GDAL {env['spatialx_gdal']}); "
+        f"spatialx {env['spatialx']} ({env.get('git') or 'no git'}; rasterio {env['rasterio']}, "
+        f"GDAL {env['spatialx_gdal']}); "
         + (f"GDAL tools: {env['gdal_pansharpen_version']}; " if "gdal_pansharpen_version" in env else "")
         + f"{env['cpu']}, {env['cpu_count']} CPUs; {cfg['threads']} threads; sensor {cfg['sensor']} "
         f"({len(cfg['bands'])} bands), seed {cfg['seed']}.",
@@ -623,57 +701,72 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     comp = results.get("comparison")
     if comp:
-        size, sx = comp["size"], comp["spatialx"]
-        lines += [f"### Weighted Brovey, PAN {size} x {size} px, MS {len(cfg['bands'])} bands "
-                  f"(best of {comp['repeat']})", ""]
-        lines += ["| Tool -> output | Wall time (s) | Peak RSS (MiB) | Output (MB) | spatialx time / this "
-                  "| spatialx RSS / this |",
-                  "|---|---:|---:|---:|---:|---:|"]
-        rows = [("spatialx", sx)]
-        if "gdal_gtiff" in comp:
-            rows += [("gdal_gtiff", comp["gdal_gtiff"]), ("gdal_cog", comp["gdal_cog"])]
-        for key, m in rows:
-            if key == "spatialx":
-                t_ratio = r_ratio = "1"
-                label = "spatialx -> COG (deflate, predictor, overviews)"
-            else:
-                t_ratio = f"{sx['seconds_best'] / m['seconds_best']:.2f}"
-                r_ratio = f"{sx['peak_rss_mib'] / m['peak_rss_mib']:.2f}"
-                label = m["label"]
-                if key == "gdal_cog":
-                    steps = " + ".join(f"{s['seconds']:.1f}" for s in m["best_run_steps"])
-                    label += f" ({steps} s)"
-            lines.append(f"| {label} | {m['seconds_best']:.1f} | {m['peak_rss_mib']:.0f} | "
-                         f"{_mb(m['output_bytes'])} | {t_ratio} | {r_ratio} |")
-        agree = comp.get("agreement")
-        if agree:
-            inner, whole = agree["interior"], agree["all"]
-            lines += ["", f"Agreement spatialx - GDAL (DN, valid in both; interior = {agree['edge_px']} px "
-                      f"border left out; whole area: MAD {whole['overall'].get('mad')}, max |d| "
-                      f"{whole['overall'].get('max_abs'):.0f}):", "",
-                      "| Band | mean spatialx | mean GDAL | bias | MAD | RMSE | max abs | > 1 DN (%) | r |",
-                      "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-            for name, s in [*inner["bands"].items(), ("all bands", inner["overall"])]:
-                if not s.get("pixels"):
-                    continue
-                lines.append(f"| {name} | {s['mean_a']:.1f} | {s['mean_b']:.1f} | {s['bias']:+.3f} | "
-                             f"{s['mad']:.3f} | {s['rmse']:.3f} | {s['max_abs']:.0f} | {s['pct_over_1dn']:.3f} | "
-                             f"{s['corr']:.5f} |")
-            only = [k for k in agree if k.startswith("nodata_only_in_")]
-            lines += ["", "Pixels nodata in one output only: "
-                      + ", ".join(f"{k.removeprefix('nodata_only_in_')}: {agree[k]}" for k in only) + "."]
-        lines.append("")
+        lines += _comparison_md(comp, cfg)
     lines += ["### spatialx peak memory vs scene size", "",
-              "| PAN size (px) | Megapixels | Wall time (s) | Mpx/s | Peak RSS (MiB) |",
-              "|---:|---:|---:|---:|---:|"]
+              "| PAN size (px) | Megapixels | Wall time (s) | CPU time (s) | Mpx/s | Peak RSS (MiB) | Load avg |",
+              "|---:|---:|---:|---:|---:|---:|---|"]
     for row in results["scaling"]:
         lines.append(f"| {row['size']} | {row['megapixels']:.1f} | {row['seconds_best']:.1f} | "
-                     f"{row['mpx_per_s']:.2f} | {row['peak_rss_mib']:.0f} |")
+                     f"{row['cpu_seconds_best']:.1f} | {row['mpx_per_s']:.2f} | {row['peak_rss_mib']:.0f} | "
+                     f"{_load_text(row.get('load_range'))} |")
     st = results.get("spatialx_startup")
     if st:
         lines += ["", f"spatialx startup alone (interpreter, imports, device probe): {st['seconds']:.1f} s, "
                   f"{st['peak_rss_mib']:.0f} MiB peak RSS."]
+    if env.get("rss_floor_mib") is not None:
+        lines.append(f"Peak RSS is measured through a launcher whose floor is {env['rss_floor_mib']:.0f} MiB.")
+    lines.append(f"Load avg: 1-minute load average before / after each run; above the thread count, other processes "
+                 f"competed for the {env['cpu_count']} CPUs and wall times are inflated (CPU times much less so).")
     return "\n".join(lines)
+
+
+def _load_text(load: list[float] | None) -> str:
+    return "" if not load else f"{load[0]:.1f}-{load[1]:.1f}"
+
+
+def _comparison_md(comp: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    size, sx = comp["size"], comp["spatialx"]
+    lines = [f"### Weighted Brovey, PAN {size} x {size} px, MS {len(cfg['bands'])} bands "
+             f"(best of {comp['repeat']})", "",
+             "| Tool -> output | Wall time (s) | CPU time (s) | Peak RSS (MiB) | Output (MB) "
+             "| spatialx / this: wall | CPU | RSS | Load avg |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    rows = [("spatialx", sx)]
+    if "gdal_gtiff" in comp:
+        rows += [("gdal_gtiff", comp["gdal_gtiff"]), ("gdal_cog", comp["gdal_cog"])]
+    for key, m in rows:
+        if key == "spatialx":
+            ratios = "1 | 1 | 1"
+            label = "spatialx -> COG (deflate, predictor, overviews)"
+        else:
+            ratios = (f"{sx['seconds_best'] / m['seconds_best']:.2f} | "
+                      f"{sx['cpu_seconds_best'] / m['cpu_seconds_best']:.2f} | "
+                      f"{sx['peak_rss_mib'] / m['peak_rss_mib']:.2f}")
+            label = m["label"]
+            if key == "gdal_cog":
+                steps = " + ".join(f"{st['seconds']:.1f}" for st in m["best_run_steps"])
+                label += f" ({steps} s)"
+        lines.append(f"| {label} | {m['seconds_best']:.1f} | {m['cpu_seconds_best']:.1f} | {m['peak_rss_mib']:.0f} "
+                     f"| {_mb(m['output_bytes'])} | {ratios} | {_load_text(m.get('load_range'))} |")
+    agree = comp.get("agreement")
+    if agree:
+        inner, whole = agree["interior"], agree["all"]
+        lines += ["", f"Agreement spatialx - GDAL (DN, pixels valid in both; interior: {agree['edge_px']} px border "
+                  f"left out; whole area: MAD {whole['overall'].get('mad')}, max |d| "
+                  f"{whole['overall'].get('max_abs'):.0f}):", "",
+                  "| Band | mean spatialx | mean GDAL | bias | MAD | RMSE | max abs | > 1 DN (%) | r |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for name, st in [*inner["bands"].items(), ("all bands", inner["overall"])]:
+            if not st.get("pixels"):
+                continue
+            lines.append(f"| {name} | {st['mean_a']:.1f} | {st['mean_b']:.1f} | {st['bias']:+.3f} | "
+                         f"{st['mad']:.3f} | {st['rmse']:.3f} | {st['max_abs']:.0f} | {st['pct_over_1dn']:.3f} | "
+                         f"{st['corr']:.5f} |")
+        only = [k for k in agree if k.startswith("nodata_only_in_")]
+        lines += ["", "Pixels nodata in one output only: "
+                  + ", ".join(f"{k.removeprefix('nodata_only_in_')}: {agree[k]}" for k in only) + "."]
+    lines.append("")
+    return lines
 
 
 if __name__ == "__main__":
