@@ -35,14 +35,20 @@ def command(
 ) -> None:
     """Pansharpen MS with PAN onto the PAN grid (over the common footprint); write a COG."""
     from spatialx.cli.progress import console, tile_progress
-    from spatialx.devices import resolve_device
+    from spatialx.devices import check_device, resolve_device
+    from spatialx.methods import get_method_info
     from spatialx.tasks.pansharpen import pansharpen
 
+    # Only networks use a device; probing for CUDA would import torch for nothing.
+    if get_method_info(method).kind == "network":
+        target = resolve_device(device)
+    else:
+        check_device(device)
+        target = "cpu"
     with tile_progress(f"pansharpen {method}", enabled=not quiet) as progress:
         result = pansharpen(pan, ms, output, sensor, method, method_options=opt.method_options(weights, adapt_steps),
-                            bands=bands, ratio=ratio, tile=tile, overlap=overlap, workers=workers,
-                            device=resolve_device(device), dtype=dtype, overwrite=overwrite, ndvi=ndvi, report=report,
-                            progress=progress)
+                            bands=bands, ratio=ratio, tile=tile, overlap=overlap, workers=workers, device=target,
+                            dtype=dtype, overwrite=overwrite, ndvi=ndvi, report=report, progress=progress)
     if not quiet:
         bands_, height, width = result.shape
         console.print(f"wrote {result.output} ({bands_} bands, {width}x{height}, {result.tiles} tiles, "
