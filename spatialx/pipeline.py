@@ -137,7 +137,8 @@ def _strided(reader_read: Callable[[Window], np.ndarray], height: int, width: in
     for top in range(0, height, rows_per_strip):
         bottom = min(height, top + rows_per_strip)
         strip = reader_read(Window(0, top, width, bottom - top))
-        strips.append(strip[..., offset::stride, offset::stride])
+        # A copy, not a view: a view would keep every full strip alive until the end.
+        strips.append(np.ascontiguousarray(strip[..., offset::stride, offset::stride]))
     return np.concatenate(strips, axis=-2)
 
 
