@@ -553,9 +553,8 @@ def _git_revision() -> str | None:
 
 
 def startup_cost(threads: int, logs: Path) -> Step:
-    """What the spatialx CLI costs before any pixel: interpreter, imports and the device probe."""
-    code = ("import spatialx.cli.main, spatialx.tasks.pansharpen; "
-            "from spatialx.devices import resolve_device; resolve_device('auto')")
+    """What the spatialx CLI costs before any pixel: the interpreter and the imports of the pansharpen path."""
+    code = "import spatialx.cli.main, spatialx.tasks.pansharpen"
     return run_child("spatialx startup", [sys.executable, "-c", code], child_env(threads), logs / "startup.log")
 
 
@@ -568,14 +567,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="PAN size of the spatialx vs GDAL comparison (0: no comparison)")
     parser.add_argument("--threads", type=int, default=2, help="threads / workers for both tools")
     parser.add_argument("--repeat", type=int, default=None,
-                        help="runs per measurement, the best time is kept (default: 3 up to 4096 px, else 1)")
+                        help="runs per measurement, the best time is kept (unset: 3 up to 4096 px, else 1)")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="scenes, outputs, logs, results")
     parser.add_argument("--sensor", default="wv3", help="sensor profile of the synthetic scenes")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic scenes")
     parser.add_argument("--skip-gdal", action="store_true", help="measure spatialx only")
     parser.add_argument("--edge", type=int, default=16,
                         help="border (PAN px) left out of the 'interior' agreement figures")
-    parser.add_argument("--keep-outputs", action="store_true", help="keep the fused images (default: delete)")
+    parser.add_argument("--keep-outputs", action="store_true", help="keep the fused images (deleted otherwise)")
     parser.add_argument("--gdal-pansharpen", default=None, help="gdal_pansharpen executable (default: on PATH)")
     parser.add_argument("--gdal-translate", default=None, help="gdal_translate executable (default: on PATH)")
     args = parser.parse_args(argv)
@@ -711,7 +710,7 @@ def markdown(results: dict[str, Any]) -> str:
                      f"{_load_text(row.get('load_range'))} |")
     st = results.get("spatialx_startup")
     if st:
-        lines += ["", f"spatialx startup alone (interpreter, imports, device probe): {st['seconds']:.1f} s, "
+        lines += ["", f"spatialx startup alone (interpreter and imports): {st['seconds']:.1f} s, "
                   f"{st['peak_rss_mib']:.0f} MiB peak RSS."]
     if env.get("rss_floor_mib") is not None:
         lines.append(f"Peak RSS is measured through a launcher whose floor is {env['rss_floor_mib']:.0f} MiB.")
