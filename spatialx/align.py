@@ -97,7 +97,8 @@ class Resampler:
         """
         iy, wy, ix, wx = self._taps(src_window, window)
         rows = sum(data[:, iy[:, t], :] * wy[None, :, t, None] for t in range(wy.shape[1]))
-        return sum(rows[:, :, ix[:, t]] * wx[None, None, :, t] for t in range(wx.shape[1]))
+        # np.take along the last axis keeps the result C-contiguous (fancy indexing there would not).
+        return sum(np.take(rows, ix[:, t], axis=2) * wx[None, None, :, t] for t in range(wx.shape[1]))
 
     def resample_valid(self, valid: np.ndarray, src_window: Window, window: Window) -> np.ndarray:
         """An output pixel is valid only when every source pixel its kernel touches is valid."""

@@ -332,7 +332,8 @@ def fuse_scene(
     job.open_readers()
     try:
         with gdal_env(workers):
-            fusion.fit(first_pass(job))
+            if type(fusion).fit is not FusionMethod.fit:  # pointwise methods need no scene statistics
+                fusion.fit(first_pass(job))
             params.update(fusion.params())
             tags = {
                 "TIFFTAG_SOFTWARE": f"spatialx {__version__}",
