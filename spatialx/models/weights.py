@@ -62,26 +62,33 @@ def save_weights(model, path: str | PathLike[str], card: Mapping[str, Any]) -> P
     return path
 
 
-def read_card(path: str | PathLike[str]) -> dict[str, Any]:
-    """The card of a weights file (from its header), checked against the sidecar's sha256 when there is one."""
+def read_header_json(path: str | PathLike[str], key: str, what: str, missing_hint: str) -> dict[str, Any]:
+    """The JSON document stored under ``key`` in a safetensors file's header metadata (weights cards and training
+    checkpoints), with one clear error for a missing, foreign, truncated or corrupt file."""
     from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
-        raise ReadError("weights file does not exist", path=path, hint="check the --weights path")
+        raise ReadError(f"{what} does not exist", path=path, hint="check the path")
     try:
         with safe_open(path, framework="pt") as handle:
             metadata = handle.metadata() or {}
     except Exception as exc:  # safetensors raises its own error types for truncated or foreign files
-        raise ReadError(f"not a valid safetensors file ({exc})", path=path,
-                        hint="weights must be .safetensors files written by spatialx train") from None
-    if CARD_KEY not in metadata:
-        raise ReadError("safetensors file has no spatialx card", path=path,
-                        hint="weights must be written by spatialx train (or spatialx.models.weights.save_weights)")
+        raise ReadError(f"not a valid safetensors file ({str(exc).splitlines()[0]})", path=path,
+                        hint=missing_hint) from None
+    if key not in metadata:
+        raise ReadError(f"safetensors file is not a spatialx {what}", path=path, hint=missing_hint)
     try:
-        card = json.loads(metadata[CARD_KEY])
+        return json.loads(metadata[key])
     except json.JSONDecodeError:
-        raise ReadError("the weights card is corrupt", path=path) from None
+        raise ReadError(f"the {what} header is corrupt", path=path) from None
+
+
+def read_card(path: str | PathLike[str]) -> dict[str, Any]:
+    """The card of a weights file (from its header), checked against the sidecar's sha256 when there is one."""
+    path = Path(path)
+    card = read_header_json(path, CARD_KEY, "weights file",
+                            "weights must be .safetensors files written by spatialx train (or save_weights)")
     sidecar = card_path(path)
     if sidecar.is_file():
         try:

@@ -279,25 +279,16 @@ def save_checkpoint(path: str | PathLike[str], model: nn.Module, ema_model: nn.M
 
 def read_checkpoint(path: str | PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """``(tensors, info)`` of a checkpoint written by :func:`save_checkpoint`."""
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
+    from spatialx.models.weights import read_header_json
+
     path = Path(path)
-    if not path.is_file():
-        raise ReadError("checkpoint does not exist", path=path, hint="check the --resume path")
+    info = read_header_json(path, CHECKPOINT_KEY, "training checkpoint", "resume from a file written with --checkpoint")
     try:
-        with safe_open(path, framework="pt") as handle:
-            metadata = handle.metadata() or {}
         tensors = load_file(path)
-    except Exception as exc:  # safetensors raises its own types for truncated or foreign files
+    except Exception as exc:  # safetensors raises its own types for truncated files
         raise ReadError(f"not a valid safetensors checkpoint ({str(exc).splitlines()[0]})", path=path) from None
-    if CHECKPOINT_KEY not in metadata:
-        raise ReadError("not a spatialx training checkpoint", path=path,
-                        hint="resume from a file written with --checkpoint")
-    try:
-        info = json.loads(metadata[CHECKPOINT_KEY])
-    except json.JSONDecodeError:
-        raise ReadError("the checkpoint header is corrupt", path=path) from None
     if info.get("format") != CHECKPOINT_FORMAT:
         raise ReadError(f"unsupported checkpoint format {info.get('format')!r}", path=path)
     return tensors, info
