@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Benchmark the selective scan: the sequential reference loop vs the chunked pure-PyTorch path (and mamba_ssm).
 
-Times :func:`spatialx.models.scan.selective_scan_reference` (a Python loop over the ``L`` steps) and
-:func:`spatialx.models.scan.selective_scan_chunked` (the CPU default) on one problem, by default ``L = 128 * 128``
+Times :func:`spatialx.models.scan.selective_scan_reference` (a Python loop over the ``L`` steps),
+:func:`spatialx.models.scan.selective_scan_chunked` (the pure-PyTorch path) and, when numba imports,
+:func:`spatialx.models.scan.selective_scan_compiled` (the CPU default) on one problem, by default ``L = 128 * 128``
 (one 128 x 128 image scanned in one direction), ``batch 1, dim 64, N 16``, with everything an SS2D layer passes:
 ``D``, ``z``, ``delta_bias`` and ``delta_softplus``. Forward is timed under ``torch.no_grad()``; forward+backward
 is the forward with autograd on plus ``backward()`` of a weighted sum of the output and the last state. Figures are
@@ -38,9 +39,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from spatialx.models import scan_cpu
 from spatialx.models.scan import (
     mamba_selective_scan_fn,
     selective_scan_chunked,
+    selective_scan_compiled,
     selective_scan_reference,
 )
 
@@ -150,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
                                                args.reference_repeat, device, warmup=False)
     times["chunked fwd+bwd"] = best_time(forward_backward(selective_scan_chunked, p, weights, **kw), args.repeat,
                                          device)
+    compiled = device == "cpu" and scan_cpu.available()
+    if compiled:  # the warm-up run of best_time also compiles (or loads the cached compiled code)
+        times["compiled fwd"] = best_time(forward(selective_scan_compiled, p), args.repeat, device)
+        times["compiled fwd+bwd"] = best_time(forward_backward(selective_scan_compiled, p, weights), args.repeat,
+                                              device)
     kernel = mamba_selective_scan_fn() if device == "cuda" else None
     if kernel is not None:
         times["mamba_ssm fwd"] = best_time(forward(kernel, p), args.repeat, device)
@@ -163,6 +171,15 @@ def main(argv: list[str] | None = None) -> int:
         speedups["fwd+bwd"] = times["reference fwd+bwd"] / times["chunked fwd+bwd"]
     for name, ratio in speedups.items():
         print(f"  speed-up chunked vs reference, {name}: {ratio:.1f}x")
+    if compiled:
+        compiled_speedups = {"fwd": times["reference fwd"] / times["compiled fwd"],
+                             "fwd vs chunked": times["chunked fwd"] / times["compiled fwd"],
+                             "fwd+bwd vs chunked": times["chunked fwd+bwd"] / times["compiled fwd+bwd"]}
+        if "reference fwd+bwd" in times:
+            compiled_speedups["fwd+bwd"] = times["reference fwd+bwd"] / times["compiled fwd+bwd"]
+        for name, ratio in compiled_speedups.items():
+            print(f"  speed-up compiled vs {'reference, ' if 'vs' not in name else ''}{name}: {ratio:.1f}x")
+        results["speedup_compiled"] = compiled_speedups
     if kernel is not None:
         print(f"  speed-up mamba_ssm vs chunked, fwd: {times['chunked fwd'] / times['mamba_ssm fwd']:.1f}x")
     results["seconds"] = times
@@ -181,11 +198,19 @@ def main(argv: list[str] | None = None) -> int:
                   "last_state": (last_ch.double() - last_ref).abs().max().item()}
         for k in GRAD_KEYS:
             errors[f"grad {k}"] = (grads_ch[k].double() - grads_ref[k]).abs().max().item()
+        if compiled:
+            with torch.no_grad():
+                out_co, last_co = call(selective_scan_compiled, p)
+            grads_co = forward_backward(selective_scan_compiled, p, weights)()
+            errors["compiled out"] = (out_co.double() - out_ref).abs().max().item()
+            errors["compiled last_state"] = (last_co.double() - last_ref).abs().max().item()
+            for k in GRAD_KEYS:
+                errors[f"compiled grad {k}"] = (grads_co[k].double() - grads_ref[k]).abs().max().item()
         scale = {"out": out_ref.abs().max().item(), "last_state": last_ref.abs().max().item()}
         scale.update({f"grad {k}": grads_ref[k].abs().max().item() for k in GRAD_KEYS})
-        print("  max |chunked float32 - reference float64| (max |reference|):")
+        print("  max |float32 path - reference float64| (max |reference|):")
         for k, v in errors.items():
-            print(f"    {k:<12s} {v:.2e}  ({scale[k]:.2e})")
+            print(f"    {k:<22s} {v:.2e}  ({scale[k.removeprefix('compiled ')]:.2e})")
         if kernel is not None:
             with torch.no_grad():
                 out_k, _ = call(kernel, p)

@@ -12,8 +12,12 @@ from spatialx.models.scan import (
     mamba_selective_scan_fn,
     selective_scan,
     selective_scan_chunked,
+    selective_scan_compiled,
     selective_scan_reference,
 )
+from spatialx.models.scan_cpu import available as compiled_available
+
+needs_numba = pytest.mark.skipif(not compiled_available(), reason="numba is not importable")
 
 GRAD_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state")
 
@@ -150,6 +154,59 @@ def test_extreme_deltas_stay_finite_and_match(dtype):
         got = run(selective_scan_chunked, cast, softplus=False, chunk=chunk)
         assert torch.isfinite(got[0]).all()
         assert_close_runs(got, want, 1e-5 if dtype == torch.float32 else 1e-10)
+
+
+# The compiled kernel takes time-varying B and C only (the other layouts stay on the chunked path).
+COMPILED_CASES = [case for case in CASES if not case[0].get("fixed_b") and not case[0].get("fixed_c")]
+
+
+@needs_numba
+@pytest.mark.parametrize(("make", "flags"), [(make, flags) for make, flags, _, _ in COMPILED_CASES])
+def test_compiled_matches_reference(make, flags):
+    inputs = make_inputs(**make)
+    want = run(selective_scan_reference, inputs, **flags)
+    assert_close_runs(run(selective_scan_compiled, inputs, **flags), want, 1e-10)
+    got32 = run(selective_scan_compiled, {k: (None if v is None else v.float()) for k, v in inputs.items()}, **flags)
+    assert got32[0].dtype == torch.float32
+    assert_close_runs(got32, want, 2e-5)
+
+
+@needs_numba
+def test_compiled_gradcheck_and_extreme_deltas():
+    inputs = make_inputs(batch=1, dim=2, n_state=2, length=11, groups_b=2)
+    names = [k for k in GRAD_NAMES if inputs[k] is not None]
+
+    def fn(*tensors):
+        kw = dict(zip(names, tensors, strict=True))
+        return selective_scan_compiled(kw["u"], kw["delta"], kw["A"], kw["B"], kw["C"], kw["D"], kw["z"],
+                                       kw["delta_bias"], True, True, kw["initial_state"])
+
+    assert torch.autograd.gradcheck(fn, [inputs[k].clone().requires_grad_() for k in names])
+    extreme = make_inputs(batch=1, dim=4, n_state=16, length=200, delta_scale=50.0, with_bias=False, seed=3)
+    extreme["A"] = -16.0 * torch.rand(4, 16, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    want = run(selective_scan_reference, extreme, softplus=False)
+    got = run(selective_scan_compiled, {k: (None if v is None else v.float()) for k, v in extreme.items()},
+              softplus=False)
+    assert torch.isfinite(got[0]).all()
+    assert_close_runs(got, want, 1e-5)
+
+
+@needs_numba
+def test_auto_backend_on_cpu_is_the_compiled_kernel(monkeypatch):
+    from spatialx.models import scan_cpu
+
+    calls = []
+    original = scan_cpu.compiled_scan
+    monkeypatch.setattr(scan_cpu, "compiled_scan", lambda *a: calls.append(1) or original(*a))
+    inputs = make_inputs(length=20, groups_b=2)
+    args = [inputs[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]
+    torch.testing.assert_close(selective_scan(*args, True), selective_scan_reference(*args, True))
+    assert calls == [1]
+    fixed = make_inputs(length=20, fixed_b=True)  # time-invariant B: the chunked path
+    selective_scan(*[fixed[k] for k in ("u", "delta", "A", "B", "C")])
+    assert calls == [1]
+    with pytest.raises(RuntimeError, match="time-varying"):
+        selective_scan(*[fixed[k] for k in ("u", "delta", "A", "B", "C")], backend="compiled")
 
 
 def test_chunk_and_block_invariance():

@@ -230,8 +230,9 @@ class LEMamba(nn.Module):
         share_state_mode: ``"code"`` (dt, B, C from the scan input before the S2L update, as the authors' code)
             or ``"paper"`` (after it, Algorithm 2).
         scan_backend, chunk: passed to :func:`spatialx.models.scan.selective_scan` (``"auto"``: ``mamba_ssm``'s
-            CUDA kernel where usable, else the chunked pure-PyTorch scan). The kernel cannot start from a state,
-            which state sharing does not need: states are injected through the S2L update, not as initial states.
+            CUDA kernel where usable, the compiled numba kernel on the CPU, else the chunked pure-PyTorch scan).
+            The CUDA kernel cannot start from a state, which state sharing does not need: states are injected
+            through the S2L update, not as initial states.
         seed: build the weights from this seed (independently of the global RNG); ``None`` uses the global RNG.
     """
 

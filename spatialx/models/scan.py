@@ -31,6 +31,8 @@ Three implementations:
   safe: a decay that underflows is 0, exactly as in the sequential loop. Backward is hand-written: per block, the
   states are recomputed from the saved block-entry state and the adjoint recurrence ``g_t = C_t dy_t + a_{t+1}
   g_{t+1}`` runs as the same chunked scan in reverse; autograd keeps the inputs and one state per block.
+- :func:`selective_scan_compiled`: a numba kernel per ``(batch, channel)`` sequence with a hand-written backward
+  (:mod:`spatialx.models.scan_cpu`), the CPU default when numba imports and ``B``/``C`` vary in time.
 - ``mamba_ssm``'s fused CUDA kernel, used by :func:`selective_scan` for CUDA tensors when the package imports.
 """
 
@@ -53,10 +55,11 @@ __all__ = [
     "mamba_selective_scan_fn",
     "selective_scan",
     "selective_scan_chunked",
+    "selective_scan_compiled",
     "selective_scan_reference",
 ]
 
-_BACKENDS = ("auto", "chunked", "reference", "cuda")
+_BACKENDS = ("auto", "compiled", "chunked", "reference", "cuda")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -555,6 +558,39 @@ def selective_scan_chunked(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
     return (out, last) if return_last_state else out
 
 
+def selective_scan_compiled(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None,
+                            z: Tensor | None = None, delta_bias: Tensor | None = None, delta_softplus: bool = False,
+                            return_last_state: bool = False,
+                            initial_state: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+    """The selective scan through the compiled CPU kernel (:mod:`spatialx.models.scan_cpu`); same contract.
+
+    Needs numba, CPU tensors and time-varying ``B``/``C`` (``(batch, N, L)`` or grouped); raises otherwise.
+    """
+    from spatialx.models import scan_cpu
+
+    _check_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state)
+    dtype_in = u.dtype
+    ctype = _compute_dtype(u, delta, A, B, C)
+    Bc = B.to(ctype) if B.dim() != 3 else B.to(ctype).unsqueeze(1)
+    Cc = C.to(ctype) if C.dim() != 3 else C.to(ctype).unsqueeze(1)
+    if not scan_cpu.supports(delta, Bc, Cc):
+        raise RuntimeError("the compiled scan needs numba, CPU tensors and time-varying B and C")
+    uc = u.to(ctype)
+    dc = _effective_delta(delta, delta_bias, delta_softplus, ctype)
+    h0 = None if initial_state is None else initial_state.to(ctype)
+    y, last = scan_cpu.compiled_scan(dc, dc * uc, A.to(ctype), Bc, Cc, h0)
+    out = _epilogue(y, uc, D, z, dtype_in)
+    return (out, last) if return_last_state else out
+
+
+def _compiled_usable(u: Tensor, B: Tensor, C: Tensor) -> bool:
+    if u.is_cuda or B.dim() == 2 or C.dim() == 2:
+        return False
+    from spatialx.models import scan_cpu
+
+    return scan_cpu.available()
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Dispatcher
 # ----------------------------------------------------------------------------------------------------------------
@@ -567,10 +603,11 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
     """Selective scan with ``mamba_ssm.selective_scan_fn``'s arguments, plus ``initial_state`` (see module doc).
 
     ``backend``: ``"auto"`` uses ``mamba_ssm``'s CUDA kernel when it imports, the tensors are on CUDA (not
-    float64) and ``initial_state is None`` (the kernel cannot start from a state), else
-    :func:`selective_scan_chunked` (``chunk`` is passed to it); ``"chunked"`` and ``"reference"`` force a
-    pure-PyTorch path; ``"cuda"`` forces the kernel and raises when it cannot be used. Returns ``out``
-    ``(batch, dim, L)``, or ``(out, last_state)`` with ``return_last_state``.
+    float64) and ``initial_state is None`` (the kernel cannot start from a state); on the CPU, the compiled numba
+    kernel (:func:`selective_scan_compiled`) when numba imports and ``B``/``C`` vary in time; else
+    :func:`selective_scan_chunked` (``chunk`` is passed to it). ``"compiled"``, ``"chunked"`` and
+    ``"reference"`` force that path; ``"cuda"`` forces the CUDA kernel and raises when it cannot be used. Returns
+    ``out`` ``(batch, dim, L)``, or ``(out, last_state)`` with ``return_last_state``.
     """
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
@@ -585,6 +622,9 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
             raise RuntimeError(f"backend='cuda' cannot be used: {why}")
         if usable:
             return kernel(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    if backend == "compiled" or (backend == "auto" and chunk is None and _compiled_usable(u, B, C)):
+        return selective_scan_compiled(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
+                                       initial_state)
     if backend == "reference":
         return selective_scan_reference(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
                                         initial_state)
