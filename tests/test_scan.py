@@ -161,12 +161,13 @@ COMPILED_CASES = [case for case in CASES if not case[0].get("fixed_b") and not c
 
 
 @needs_numba
-@pytest.mark.parametrize(("make", "flags"), [(make, flags) for make, flags, _, _ in COMPILED_CASES])
-def test_compiled_matches_reference(make, flags):
+@pytest.mark.parametrize(("make", "flags", "block"), [(make, flags, block) for make, flags, _, block in COMPILED_CASES])
+def test_compiled_matches_reference(make, flags, block):
     inputs = make_inputs(**make)
     want = run(selective_scan_reference, inputs, **flags)
-    assert_close_runs(run(selective_scan_compiled, inputs, **flags), want, 1e-10)
-    got32 = run(selective_scan_compiled, {k: (None if v is None else v.float()) for k, v in inputs.items()}, **flags)
+    assert_close_runs(run(selective_scan_compiled, inputs, block_elements=block, **flags), want, 1e-10)
+    got32 = run(selective_scan_compiled, {k: (None if v is None else v.float()) for k, v in inputs.items()},
+                block_elements=block, **flags)
     assert got32[0].dtype == torch.float32
     assert_close_runs(got32, want, 2e-5)
 

@@ -560,11 +560,13 @@ def selective_scan_chunked(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
 
 def selective_scan_compiled(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None,
                             z: Tensor | None = None, delta_bias: Tensor | None = None, delta_softplus: bool = False,
-                            return_last_state: bool = False,
-                            initial_state: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+                            return_last_state: bool = False, initial_state: Tensor | None = None,
+                            block_elements: int | None = None) -> Tensor | tuple[Tensor, Tensor]:
     """The selective scan through the compiled CPU kernel (:mod:`spatialx.models.scan_cpu`); same contract.
 
     Needs numba, CPU tensors and time-varying ``B``/``C`` (``(batch, N, L)`` or grouped); raises otherwise.
+    ``block_elements``: decays per time block (default :data:`spatialx.models.scan_cpu.BLOCK_ELEMENTS`); results
+    do not depend on it.
     """
     from spatialx.models import scan_cpu
 
@@ -578,7 +580,8 @@ def selective_scan_compiled(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: T
     uc = u.to(ctype)
     dc = _effective_delta(delta, delta_bias, delta_softplus, ctype)
     h0 = None if initial_state is None else initial_state.to(ctype)
-    y, last = scan_cpu.compiled_scan(dc, dc * uc, A.to(ctype), Bc, Cc, h0)
+    y, last = scan_cpu.compiled_scan(dc, dc * uc, A.to(ctype), Bc, Cc, h0,
+                                     block_elements or scan_cpu.BLOCK_ELEMENTS)
     out = _epilogue(y, uc, D, z, dtype_in)
     return (out, last) if return_last_state else out
 

@@ -1,11 +1,13 @@
 """The selective scan as a compiled CPU kernel (numba): forward and backward behind one autograd Function.
 
-The chunked pure-PyTorch scan (:func:`spatialx.models.scan.selective_scan_chunked`) spends most of its time moving
-``(T, batch, dim, N)`` work tensors through memory, one small operation per step. Here each ``(batch, channel)``
-sequence is scanned in a plain loop with its ``N`` states in registers, which is what the recurrence wants on a CPU:
-the forward pass reads each input once and writes ``y`` and the last state; the backward pass recomputes one
-sequence's states and decays into a private ``(L, N)`` buffer and runs the adjoint recurrence
-``g_t = C_t dy_t + a_{t+1} g_{t+1}`` backwards over it. Nothing of size ``(batch, dim, L, N)`` is ever allocated.
+The chunked pure-PyTorch scan (:func:`spatialx.models.scan.selective_scan_chunked`) pays one Python-level
+operation per step and chunk, which dominates for the short sequences of LE-Mamba's local windows and small
+training patches. Here each ``(batch, channel)`` sequence is scanned in a plain compiled loop. The sequence is cut
+into time blocks of about :data:`BLOCK_ELEMENTS` decays: torch computes a block's decays ``exp(delta A)`` in one
+vectorised call (a scalar ``exp`` per element in the loop was measured as slow as the whole chunked scan), and
+the kernel runs the multiply-adds. Forward keeps the state entering each block; backward recomputes a block's
+states into a private ``(T, N)`` buffer per thread and runs the adjoint recurrence ``g_t = C_t dy_t + a_{t+1}
+g_{t+1}`` backwards over it, blocks in reverse. Nothing of size ``(batch, dim, L, N)`` is allocated.
 
 Work is split across numba's threads by ``(batch, channel)`` in the forward pass and by ``(batch, group)`` in the
 backward pass (the channels of a group share ``B`` and ``C``, whose gradients they accumulate, so one thread owns
@@ -69,57 +71,111 @@ def _numpy(t: Tensor) -> np.ndarray:
     return t.detach().numpy()
 
 
+def _block(t: Tensor, axis: int, start: int, stop: int) -> np.ndarray:
+    """Steps [start, stop) along ``axis`` as a C-contiguous array: the kernels vectorise only over contiguous
+    arrays (numba compiles strided ones to scalar loops, measured 7x slower)."""
+    return _numpy(t.narrow(axis, start, stop - start).contiguous())
+
+
 def _set_threads() -> None:
     import numba
 
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
 
+#: Elements of the (batch, dim, T, N) decay tensor per time block: the decays of a block are computed by torch in one
+#: vectorised ``exp`` and then read by the kernel; a bounded block keeps that buffer a few MiB whatever ``L``.
+BLOCK_ELEMENTS = 1 << 20
+
+
+def _blocks(batch: int, dim: int, length: int, n_state: int, block_elements: int) -> list[tuple[int, int]]:
+    steps = max(1, block_elements // max(1, batch * dim * n_state))
+    return [(start, min(start + steps, length)) for start in range(0, length, steps)]
+
+
+def _decays(delta: Tensor, A: Tensor, start: int, stop: int, buffer: Tensor) -> np.ndarray:
+    """exp(delta_t A) for steps [start, stop) as a contiguous (batch, dim, T, N) array in ``buffer``'s memory (one
+    buffer reused for every block: a fresh multi-MiB tensor per block costs page faults, measured 2x the exp)."""
+    batch, dim, _ = delta.shape
+    decay = buffer[:batch * dim * (stop - start) * A.shape[1]].view(batch, dim, stop - start, A.shape[1])
+    torch.mul(delta[..., start:stop, None], A[:, None, :], out=decay)
+    return _numpy(decay.exp_())
+
+
+def _decay_buffer(delta: Tensor, A: Tensor, blocks: list[tuple[int, int]]) -> Tensor:
+    longest = max((stop - start for start, stop in blocks), default=0)
+    return delta.new_empty(delta.shape[0] * delta.shape[1] * longest * A.shape[1])
+
+
 class _CompiledScanFn(torch.autograd.Function):
-    """(delta, delta*u, A, B, C, h0) -> (sum_n C h, last state); the contract of ``scan._SelectiveScanFn``."""
+    """(delta, delta*u, A, B, C, h0) -> (sum_n C h, last state); the contract of ``scan._SelectiveScanFn``.
+
+    The sequence is processed in time blocks; forward keeps the state entering each block, backward recomputes a
+    block's decays and states from it and runs the blocks in reverse, carrying dL/dh across block boundaries.
+    """
 
     @staticmethod
-    def forward(ctx: Any, delta: Tensor, du: Tensor, A: Tensor, B: Tensor, C: Tensor,
-                h0: Tensor | None) -> tuple[Tensor, Tensor]:
+    def forward(ctx: Any, delta: Tensor, du: Tensor, A: Tensor, B: Tensor, C: Tensor, h0: Tensor | None,
+                block_elements: int) -> tuple[Tensor, Tensor]:
         forward_kernel, _ = kernels()
-        batch, dim, _ = delta.shape
+        batch, dim, length = delta.shape
         delta, du, A = delta.contiguous(), du.contiguous(), A.contiguous()
         # B and C on one grouping (the finest of the two), so that one backward thread owns a whole group
         groups = math.lcm(B.shape[1], C.shape[1])
         ctx.groups = (B.shape[1], C.shape[1])
         Bs, Cs = _steps_last(_regroup(B, groups)), _steps_last(_regroup(C, groups))
-        start = delta.new_zeros(batch, dim, A.shape[1]) if h0 is None else h0.contiguous()
+        state = delta.new_zeros(batch, dim, A.shape[1]) if h0 is None else h0.detach().clone().contiguous()
         y = torch.empty_like(delta)
-        last = torch.empty_like(start)
+        blocks = _blocks(batch, dim, length, A.shape[1], block_elements)
+        buffer = _decay_buffer(delta, A, blocks)
+        entering = []
         with _LOCK:
             _set_threads()
-            forward_kernel(_numpy(delta), _numpy(du), _numpy(A), _numpy(Bs), _numpy(Cs), _numpy(start),
-                           y.numpy(), last.numpy())
-        ctx.save_for_backward(delta, du, A, Bs, Cs, start)
+            for start, stop in blocks:
+                entering.append(state.clone())
+                y_block = torch.empty_like(delta[..., start:stop], memory_format=torch.contiguous_format)
+                forward_kernel(_decays(delta, A, start, stop, buffer), _block(du, 2, start, stop),
+                               _block(Bs, 2, start, stop), _block(Cs, 2, start, stop), state.numpy(),
+                               y_block.numpy())
+                y[..., start:stop] = y_block
+        ctx.save_for_backward(delta, du, A, Bs, Cs, *entering)
+        ctx.blocks = blocks
         ctx.has_h0 = h0 is not None
         ctx.set_materialize_grads(False)
-        return y, last
+        return y, state
 
     @staticmethod
     def backward(ctx: Any, dy: Tensor | None, dlast: Tensor | None) -> tuple[Tensor | None, ...]:
         if dy is None and dlast is None:
-            return (None,) * 6
+            return (None,) * 7
         _, backward_kernel = kernels()
-        delta, du, A, Bs, Cs, start = ctx.saved_tensors
+        delta, du, A, Bs, Cs, *entering = ctx.saved_tensors
         dy = torch.zeros_like(delta) if dy is None else dy.contiguous().to(delta.dtype)
-        dlast = torch.zeros_like(start) if dlast is None else dlast.contiguous().to(delta.dtype)
+        carry = torch.zeros_like(entering[0]) if dlast is None else dlast.to(delta.dtype).clone().contiguous()
         g_delta, g_du = torch.empty_like(delta), torch.empty_like(du)
         g_A = delta.new_zeros(delta.shape[0], *A.shape)  # per batch element, summed below: no shared writes
-        g_B, g_C = torch.zeros_like(Bs), torch.zeros_like(Cs)
-        g_h0 = torch.empty_like(start)
+        g_B, g_C = torch.empty_like(Bs), torch.empty_like(Cs)
+        buffer = _decay_buffer(delta, A, ctx.blocks)
         with _LOCK:
             _set_threads()
-            backward_kernel(_numpy(delta), _numpy(du), _numpy(A), _numpy(Bs), _numpy(Cs), _numpy(start),
-                            _numpy(dy), _numpy(dlast), g_delta.numpy(), g_du.numpy(), g_A.numpy(), g_B.numpy(),
-                            g_C.numpy(), g_h0.numpy())
+            for (start, stop), state in zip(reversed(ctx.blocks), reversed(entering), strict=True):
+                g_delta_block, g_du_block = (torch.empty_like(delta[..., start:stop],
+                                                              memory_format=torch.contiguous_format)
+                                             for _ in range(2))
+                g_B_block, g_C_block = (torch.zeros_like(Bs[:, :, start:stop], memory_format=torch.contiguous_format)
+                                        for _ in range(2))
+                backward_kernel(_decays(delta, A, start, stop, buffer), _block(delta, 2, start, stop),
+                                _block(du, 2, start, stop), _numpy(A), _block(Bs, 2, start, stop),
+                                _block(Cs, 2, start, stop), _numpy(state), _block(dy, 2, start, stop),
+                                carry.numpy(), g_delta_block.numpy(), g_du_block.numpy(), g_A.numpy(),
+                                g_B_block.numpy(), g_C_block.numpy())
+                g_delta[..., start:stop] = g_delta_block
+                g_du[..., start:stop] = g_du_block
+                g_B[:, :, start:stop] = g_B_block
+                g_C[:, :, start:stop] = g_C_block
         groups_b, groups_c = ctx.groups
         return (g_delta, g_du, g_A.sum(0), _ungroup(g_B.transpose(2, 3), groups_b),
-                _ungroup(g_C.transpose(2, 3), groups_c), g_h0 if ctx.has_h0 else None)
+                _ungroup(g_C.transpose(2, 3), groups_c), carry if ctx.has_h0 else None, None)
 
 
 def supports(delta: Tensor, B: Tensor, C: Tensor) -> bool:
@@ -127,7 +183,7 @@ def supports(delta: Tensor, B: Tensor, C: Tensor) -> bool:
     return delta.device.type == "cpu" and B.dim() == 4 and C.dim() == 4 and available()
 
 
-def compiled_scan(delta: Tensor, du: Tensor, A: Tensor, B: Tensor, C: Tensor,
-                  h0: Tensor | None) -> tuple[Tensor, Tensor]:
+def compiled_scan(delta: Tensor, du: Tensor, A: Tensor, B: Tensor, C: Tensor, h0: Tensor | None,
+                  block_elements: int = BLOCK_ELEMENTS) -> tuple[Tensor, Tensor]:
     """``(y, last_state)`` of the recurrence for effective ``delta``, ``du = delta * u`` (all in one float dtype)."""
-    return _CompiledScanFn.apply(delta, du, A, B, C, h0)
+    return _CompiledScanFn.apply(delta, du, A, B, C, h0, block_elements)
