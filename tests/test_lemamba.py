@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from spatialx.models import scan as scan_module
+from spatialx.models import scan_cpu
 from spatialx.models.flops import count_gflops, count_params, flop_breakdown, network_inputs, ss2d_flops
 from spatialx.models.lemamba import LEMamba, LEVMBlock, window_merge, window_partition
 from spatialx.models.registry import create_model, get_model_spec, model_config
@@ -224,15 +225,17 @@ def test_wv3_parameters_match_the_paper():
     assert abs(hmif - 3.158e6) / 3.158e6 < 0.10, hmif
 
 
-def test_pure_pytorch_scan_is_used_on_cpu(monkeypatch):
+def test_cpu_scan_paths_are_used_on_cpu(monkeypatch):
+    """The compiled kernel when numba imports, else the chunked scan; never mamba_ssm's CUDA kernel."""
     calls = []
-    chunked = scan_module.selective_scan_chunked
+    name = "selective_scan_compiled" if scan_cpu.available() else "selective_scan_chunked"
+    path = getattr(scan_module, name)
 
     def spy(*args, **kwargs):
         calls.append(args[0].shape)
-        return chunked(*args, **kwargs)
+        return path(*args, **kwargs)
 
-    monkeypatch.setattr(scan_module, "selective_scan_chunked", spy)
+    monkeypatch.setattr(scan_module, name, spy)
     monkeypatch.setattr(scan_module, "mamba_selective_scan_fn", lambda: pytest.fail("CUDA kernel called on CPU"))
     model = small().eval()
     with torch.no_grad():

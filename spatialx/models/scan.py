@@ -587,7 +587,7 @@ def selective_scan_compiled(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: T
 
 
 def _compiled_usable(u: Tensor, B: Tensor, C: Tensor) -> bool:
-    if u.is_cuda or B.dim() == 2 or C.dim() == 2:
+    if u.device.type != "cpu" or B.dim() == 2 or C.dim() == 2:  # e.g. meta tensors for FLOP counting
         return False
     from spatialx.models import scan_cpu
 
