@@ -243,10 +243,11 @@ def test_half_input_keeps_dtype_and_computes_in_float32():
     torch.testing.assert_close(out.float(), want, atol=0.05 * want.abs().max().item(), rtol=0)
 
 
-def test_empty_sequence():
+@pytest.mark.parametrize("path", [selective_scan_chunked, selective_scan_compiled])
+def test_empty_sequence(path):
     inputs = make_inputs(length=0)
-    out, last = selective_scan_chunked(inputs["u"], inputs["delta"], inputs["A"], inputs["B"], inputs["C"],
-                                       return_last_state=True, initial_state=inputs["initial_state"])
+    out, last = path(inputs["u"], inputs["delta"], inputs["A"], inputs["B"], inputs["C"], return_last_state=True,
+                     initial_state=inputs["initial_state"])
     assert out.shape == (2, 6, 0)
     torch.testing.assert_close(last, inputs["initial_state"])
 

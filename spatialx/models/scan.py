@@ -570,7 +570,10 @@ def selective_scan_compiled(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: T
     """
     from spatialx.models import scan_cpu
 
-    _check_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state)
+    length = _check_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state)[2]
+    if length == 0:  # nothing to scan: the chunked path's answer (the initial state) is the whole result
+        return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
+                                      initial_state)
     dtype_in = u.dtype
     ctype = _compute_dtype(u, delta, A, B, C)
     Bc = B.to(ctype) if B.dim() != 3 else B.to(ctype).unsqueeze(1)
