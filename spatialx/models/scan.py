@@ -18,7 +18,7 @@ Beyond ``mamba_ssm``, every entry point takes ``initial_state`` ``(batch, dim, N
 starts from (zeros when ``None``). LE-Mamba's state sharing reads and injects states this way. The CUDA kernel has
 no initial state, so :func:`selective_scan` only calls it when ``initial_state is None``.
 
-Three implementations:
+Four implementations:
 
 - :func:`selective_scan_reference`: the sequential loop over ``L``, the ground truth (differentiable by autograd;
   slow). Pass float64 tensors for a float64 reference.
@@ -610,8 +610,8 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
 
     ``backend``: ``"auto"`` uses ``mamba_ssm``'s CUDA kernel when it imports, the tensors are on CUDA (not
     float64) and ``initial_state is None`` (the kernel cannot start from a state); on the CPU, the compiled numba
-    kernel (:func:`selective_scan_compiled`) when numba imports and ``B``/``C`` vary in time; else
-    :func:`selective_scan_chunked` (``chunk`` is passed to it). ``"compiled"``, ``"chunked"`` and
+    kernel (:func:`selective_scan_compiled`) when numba imports, ``B``/``C`` vary in time and no ``chunk`` is
+    given; else :func:`selective_scan_chunked` (``chunk`` is passed to it). ``"compiled"``, ``"chunked"`` and
     ``"reference"`` force that path; ``"cuda"`` forces the CUDA kernel and raises when it cannot be used. Returns
     ``out`` ``(batch, dim, L)``, or ``(out, last_state)`` with ``return_last_state``.
     """
