@@ -6,8 +6,10 @@ take one of these fixtures and are skipped cleanly (not failed) on checkouts whe
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
@@ -28,6 +30,28 @@ def toolbox_qb_dir(shared_dir: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"toolbox reference data not found at {path}")
     return path
+
+
+def _chw(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.moveaxis(a, -1, 0), dtype=np.float64)
+
+
+@pytest.fixture(scope="session")
+def toolbox_qb(toolbox_qb_dir: Path) -> dict:
+    """The toolbox's QuickBird arrays as float64 (bands, rows, cols), its metrics and its configuration;
+    ``fused`` maps the upper-case method name (``"GSA"``, ``"MTF-GLP"``, ...) to that method's output."""
+    meta = json.loads((toolbox_qb_dir / "metrics.json").read_text())
+    inputs = np.load(toolbox_qb_dir / "inputs.npz")
+    fused = np.load(toolbox_qb_dir / "fused.npz")
+    return {
+        "config": meta["config"],
+        "metrics": meta["metrics"],
+        "gt": _chw(inputs["gt"]),
+        "ms_lr": _chw(inputs["ms_lr"]),
+        "ms_up": _chw(inputs["ms_up"]),
+        "pan": inputs["pan"].astype(np.float64),
+        "fused": {name.upper(): _chw(fused[name]) for name in fused.files},
+    }
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,6 @@ their centres gives the whole-image result to float precision.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -23,14 +21,13 @@ INTERIOR = 30  # pixels dropped each side for the interior check
 
 
 @pytest.fixture(scope="module")
-def toolbox(toolbox_qb_dir: Path) -> dict[str, np.ndarray]:
-    inputs = np.load(toolbox_qb_dir / "inputs.npz")
-    fused = np.load(toolbox_qb_dir / "fused.npz")
-    data = {"pan": inputs["pan"][None].astype(np.float32),
-            "ms": np.ascontiguousarray(inputs["ms_up"].transpose(2, 0, 1), dtype=np.float32),
-            "ms_lr": np.ascontiguousarray(inputs["ms_lr"].transpose(2, 0, 1), dtype=np.float32)}
-    for name in fused.files:
-        data[f"ref:{name}"] = fused[name].transpose(2, 0, 1).astype(np.float64)
+def toolbox(toolbox_qb: dict) -> dict[str, np.ndarray]:
+    """Method inputs in float32 (as the toolbox stores them) and each toolbox output under ``ref:<method>``."""
+    data = {"pan": toolbox_qb["pan"][None].astype(np.float32),
+            "ms": toolbox_qb["ms_up"].astype(np.float32),
+            "ms_lr": toolbox_qb["ms_lr"].astype(np.float32)}
+    for name, image in toolbox_qb["fused"].items():
+        data[f"ref:{name.lower()}"] = image
     return data
 
 

@@ -16,12 +16,12 @@ from spatialx.tasks.pansharpen import pansharpen, report_path
 
 
 @pytest.fixture(scope="module")
-def toolbox(toolbox_qb_dir):
-    inputs = np.load(toolbox_qb_dir / "inputs.npz")
-    fused = np.load(toolbox_qb_dir / "fused.npz")
-    metrics = json.loads((toolbox_qb_dir / "metrics.json").read_text())["metrics"]
-    chw = {k: np.moveaxis(v, -1, 0) if v.ndim == 3 else v[None] for k, v in inputs.items()}
-    return chw, {k: np.moveaxis(v, -1, 0) for k, v in fused.items()}, metrics
+def toolbox(toolbox_qb):
+    """(inputs, fused, metrics) with the arrays back in the toolbox's float32, bands first."""
+    inputs = {k: toolbox_qb[k].astype(np.float32) for k in ("gt", "ms_up", "ms_lr")}
+    inputs["pan"] = toolbox_qb["pan"][None].astype(np.float32)
+    fused = {name.lower(): image.astype(np.float32) for name, image in toolbox_qb["fused"].items()}
+    return inputs, fused, toolbox_qb["metrics"]
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,50 +43,30 @@ def _close(value: float, expected: float, rel: float, abs_zero: float = 1e-12) -
     return abs(value - expected) <= rel * abs(expected)
 
 
-def _chw(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.moveaxis(a, -1, 0), dtype=np.float64)
-
-
-# ------------------------------------------------------------------------------------ toolbox reference data
-@pytest.fixture(scope="module")
-def toolbox(toolbox_qb_dir: Path) -> dict:
-    meta = json.loads((toolbox_qb_dir / "metrics.json").read_text())
-    inputs = np.load(toolbox_qb_dir / "inputs.npz")
-    fused = np.load(toolbox_qb_dir / "fused.npz")
-    return {
-        "config": meta["config"],
-        "metrics": meta["metrics"],
-        "gt": _chw(inputs["gt"]),
-        "ms_lr": _chw(inputs["ms_lr"]),
-        "ms_up": _chw(inputs["ms_up"]),
-        "pan": inputs["pan"].astype(np.float64),
-        "fused": {name.upper(): _chw(fused[name]) for name in fused.files},
-    }
-
-
-def test_toolbox_config_is_what_the_indices_assume(toolbox: dict) -> None:
-    rr, fr = toolbox["config"]["RR"], toolbox["config"]["FR"]
+# ------------------------------------------------------------------------------------ toolbox reference data (conftest)
+def test_toolbox_config_is_what_the_indices_assume(toolbox_qb: dict) -> None:
+    rr, fr = toolbox_qb["config"]["RR"], toolbox_qb["config"]["FR"]
     keys = ("ratio", "L", "Qblocks_size", "flag_cut_bounds", "dim_cut", "thvalues")
     assert tuple(rr[k] for k in keys) == (4, 11, 32, 1, 21, 0)
     assert (fr["ratio"], fr["S_block"], fr["p"], fr["q"], fr["thvalues"]) == (4, 32, 1, 1, 0)
-    assert set(toolbox["fused"]) == set(METHODS)
+    assert set(toolbox_qb["fused"]) == set(METHODS)
 
 
-def test_cut_border_keeps_rows_20_to_458(toolbox: dict) -> None:
+def test_cut_border_keeps_rows_20_to_458(toolbox_qb: dict) -> None:
     idx = np.arange(480)
     kept = cut_border(np.broadcast_to(idx, (480, 480)), 21)
     assert kept.shape == (439, 439)
     assert kept[0, 0] == 20 and kept[0, -1] == 458
-    np.testing.assert_array_equal(cut_border(toolbox["gt"]), toolbox["gt"][:, 20:459, 20:459])
-    assert cut_border(toolbox["gt"], 0) is not None and cut_border(toolbox["gt"], 0).shape == (4, 480, 480)
+    np.testing.assert_array_equal(cut_border(toolbox_qb["gt"]), toolbox_qb["gt"][:, 20:459, 20:459])
+    assert cut_border(toolbox_qb["gt"], 0) is not None and cut_border(toolbox_qb["gt"], 0).shape == (4, 480, 480)
     with pytest.raises(ValueError):
         cut_border(np.zeros((3, 30, 30)), 21)
 
 
 @pytest.mark.parametrize("method", ["GT", *METHODS])
-def test_reduced_indices_match_toolbox(toolbox: dict, method: str) -> None:
-    ref = toolbox["gt"]
-    fused = ref if method == "GT" else toolbox["fused"][method]
+def test_reduced_indices_match_toolbox(toolbox_qb: dict, method: str) -> None:
+    ref = toolbox_qb["gt"]
+    fused = ref if method == "GT" else toolbox_qb["fused"][method]
     if method in ("GT", "GSA"):  # the bundle (cut included) once; the indices themselves for every method
         ours = reduced_indices(ref, fused, ratio=4, max_value=2047, cut=21)
         assert set(ours) == {"Q2n", "Q", "SAM", "ERGAS", "SCC", "PSNR", "SSIM", "CC"}
@@ -96,30 +74,30 @@ def test_reduced_indices_match_toolbox(toolbox: dict, method: str) -> None:
         r, f = cut_border(ref, 21), cut_border(fused, 21)
         ours = {"Q2n": q2n(r, f, 32, 32), "Q": q_index(r, f, 32), "SAM": sam(r, f), "ERGAS": ergas(r, f, 4),
                 "SCC": scc(r, f)}
-    for key, value in toolbox["metrics"]["RR"][method].items():
+    for key, value in toolbox_qb["metrics"]["RR"][method].items():
         rel = 1e-5 if key == "Q2n" else 1e-6  # Q2n rounds to uint16: float32 storage flips a few .5 cases
         assert _close(ours[RR_KEYS[key]], value, rel), (method, key, ours[RR_KEYS[key]], value)
 
 
-def test_q_index_is_sliding_not_blocked(toolbox: dict) -> None:
+def test_q_index_is_sliding_not_blocked(toolbox_qb: dict) -> None:
     """The toolbox's Q uses img_qi (every 32x32 window position); tiling the image would not reproduce it."""
     from spatialx.metrics.full import _blockwise_q
 
-    ref, fused = cut_border(toolbox["gt"]), cut_border(toolbox["fused"]["GSA"])
-    expected = toolbox["metrics"]["RR"]["GSA"]["Q_avg"]
+    ref, fused = cut_border(toolbox_qb["gt"]), cut_border(toolbox_qb["fused"]["GSA"])
+    expected = toolbox_qb["metrics"]["RR"]["GSA"]["Q_avg"]
     assert _close(q_index(ref, fused), expected, 1e-6)
     blocked = np.mean([_blockwise_q(ref[b], fused[b], 32) for b in range(4)])
     assert abs(blocked - expected) > 1e-3
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_full_indices_match_toolbox(toolbox: dict, method: str) -> None:
+def test_full_indices_match_toolbox(toolbox_qb: dict, method: str) -> None:
     """Toolbox inputs exactly: I_MS (the 23-tap upsampled MS) passed as ``ms_up``."""
     ours = full_indices(
-        toolbox["fused"][method], toolbox["ms_lr"], toolbox["pan"], 4, QB_GAINS, ms_up=toolbox["ms_up"]
+        toolbox_qb["fused"][method], toolbox_qb["ms_lr"], toolbox_qb["pan"], 4, QB_GAINS, ms_up=toolbox_qb["ms_up"]
     )
     assert set(ours) == {"D_lambda", "D_s", "QNR", "D_lambda_K", "HQNR"}
-    for key, value in toolbox["metrics"]["FR"][method].items():
+    for key, value in toolbox_qb["metrics"]["FR"][method].items():
         if key == "D_lambda_K":
             # 1 - Q2n: check Q2n's own tolerance on 1 - D_lambda_K (D_lambda_K ~ 0.01 magnifies it ~100x)
             assert _close(1 - ours[key], 1 - value, 1e-5), (method, key, ours[key], value)
@@ -128,26 +106,26 @@ def test_full_indices_match_toolbox(toolbox: dict, method: str) -> None:
 
 
 @pytest.mark.parametrize("method", ["EXP", "GSA"])
-def test_full_indices_from_ms_lr_match_toolbox(toolbox: dict, method: str) -> None:
+def test_full_indices_from_ms_lr_match_toolbox(toolbox_qb: dict, method: str) -> None:
     """Default path: the upsampled MS is rebuilt here from ``ms_lr`` with the 23-tap interpolator."""
-    fused, ms_lr, pan = toolbox["fused"][method], toolbox["ms_lr"], toolbox["pan"]
+    fused, ms_lr, pan = toolbox_qb["fused"][method], toolbox_qb["ms_lr"], toolbox_qb["pan"]
     ours = full_indices(fused, ms_lr, pan, 4, QB_GAINS)
-    for key, value in toolbox["metrics"]["FR"][method].items():
+    for key, value in toolbox_qb["metrics"]["FR"][method].items():
         if key == "D_lambda_K":
             assert _close(1 - ours[key], 1 - value, 1e-5), (method, key, ours[key], value)
         else:  # EXP's D_lambda is exactly 0 in the toolbox; rebuilt from float32 ms_lr it is ~3e-9
             assert _close(ours[key], value, 1e-6, abs_zero=1e-8), (method, key, ours[key], value)
 
 
-def test_khan_index_is_not_decimated(toolbox: dict) -> None:
+def test_khan_index_is_not_decimated(toolbox_qb: dict) -> None:
     """The toolbox's D_lambda_K compares MTF(fused) with MS_up at PAN scale; Khan's decimated form differs."""
     from spatialx.filters import degrade_ms
 
-    fused = toolbox["fused"]["GSA"]
-    decimated = 1 - q2n(toolbox["ms_lr"], degrade_ms(fused, QB_GAINS, 4))
-    expected = toolbox["metrics"]["FR"]["GSA"]["D_lambda_K"]
+    fused = toolbox_qb["fused"]["GSA"]
+    decimated = 1 - q2n(toolbox_qb["ms_lr"], degrade_ms(fused, QB_GAINS, 4))
+    expected = toolbox_qb["metrics"]["FR"]["GSA"]["D_lambda_K"]
     assert abs(decimated - expected) > 1e-2
-    assert _close(d_lambda_khan(fused, toolbox["ms_lr"], QB_GAINS, 4, ms_up=toolbox["ms_up"]), expected, 1e-5)
+    assert _close(d_lambda_khan(fused, toolbox_qb["ms_lr"], QB_GAINS, 4, ms_up=toolbox_qb["ms_up"]), expected, 1e-5)
 
 
 # ----------------------------------------------------------------------------------- hand-computable cases
