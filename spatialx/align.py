@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 from rasterio.windows import Window
@@ -19,9 +20,12 @@ from rasterio.windows import Window
 from spatialx.errors import InputMismatchError
 from spatialx.grid import Grid, intersect_bounds
 from spatialx.io.read import RasterInfo
+from spatialx.tasks import Resampling
 
 CUBIC_A = -0.5
 CUBIC_RADIUS = 2  # taps each side of the sample position
+#: Largest denominator accepted when a grid ratio is read as a fraction (3/2 for 15 m / 10 m; 4 for PAN/MS).
+MAX_DENOMINATOR = 16
 
 
 class NotGeoreferencedWarning(UserWarning):
@@ -37,6 +41,17 @@ def cubic_weights(offsets: np.ndarray) -> np.ndarray:
     return w
 
 
+def kernel_for(resampling: Resampling | str, scale: float) -> str:
+    """The interpolation kernel of a role: ``scale`` is source pixels per output pixel (< 1: refining)."""
+    kind = Resampling(resampling)
+    coarsening = scale > 1 + 1e-9
+    if kind is Resampling.NEAREST:
+        return "nearest"
+    if kind is Resampling.AVERAGE or (coarsening and kind in (Resampling.AUTO, Resampling.COVARIANCE)):
+        return "average"
+    return "linear" if kind is Resampling.COVARIANCE else "cubic"
+
+
 @dataclass(frozen=True)
 class AxisMap:
     """Linear map from output pixel index to fractional source pixel index (pixel centres at integers)."""
@@ -44,26 +59,56 @@ class AxisMap:
     scale: float
     offset: float
     size: int  # source pixels along this axis
+    kernel: str = "cubic"  # cubic | linear | nearest | average
+    #: Source pixels one output pixel covers, for ``average`` (default ``scale``; wider than the step when the
+    #: first pass samples every n-th output pixel).
+    footprint: float | None = None
+
+    @property
+    def width(self) -> float:
+        return self.scale if self.footprint is None else self.footprint
 
     def positions(self, start: int, stop: int) -> np.ndarray:
         return self.scale * np.arange(start, stop, dtype=np.float64) + self.offset
 
+    @property
+    def reach(self) -> tuple[int, int]:
+        """Source taps below and above ``floor(position)`` that the kernel may touch."""
+        if self.kernel == "cubic":
+            return CUBIC_RADIUS - 1, CUBIC_RADIUS
+        if self.kernel == "average":
+            half = math.ceil(self.width / 2) + 1
+            return half, half
+        return 0, 1  # linear (two taps) and nearest (one of the two)
+
     def source_range(self, start: int, stop: int) -> tuple[int, int]:
         """Source pixels [lo, hi) that the kernel touches for output indices [start, stop), clipped."""
         p = self.positions(start, stop)
-        lo = math.floor(p.min()) - CUBIC_RADIUS + 1
-        hi = math.floor(p.max()) + CUBIC_RADIUS + 1
+        below, above = self.reach
+        lo = math.floor(p.min()) - below
+        hi = math.floor(p.max()) + above + 1
         return max(0, lo), min(self.size, hi)
 
     def taps(self, start: int, stop: int, lo: int) -> tuple[np.ndarray, np.ndarray]:
         """Kernel taps of output indices [start, stop): source indices relative to ``lo`` and weights, both of
-        shape (stop - start, 4). Taps beyond the source edge repeat the edge pixel (replicate boundary)."""
+        shape (stop - start, taps). Taps beyond the source edge repeat the edge pixel (replicate boundary)."""
         p = self.positions(start, stop)
         base = np.floor(p).astype(np.int64)
-        offsets = np.arange(-CUBIC_RADIUS + 1, CUBIC_RADIUS + 1)
+        below, above = self.reach
+        offsets = np.arange(-below, above + 1)
         index = base[:, None] + offsets[None, :]
-        weights = cubic_weights(p[:, None] - index).astype(np.float32)
-        return np.clip(index, 0, self.size - 1) - lo, weights
+        if self.kernel == "cubic":
+            weights = cubic_weights(p[:, None] - index)
+        elif self.kernel == "linear":
+            weights = np.clip(1.0 - np.abs(p[:, None] - index), 0.0, None)
+        elif self.kernel == "nearest":
+            weights = (index == np.floor(p + 0.5)[:, None]).astype(np.float64)
+        else:  # area average: the overlap of each source pixel with the output pixel's footprint
+            half = 0.5 * self.width
+            lo_edge, hi_edge = p[:, None] - half, p[:, None] + half
+            weights = np.clip(np.minimum(hi_edge, index + 0.5) - np.maximum(lo_edge, index - 0.5), 0.0, None)
+            weights /= weights.sum(axis=1, keepdims=True)
+        return np.clip(index, 0, self.size - 1) - lo, weights.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -77,6 +122,10 @@ class Resampler:
     @property
     def ratio(self) -> float:
         return 1.0 / self.cols.scale
+
+    @property
+    def kernel(self) -> str:
+        return self.cols.kernel
 
     def source_window(self, window: Window) -> Window:
         r0, r1 = self.rows.source_range(int(window.row_off), int(window.row_off + window.height))
@@ -92,8 +141,8 @@ class Resampler:
     def resample(self, data: np.ndarray, src_window: Window, window: Window) -> np.ndarray:
         """Resample ``data`` (bands, rows, cols) read at ``src_window`` onto output ``window``.
 
-        Four taps per axis, gathered and summed in a fixed order: a pixel gets the same float32 value whatever
-        tile it is computed in.
+        A fixed number of taps per axis, gathered and summed in a fixed order: a pixel gets the same float32 value
+        whatever tile it is computed in.
         """
         iy, wy, ix, wx = self._taps(src_window, window)
         rows = sum(data[:, iy[:, t], :] * wy[None, :, t, None] for t in range(wy.shape[1]))
@@ -108,60 +157,114 @@ class Resampler:
 
 
 @dataclass(frozen=True)
+class AxisNest:
+    """Where a source grid's pixel edges meet the output grid's along one axis.
+
+    Output edge ``first + n * out_step`` coincides with source edge ``src_first + n * src_step`` for every integer
+    ``n``: ``out_step`` output pixels span exactly ``src_step`` source pixels (4 and 1 for PAN/MS; 3 and 2 for a
+    10 m output and a 15 m input).
+    """
+
+    out_step: int
+    src_step: int
+    first: int  # output edge in [0, out_step)
+    src_first: int  # the source edge it meets (may lie outside the source)
+    src_size: int
+
+    def source_edge(self, out_edge: int) -> int:
+        return self.src_first + (out_edge - self.first) // self.out_step * self.src_step
+
+    def out_bounds(self) -> tuple[float, float]:
+        """Output edges between which this source has pixels."""
+        per = self.out_step / self.src_step
+        return self.first - self.src_first * per, self.first + (self.src_size - self.src_first) * per
+
+
+def _axis_nest(amap: AxisMap, label: str, path: object) -> AxisNest:
+    scale = Fraction(amap.scale).limit_denominator(MAX_DENOMINATOR)  # source pixels per output pixel
+    if scale <= 0 or abs(float(scale) - amap.scale) * max(amap.size, 1) / max(amap.scale, 1e-12) > 1e-3:
+        raise InputMismatchError(f"{label} grid ratio {1 / amap.scale:.6g} is not a ratio of small whole numbers",
+                                 path=path, hint="this needs nested grids (e.g. 4:1 or 3:2); resample with gdalwarp")
+    src_step, out_step = scale.numerator, scale.denominator
+    # Source edge coordinate (source pixel j spans [j, j + 1)) of output edge k: scale * k + shift.
+    shift = amap.offset + 0.5 - 0.5 * amap.scale
+    for k in range(out_step):
+        u = float(scale) * k + shift
+        if abs(u - round(u)) < 1e-6:
+            return AxisNest(out_step, src_step, k, round(u), amap.size)
+    raise InputMismatchError(f"{label} pixel edges do not line up with the output grid", path=path,
+                             hint="this needs nested grids; resample with gdalwarp first")
+
+
+@dataclass(frozen=True)
 class Nest:
-    """A source raster nested in the output grid: ``factor`` output pixels per source pixel, edges aligned."""
+    """A source raster nested in the output grid, per axis (rows, cols)."""
 
-    factor: int
-    out_window: Window  # on the output grid
-    src_window: Window  # on the source raster; out_window is exactly factor x src_window
+    rows: AxisNest
+    cols: AxisNest
+
+    @property
+    def scale(self) -> Fraction:
+        """Output pixels per source pixel (equal on both axes)."""
+        return Fraction(self.cols.out_step, self.cols.src_step)
 
 
-def nest(resampler: Resampler, out_shape: tuple[int, int], label: str) -> Nest:
-    """The largest extent over which ``resampler``'s source is an exact integer subdivision of the output grid.
+def nest(resampler: Resampler, label: str) -> Nest:
+    """How ``resampler``'s source nests in the output grid: the ratio as a fraction and where edges meet.
 
-    Indices and learned methods' training pairs need exact pixel correspondences, not resampled values.
+    Indices and learned methods' training pairs need exact pixel correspondences, not resampled values, so windows
+    for them are cut at edges shared by every grid. Grids whose ratio is not a fraction of small whole numbers
+    (Landsat 30 m and MODIS 463.3 m: 15.44) never share edges; they are refused here with the reason.
     """
-    info, rows_map, cols_map = resampler.source, resampler.rows, resampler.cols
-    factor = round(1.0 / cols_map.scale)
-    if factor < 1 or abs(1.0 / cols_map.scale - factor) > 1e-6 or abs(1.0 / rows_map.scale - factor) > 1e-6:
-        raise InputMismatchError(f"{label} grid is not an integer subdivision of the output grid "
-                                 f"(ratio {1.0 / cols_map.scale:.4g})", path=info.path,
-                                 hint="this needs nested grids; resample with gdalwarp first")
-    spans = []
-    for amap, out_len, src_len in ((rows_map, out_shape[0], info.grid.height),
-                                   (cols_map, out_shape[1], info.grid.width)):
-        # Source pixel whose first output pixel is output index 0 (fractional when grids are offset).
-        first = amap.offset - (0.5 / factor - 0.5)
-        if abs(first * factor - round(first * factor)) > 1e-6:
-            raise InputMismatchError(f"{label} pixel edges do not line up with the output grid", path=info.path,
-                                     hint="this needs nested grids; resample with gdalwarp first")
-        start = math.ceil(first - 1e-9)
-        out_start = round((start - first) * factor)
-        spans.append((out_start, start, min(src_len - start, (out_len - out_start) // factor)))
-    (r_out, r_src, r_n), (c_out, c_src, c_n) = spans
-    if r_n < 1 or c_n < 1:
-        raise InputMismatchError(f"{label} does not overlap the other inputs", path=info.path)
-    return Nest(factor, Window(c_out, r_out, c_n * factor, r_n * factor), Window(c_src, r_src, c_n, r_n))
+    info = resampler.source
+    rows, cols = _axis_nest(resampler.rows, label, info.path), _axis_nest(resampler.cols, label, info.path)
+    if Fraction(rows.out_step, rows.src_step) != Fraction(cols.out_step, cols.src_step):
+        raise InputMismatchError(f"{label} has different ratios along rows and columns", path=info.path,
+                                 hint="this needs square pixels; resample with gdalwarp first")
+    return Nest(rows, cols)
 
 
-def common_extent(nests: dict[str, Nest]) -> tuple[Window, dict[str, tuple[int, int]]]:
-    """The extent (on the output grid) that every nested role covers, snapped to whole pixels of the coarsest.
+def _common_axis(nests: list[AxisNest], out_len: int) -> tuple[int, int, int] | None:
+    """The output edges shared by every source along one axis: (start, block, blocks), or None."""
+    block = math.lcm(*(n.out_step for n in nests))
+    phase = next((k for k in range(block) if all((k - n.first) % n.out_step == 0 for n in nests)), None)
+    if phase is None:
+        return None
+    lo = max([0.0, *(n.out_bounds()[0] for n in nests)])
+    hi = min([float(out_len), *(n.out_bounds()[1] for n in nests)])
+    start = phase + block * math.ceil((lo - phase) / block - 1e-9)
+    blocks = math.floor((hi - start) / block + 1e-9)
+    return start, block, max(0, blocks)
 
-    Returns that window and, per role, the (row, col) of its first pixel in the role's own raster.
-    """
-    coarse = max(nests.values(), key=lambda n: n.factor)
-    factor = coarse.factor
-    top = max(int(n.out_window.row_off) for n in nests.values())
-    left = max(int(n.out_window.col_off) for n in nests.values())
-    top += (int(coarse.out_window.row_off) - top) % factor
-    left += (int(coarse.out_window.col_off) - left) % factor
-    bottom = min(int(n.out_window.row_off + n.out_window.height) for n in nests.values())
-    right = min(int(n.out_window.col_off + n.out_window.width) for n in nests.values())
-    rows, cols = max(0, (bottom - top) // factor), max(0, (right - left) // factor)
-    origins = {role: (int(n.src_window.row_off) + (top - int(n.out_window.row_off)) // n.factor,
-                      int(n.src_window.col_off) + (left - int(n.out_window.col_off)) // n.factor)
-               for role, n in nests.items()}
-    return Window(left, top, cols * factor, rows * factor), origins
+
+@dataclass(frozen=True)
+class CommonGrid:
+    """Edges shared by the output grid and every nested source: windows cut here are exact for every grid."""
+
+    row_start: int
+    col_start: int
+    block: tuple[int, int]  # output pixels per block (rows, cols)
+    blocks: tuple[int, int]  # whole blocks in the common extent (rows, cols)
+    nests: dict[str, Nest]
+
+    def source_window(self, role: str, window: Window) -> Window:
+        """The window of ``role``'s raster that covers output ``window`` (whose edges are shared edges)."""
+        n = self.nests[role]
+        r0, c0 = int(window.row_off), int(window.col_off)
+        r1, c1 = r0 + int(window.height), c0 + int(window.width)
+        top, left = n.rows.source_edge(r0), n.cols.source_edge(c0)
+        return Window(left, top, n.cols.source_edge(c1) - left, n.rows.source_edge(r1) - top)
+
+
+def common_grid(nests: dict[str, Nest], out_shape: tuple[int, int]) -> CommonGrid | str:
+    """The shared edges of every nested role, or why there are none."""
+    rows = _common_axis([n.rows for n in nests.values()], out_shape[0])
+    cols = _common_axis([n.cols for n in nests.values()], out_shape[1])
+    if rows is None or cols is None:
+        return "the inputs' pixel edges never line up with each other"
+    if rows[2] < 1 or cols[2] < 1:
+        return "the inputs share no whole pixel of the coarsest grid"
+    return CommonGrid(rows[0], cols[0], (rows[1], cols[1]), (rows[2], cols[2]), nests)
 
 
 @dataclass
@@ -178,17 +281,28 @@ class Alignment:
         return self.grid.crs is not None
 
 
-def _axis_maps(out: Grid, src: Grid) -> tuple[AxisMap, AxisMap]:
+def _axis_maps(out: Grid, src: Grid, resampling: Resampling | str = Resampling.AUTO) -> tuple[AxisMap, AxisMap]:
     # Pixel centres: output index i sits at world t*(i+0.5); source index j's centre at t*(j+0.5).
     a, c, e, f = out.transform.a, out.transform.c, out.transform.e, out.transform.f
     sa, sc, se, sf = src.transform.a, src.transform.c, src.transform.e, src.transform.f
-    cols = AxisMap(scale=a / sa, offset=(c + 0.5 * a - sc) / sa - 0.5, size=src.width)
-    rows = AxisMap(scale=e / se, offset=(f + 0.5 * e - sf) / se - 0.5, size=src.height)
+    kernel = kernel_for(resampling, max(abs(a / sa), abs(e / se)))
+    cols = AxisMap(scale=a / sa, offset=(c + 0.5 * a - sc) / sa - 0.5, size=src.width, kernel=kernel)
+    rows = AxisMap(scale=e / se, offset=(f + 0.5 * e - sf) / se - 0.5, size=src.height, kernel=kernel)
     return rows, cols
 
 
-def align(guide: RasterInfo, others: dict[str, RasterInfo], guide_role: str = "PAN") -> Alignment:
-    """Plan how ``others`` (role -> raster) land on the grid of ``guide`` over their common footprint."""
+_KERNEL_WORDS = {"cubic": "cubic", "linear": "bilinear, covariance-preserving", "nearest": "nearest",
+                 "average": "area average"}
+
+
+def align(guide: RasterInfo, others: dict[str, RasterInfo], guide_role: str = "PAN",
+          resampling: dict[str, Resampling] | None = None) -> Alignment:
+    """Plan how ``others`` (label -> raster) land on the grid of ``guide`` over their common footprint.
+
+    ``resampling`` says per label how a role's pixels reach the output grid (default: cubic when refining, area
+    average when coarsening).
+    """
+    resampling = resampling or {}
     notes: list[str] = []
     all_inputs = {guide_role: guide, **others}
     for role, info in all_inputs.items():
@@ -202,7 +316,7 @@ def align(guide: RasterInfo, others: dict[str, RasterInfo], guide_role: str = "P
         raise InputMismatchError(f"has no CRS while {having} has one", path=lacking.path,
                                  hint="assign the missing CRS (gdal_edit.py -a_srs) or remove it from both")
     if not with_crs:
-        return _align_pixel_space(guide, others, guide_role)
+        return _align_pixel_space(guide, others, guide_role, resampling)
 
     guide_grid = guide.grid
     src_grids: dict[str, Grid] = {}
@@ -210,7 +324,8 @@ def align(guide: RasterInfo, others: dict[str, RasterInfo], guide_role: str = "P
         if info.grid.crs != guide_grid.crs:
             raise InputMismatchError(
                 f"{role} CRS {info.grid.crs} differs from {guide_role} CRS {guide_grid.crs}", path=info.path,
-                hint=f"reproject it onto the {guide_role} CRS first (gdalwarp -t_srs)")
+                hint=f"pass --reproject to warp it onto the {guide_role} CRS on the fly, or reproject it first "
+                     "(gdalwarp -t_srs)")
         src_grids[role] = info.grid
     bounds = guide_grid.bounds
     for role, grid in src_grids.items():
@@ -230,13 +345,15 @@ def align(guide: RasterInfo, others: dict[str, RasterInfo], guide_role: str = "P
                      f"cols {window.col_off}..{window.col_off + window.width - 1}")
     resamplers = {}
     for role, grid in src_grids.items():
-        rows, cols = _axis_maps(out_grid, grid)
+        rows, cols = _axis_maps(out_grid, grid, resampling.get(role, Resampling.AUTO))
         resamplers[role] = Resampler(others[role], rows, cols)
-        notes.append(f"{role} resampled onto the {guide_role} grid (cubic), ratio {1 / cols.scale:.4g}")
+        notes.append(f"{role} resampled onto the {guide_role} grid ({_KERNEL_WORDS[cols.kernel]}), "
+                     f"ratio {1 / cols.scale:.4g}")
     return Alignment(out_grid, window, resamplers, notes)
 
 
-def _align_pixel_space(guide: RasterInfo, others: dict[str, RasterInfo], guide_role: str) -> Alignment:
+def _align_pixel_space(guide: RasterInfo, others: dict[str, RasterInfo], guide_role: str,
+                       resampling: dict[str, Resampling]) -> Alignment:
     """Inputs without CRS: accepted only when they cover the same pixel extent at an integer ratio."""
     gh, gw = guide.grid.shape
     resamplers = {}
@@ -249,8 +366,9 @@ def _align_pixel_space(guide: RasterInfo, others: dict[str, RasterInfo], guide_r
                 "extent at an integer ratio", path=info.path,
                 hint="georeference both inputs (gdal_edit.py -a_srs -a_ullr)")
         # Source pixel j covers guide pixels [j*r, (j+1)*r): its centre sits at guide coordinate (j+0.5)*r.
-        axis = AxisMap(scale=1.0 / ratio, offset=0.5 / ratio - 0.5, size=w)
-        resamplers[role] = Resampler(info, AxisMap(axis.scale, axis.offset, h), axis)
+        kernel = kernel_for(resampling.get(role, Resampling.AUTO), 1.0 / ratio)
+        axis = AxisMap(scale=1.0 / ratio, offset=0.5 / ratio - 0.5, size=w, kernel=kernel)
+        resamplers[role] = Resampler(info, AxisMap(axis.scale, axis.offset, h, kernel), axis)
     names = " and ".join(info.path.name for info in (guide, *others.values()))
     warnings.warn(f"{names} are not georeferenced (no CRS): the output will have no CRS either",
                   NotGeoreferencedWarning, stacklevel=2)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from rasterio.windows import Window
 
-from spatialx.align import align, common_extent, nest
+from spatialx.align import align, common_grid, nest
 from spatialx.errors import InputMismatchError
 from spatialx.io.read import RasterInfo, ThreadLocalReader, open_raster
 from spatialx.io.write import gdal_env
@@ -85,19 +85,24 @@ def _plan(pan: str | PathLike[str], ms: str | PathLike[str], sensor: str | Senso
     others = {"ms": ms_info, **{role: open_raster(path, role=role) for role, path in (extra or {}).items()}}
     with gdal_env():
         alignment = align(pan_info, others, "PAN")
-    shape = alignment.grid.shape
-    nests = {role: nest(alignment.resamplers[role], shape, "MS" if role == "ms" else role) for role in others}
+    labels = {role: "MS" if role == "ms" else role for role in others}
+    nests = {role: nest(alignment.resamplers[role], labels[role]) for role in others}
     for role, role_nest in nests.items():
-        if role != "ms" and role_nest.factor != 1:
+        if role != "ms" and role_nest.scale != 1:
             raise InputMismatchError(f"{role} is not on the PAN grid", path=others[role].path,
                                      hint="give the fused image written for this PAN")
-    extent, origins = common_extent(nests)
-    factor = nests["ms"].factor
-    rows, cols = int(extent.height) // factor, int(extent.width) // factor
-    if rows < 1 or cols < 1:
-        raise InputMismatchError("the inputs have no common extent", path=ms_info.path)
-    origins["pan"] = (int(alignment.guide_window.row_off + extent.row_off),
-                      int(alignment.guide_window.col_off + extent.col_off))
+    if nests["ms"].scale.denominator != 1:
+        raise InputMismatchError(f"the PAN/MS grid ratio {nests['ms'].scale} is not a whole number",
+                                 path=ms_info.path, hint="the indices need MS pixels nested in PAN pixels")
+    common = common_grid(nests, alignment.grid.shape)
+    if isinstance(common, str):
+        raise InputMismatchError(f"the inputs have no common extent ({common})", path=ms_info.path)
+    factor = int(nests["ms"].scale)
+    rows, cols = common.blocks[0] * common.block[0] // factor, common.blocks[1] * common.block[1] // factor
+    origins = {role: (n.rows.source_edge(common.row_start), n.cols.source_edge(common.col_start))
+               for role, n in nests.items()}
+    origins["pan"] = (int(alignment.guide_window.row_off + common.row_start),
+                      int(alignment.guide_window.col_off + common.col_start))
     factors = {"pan": factor, "ms": 1, **{role: factor for role in nests if role != "ms"}}
     band_map: dict[str, list[int] | None] = {"pan": [1], "ms": ms_bands, **{r: None for r in nests if r != "ms"}}
     return _Plan({"pan": pan_info, **others}, origins, factors, band_map, rows, cols, profile)

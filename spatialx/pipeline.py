@@ -1,17 +1,19 @@
-"""The one data path of every task: read -> align -> tile (dask) -> fuse -> blend -> write.
+"""The one data path of every task: read -> align -> tile (dask) -> fuse -> blend -> write -> products.
 
-:func:`fuse_scene` is the library entry point behind every fusion command. It opens and checks the inputs, plans the
-output grid (:mod:`spatialx.align`), lets the method compute its scene statistics on a first, sampled pass, then
-streams tiles through a dask graph whose blocks are stitched by :class:`~spatialx.tiling.OverlapAddStitcher` and
-written by :class:`~spatialx.io.write.RasterWriter`. Memory is bounded by the tile size and the number of workers.
+:func:`fuse` is the library entry point behind every fusion command: it checks every path the run will write, opens
+the task's inputs and plans the output grid (:func:`open_scene`, :mod:`spatialx.align`), builds the method from a
+context of the roles' sensors (:func:`plan_fusion`), lets the method compute its scene statistics on a first,
+sampled pass, then streams tiles through a dask graph whose blocks are stitched by
+:class:`~spatialx.tiling.OverlapAddStitcher` and written by :class:`~spatialx.io.write.RasterWriter`, and finally
+writes the side products (NDVI, QGIS style, quality report). Memory is bounded by the tile size and the number of
+workers.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -20,24 +22,24 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
+from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from spatialx import __version__
-from spatialx.align import Alignment, AxisMap, Resampler, align, common_extent, nest
-from spatialx.errors import InputMismatchError, SpatialxError
-from spatialx.io.read import RasterInfo, ThreadLocalReader, open_raster
-from spatialx.io.write import BandInfo, OutputSpec, RasterWriter, check_output_path, gdal_env
-from spatialx.methods import FusionMethod, SceneSample, create_method, get_method_info
-from spatialx.methods.base import SceneWindow
-from spatialx.sensors import SensorProfile, get_sensor
-from spatialx.tasks import TaskSpec
+from spatialx.align import align
+from spatialx.errors import SpatialxError
+from spatialx.io.read import RasterInfo, open_raster
+from spatialx.io.write import BandInfo, OutputSpec, RasterWriter, gdal_env
+from spatialx.methods import FusionMethod, create_method, get_method_info
+from spatialx.methods.base import MethodContext, SensorArg, role_sensors
+from spatialx.options import Progress, RunOptions
+from spatialx.scene import SceneInputs, first_pass, resolve_bands
+from spatialx.sensors import SensorProfile
+from spatialx.tasks import Resampling, TaskSpec, get_task
 from spatialx.tiling import OverlapAddStitcher, Tile, TilePlan
 
-#: First-pass budget: scenes up to this many output pixels are sampled at every pixel (exact statistics).
-SAMPLE_PIXELS = 1 << 22
-STRIP_ROWS = 256
-
-Progress = Callable[[int, int], None]
+__all__ = ["FusionResult", "Progress", "RunOptions", "fuse", "fuse_scene", "open_scene", "plan_fusion",
+           "resolve_bands"]
 
 
 @dataclass
@@ -52,190 +54,11 @@ class FusionResult:
     seconds: float
     notes: list[str] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class _Inputs:
-    """Opened inputs of one run, their band selection and their alignment on the output grid."""
-
-    task: TaskSpec
-    rasters: dict[str, RasterInfo]
-    bands: dict[str, list[int]]  # role -> 1-based file band indexes, in sensor order
-    alignment: Alignment
-    readers: dict[str, ThreadLocalReader] = field(default_factory=dict)
-
-    def open_readers(self) -> None:
-        self.readers = {role: ThreadLocalReader(info) for role, info in self.rasters.items()}
-
-    def close(self) -> None:
-        for reader in self.readers.values():
-            reader.close()
-
-    def guide_window(self, window: Window) -> Window:
-        gw = self.alignment.guide_window
-        return Window(int(gw.col_off + window.col_off), int(gw.row_off + window.row_off), window.width, window.height)
-
-    def read(self, window: Window) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Every role on ``window`` of the output grid, and where all of them hold data."""
-        task, arrays = self.task, {}
-        guide = self.readers[task.guide]
-        arrays[task.guide] = guide.read(self.guide_window(window), self.bands[task.guide])
-        valid = np.ones(arrays[task.guide].shape[1:], dtype=bool)
-        if self.rasters[task.guide].has_mask:
-            valid &= guide.read_valid(self.guide_window(window), self.bands[task.guide])
-        for role in task.resampled:
-            arrays[role], role_valid = self.read_resampled(role, self.alignment.resamplers[role], window)
-            if role_valid is not None:
-                valid &= role_valid
-        return arrays, valid
-
-    def read_resampled(self, role: str, resampler: Resampler,
-                        window: Window) -> tuple[np.ndarray, np.ndarray | None]:
-        src_window = resampler.source_window(window)
-        reader = self.readers[role]
-        data = reader.read(src_window, self.bands[role])
-        valid = None
-        if self.rasters[role].has_mask:
-            valid = resampler.resample_valid(reader.read_valid(src_window, self.bands[role]), src_window, window)
-        return resampler.resample(data, src_window, window), valid
-
-
-def resolve_bands(info: RasterInfo, sensor: SensorProfile, bands: str | None,
-                  label: str) -> tuple[SensorProfile, list[int]]:
-    """Match the file's bands to the sensor profile.
-
-    ``bands`` is None (the file's bands are the sensor's, in order), a comma list of 1-based file band numbers
-    (picked in the sensor's band order), or a comma list of sensor band names (the file holds those bands, in that
-    order: the profile is restricted to them).
-    """
-    if bands:
-        items = [b.strip() for b in bands.split(",") if b.strip()]
-        if all(item.isdigit() for item in items):
-            indexes = [int(item) for item in items]
-            bad = [i for i in indexes if not 1 <= i <= info.count]
-            if bad:
-                raise InputMismatchError(f"--bands {bands}: {label} has bands 1..{info.count}", path=info.path)
-            if len(indexes) != len(sensor.bands):
-                raise InputMismatchError(
-                    f"--bands selects {len(indexes)} bands but {sensor.name} has {len(sensor.bands)} "
-                    f"({', '.join(sensor.band_names)})", path=info.path)
-            return sensor, indexes
-        sensor = sensor.select(items)
-    if info.count != len(sensor.bands):
-        raise InputMismatchError(
-            f"{label} has {info.count} bands, {sensor.name} expects {len(sensor.bands)} "
-            f"({', '.join(sensor.band_names)})", path=info.path,
-            hint="pick the sensor that matches, or select bands with --bands (numbers or names)")
-    return sensor, list(range(1, info.count + 1))
-
-
-def _strided(reader_read: Callable[[Window], np.ndarray], height: int, width: int, stride: int) -> np.ndarray:
-    """Read a ``height x width`` area strip by strip and keep every ``stride``-th pixel (from stride // 2)."""
-    offset = stride // 2
-    strips = []
-    rows_per_strip = max(stride, (STRIP_ROWS // stride) * stride)
-    for top in range(0, height, rows_per_strip):
-        bottom = min(height, top + rows_per_strip)
-        strip = reader_read(Window(0, top, width, bottom - top))
-        # A copy, not a view: a view would keep every full strip alive until the end.
-        strips.append(np.ascontiguousarray(strip[..., offset::stride, offset::stride]))
-    return np.concatenate(strips, axis=-2)
-
-
-def first_pass(inputs: _Inputs, pixel_budget: int = SAMPLE_PIXELS) -> SceneSample:
-    """Sample the whole scene for the method's global statistics (every pixel when it fits the budget)."""
-    grid = inputs.alignment.grid
-    task = inputs.task
-    stride = max(1, math.ceil(math.sqrt(grid.width * grid.height / pixel_budget)))
-    guide = inputs.readers[task.guide]
-    sampled: dict[str, np.ndarray] = {}
-    offset = stride // 2
-
-    def guide_read(w: Window) -> np.ndarray:
-        data = guide.read(inputs.guide_window(w), inputs.bands[task.guide])
-        if inputs.rasters[task.guide].has_mask:
-            mask = guide.read_valid(inputs.guide_window(w), inputs.bands[task.guide])
-            data = np.concatenate([data, mask[None].astype(np.float32)])
-        return data
-
-    data = _strided(guide_read, grid.height, grid.width, stride)
-    if inputs.rasters[task.guide].has_mask:
-        sampled[task.guide], valid = data[:-1], data[-1] > 0
-    else:
-        sampled[task.guide], valid = data, np.ones(data.shape[1:], dtype=bool)
-    native: dict[str, np.ndarray] = {}
-    out_h, out_w = valid.shape
-    for role in task.resampled:
-        resampler = inputs.alignment.resamplers[role]
-        # The same resampler, evaluated only at the sampled output pixels.
-        strided = Resampler(
-            resampler.source,
-            AxisMap(resampler.rows.scale * stride, resampler.rows.offset + resampler.rows.scale * offset,
-                    resampler.rows.size),
-            AxisMap(resampler.cols.scale * stride, resampler.cols.offset + resampler.cols.scale * offset,
-                    resampler.cols.size))
-        # Strip by strip: one read of the whole source would grow with the scene.
-        strips, valid_strips = [], []
-        for top in range(0, out_h, STRIP_ROWS):
-            window = Window(0, top, out_w, min(STRIP_ROWS, out_h - top))
-            values, role_valid = inputs.read_resampled(role, strided, window)
-            strips.append(values)
-            valid_strips.append(np.ones(values.shape[1:], dtype=bool) if role_valid is None else role_valid)
-        sampled[role] = np.concatenate(strips, axis=1)
-        valid &= np.concatenate(valid_strips, axis=0)
-        native[role] = _native_sample(inputs, role, resampler, pixel_budget)
-    windows, reason = scene_windows(inputs, whole=stride == 1)
-    return SceneSample(inputs=sampled, valid=valid, native=native, stride=stride, windows=windows,
-                       windows_unavailable=reason)
-
-
-def scene_windows(inputs: _Inputs, whole: bool, count: int = 8, size: int = 128) -> tuple[list[SceneWindow], str]:
-    """Contiguous, exactly nested windows for methods that learn from the scene (scene adaptation).
-
-    ``whole``: one window over the entire common extent; otherwise up to ``count`` windows of ``size`` coarse
-    pixels spread over it. Returns the windows, or none and the reason (grids not nested).
-    """
-    task, grid = inputs.task, inputs.alignment.grid
-    try:
-        nests = {role: nest(inputs.alignment.resamplers[role], grid.shape, task.label(role))
-                 for role in task.resampled}
-    except InputMismatchError as exc:
-        return [], exc.message
-    extent, origins = common_extent(nests)
-    factor = max(n.factor for n in nests.values())
-    rows, cols = int(extent.height) // factor, int(extent.width) // factor
-    if rows < 1 or cols < 1:
-        return [], "the inputs share no whole coarse pixel"
-    if whole:
-        boxes = [(0, 0, rows, cols)]
-    else:
-        height, width = min(size, rows), min(size, cols)
-        per_side = max(1, math.isqrt(count))
-        boxes = [(int(r), int(c), height, width)
-                 for r in np.unique(np.linspace(0, rows - height, per_side).astype(int))
-                 for c in np.unique(np.linspace(0, cols - width, per_side).astype(int))]
-    windows = []
-    for r, c, h, w in boxes:
-        guide_window = Window(int(extent.col_off) + c * factor, int(extent.row_off) + r * factor, w * factor,
-                              h * factor)
-        guide = inputs.readers[task.guide].read(inputs.guide_window(guide_window), inputs.bands[task.guide])
-        native = {role: inputs.readers[role].read(
-            Window(origins[role][1] + c * factor // n.factor, origins[role][0] + r * factor // n.factor,
-                   w * factor // n.factor, h * factor // n.factor), inputs.bands[role])
-                  for role, n in nests.items()}
-        windows.append(SceneWindow(guide, native, factor))
-    return windows, ""
-
-
-def _native_sample(inputs: _Inputs, role: str, resampler: Resampler, pixel_budget: int) -> np.ndarray:
-    """The role on its own grid over the output footprint (strided when large)."""
-    grid = inputs.alignment.grid
-    window = resampler.source_window(Window(0, 0, grid.width, grid.height))
-    stride = max(1, math.ceil(math.sqrt(window.width * window.height / pixel_budget)))
-    reader = inputs.readers[role]
-    c0, r0 = int(window.col_off), int(window.row_off)
-    return _strided(lambda w: reader.read(Window(c0 + w.col_off, r0 + w.row_off, w.width, w.height),
-                                          inputs.bands[role]), int(window.height), int(window.width), stride)
+    task: str = "pansharpen"
+    nodata: float | None = None
+    output_profile: SensorProfile | None = field(default=None, repr=False)
+    #: Side products written next to the product (NDVI, styles, quality report), by kind.
+    products: dict[str, Path] = field(default_factory=dict)
 
 
 def _pad(array: np.ndarray, pad: tuple[int, int, int, int]) -> np.ndarray:
@@ -274,88 +97,262 @@ def _output_bands(sensor: SensorProfile) -> list[BandInfo]:
     return [BandInfo(b.name, b.center_nm, b.width_nm) for b in sensor.bands]
 
 
-def fuse_scene(
-    task: TaskSpec,
-    inputs: Mapping[str, str | PathLike[str]],
-    output: str | PathLike[str],
-    sensor: str | SensorProfile,
-    method: str,
-    *,
-    method_options: Mapping[str, Any] | None = None,
-    bands: str | None = None,
-    ratio: float | None = None,
-    tile: int = 512,
-    overlap: int | None = None,
-    workers: int = 1,
-    device: str = "cpu",
-    dtype: str | None = None,
-    overwrite: bool = False,
-    progress: Progress | None = None,
-    notes: list[str] | None = None,
-) -> FusionResult:
-    """Fuse the rasters in ``inputs`` (role -> path) into ``output`` with ``method``."""
-    started = time.perf_counter()
-    out_path = check_output_path(output, overwrite)
-    profile = sensor if isinstance(sensor, SensorProfile) else get_sensor(sensor)
+_WARP_RESAMPLING = {Resampling.NEAREST: "nearest", Resampling.COVARIANCE: "bilinear"}
+
+
+def open_scene(task: TaskSpec, inputs: Mapping[str, str | PathLike[str] | RasterInfo], sensor: SensorArg,
+               options: RunOptions) -> tuple[SceneInputs, dict[str, SensorProfile]]:
+    """Open every role's input, match its bands to its sensor, and plan the output grid.
+
+    Returns the inputs (readers not yet open) and each role's sensor profile (the output-like role's restricted to
+    ``options.bands``).
+    """
+    task.check_inputs(set(inputs))
+    roles = tuple(role for role in task.role_names if role in inputs)
+    profiles = role_sensors(task, sensor, roles)
+
+    def opened(role: str, warp_to: CRS | None = None) -> RasterInfo:
+        given = inputs[role]
+        if isinstance(given, RasterInfo):
+            return given
+        resampling = _WARP_RESAMPLING.get(task.role(role).resampling, "cubic")
+        return open_raster(given, role=task.label(role), warp_to=warp_to, warp_resampling=resampling)
+
+    rasters = {task.guide: opened(task.guide)}
+    warp_to = rasters[task.guide].grid.crs if options.reproject else None
+    rasters.update({role: opened(role, warp_to) for role in roles if role != task.guide})
+    bands = {}
+    for role in roles:
+        selection = options.bands if role == task.output_like else None
+        profiles[role], bands[role] = resolve_bands(rasters[role], profiles[role], selection, task.label(role))
+    others = {task.label(role): rasters[role] for role in roles if role != task.guide}
+    resampling = {task.label(role): task.role(role).resampling for role in roles}
+    alignment = align(rasters[task.guide], others, task.label(task.guide), resampling)
+    alignment.resamplers = {role: alignment.resamplers[task.label(role)] for role in roles if role != task.guide}
+    for role in roles:
+        if rasters[role].warp_crs is not None:
+            alignment.notes.append(f"{task.label(role)} reprojected on the fly from "
+                                   f"{_crs_name(rasters[role].native_crs)} onto the "
+                                   f"{task.label(task.guide)} CRS {_crs_name(rasters[role].warp_crs)} (GDAL warped "
+                                   f"VRT, {rasters[role].warp_resampling})")
+    return SceneInputs(task, rasters, bands, alignment), profiles
+
+
+def _crs_name(crs: CRS | None) -> str:
+    if crs is None:
+        return "none"
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else (crs.to_string()[:60] or "a custom CRS")
+
+
+@dataclass
+class FusionPlan:
+    """Everything decided before the first pixel is fused: inputs, method, tiles, output encoding and tags."""
+
+    scene: SceneInputs
+    sensors: dict[str, SensorProfile]
+    fusion: FusionMethod
+    tiles: TilePlan
+    dtype: str
+    nodata: float | None
+    encoder: _Encoder
+    params: dict[str, Any]
+    notes: list[str]
+
+    @property
+    def output_sensor(self) -> SensorProfile:
+        return self.sensors[self.scene.task.output_like]
+
+    def tags(self, method: str, options: RunOptions) -> dict[str, Any]:
+        task = self.scene.task
+        keys = {self.sensors[role].key for role in self.scene.rasters}
+        tags = {
+            "TIFFTAG_SOFTWARE": f"spatialx {__version__}",
+            "SPATIALX_VERSION": __version__,
+            "SPATIALX_TASK": task.name,
+            "SPATIALX_METHOD": method,
+            "SPATIALX_SENSOR": self.output_sensor.key if len(keys) == 1 else
+            {task.label(role): self.sensors[role].key for role in self.scene.rasters},
+            "SPATIALX_PARAMS": self.params,
+            "SPATIALX_INPUTS": {task.label(r): info.path.name for r, info in self.scene.rasters.items()},
+        }
+        if options.dates:
+            tags["SPATIALX_DATES"] = {task.label(role): str(date) for role, date in options.dates.items()}
+        warped = [note for note in self.notes if "reprojected on the fly" in note]
+        if warped:
+            tags["SPATIALX_REPROJECTED"] = warped
+        return tags
+
+
+def plan_fusion(task: TaskSpec, inputs: Mapping[str, str | PathLike[str] | RasterInfo], sensor: SensorArg,
+                method: str, options: RunOptions) -> FusionPlan:
+    """Open and align the inputs and build the method and the tile plan; nothing is read past the headers."""
     get_method_info(method, task.name)
-    rasters = {role: open_raster(path, role=task.label(role)) for role, path in inputs.items()}
-    if any(info.path.resolve() == out_path.resolve() for info in rasters.values()):
-        raise SpatialxError("output would overwrite an input", path=out_path, hint="choose another output name")
-    profile, selected = resolve_bands(rasters[task.output_like], profile, bands, task.label(task.output_like))
-    band_map = {role: list(range(1, info.count + 1)) for role, info in rasters.items()}
-    band_map[task.output_like] = selected
-    alignment = align(rasters[task.guide], {r: rasters[r] for r in task.resampled}, task.label(task.guide))
-    grid_ratio = alignment.resamplers[task.output_like].ratio if task.output_like in alignment.resamplers else 1.0
+    for role in options.dates:
+        if not task.role(role).dated:
+            raise SpatialxError(f"the {task.label(role)} input of {task.name} takes no date")
+    scene, sensors = open_scene(task, inputs, sensor, options)
+    alignment = scene.alignment
+    grid_ratios = {role: resampler.ratio for role, resampler in alignment.resamplers.items()}
+    grid_ratio = grid_ratios.get(task.output_like, 1.0)
+    output_sensor = sensors[task.output_like]
     # Filters model the sensor's optics, so methods use the sensor's resolution ratio unless told otherwise; the
     # grid ratio differs when the MS was delivered already resampled (e.g. onto the PAN grid).
-    ratio = float(ratio or profile.ratio)
+    ratio = float(options.ratio or output_sensor.ratio or max([1.0, *grid_ratios.values()]))
     if abs(grid_ratio - ratio) > 0.05 * ratio:
         alignment.notes.append(f"{task.label(task.output_like)} grid ratio {grid_ratio:.4g} differs from the "
-                               f"method ratio {ratio:g} (sensor {profile.key}); pass --ratio to change it")
-    fusion: FusionMethod = create_method(method, profile, ratio, task=task.name, **dict(method_options or {}))
-    fusion.device = device
-    overlap = fusion.default_overlap if overlap is None else overlap
+                               f"method ratio {ratio:g} (sensor {output_sensor.key}); pass --ratio to change it")
+    context = MethodContext(task, sensors, ratio, grid_ratios)
+    fusion: FusionMethod = create_method(method, context, **dict(options.method_options))
+    fusion.device = options.device
+    overlap = fusion.default_overlap if options.overlap is None else options.overlap
     grid = alignment.grid
     try:
-        plan = TilePlan(grid.height, grid.width, tile=tile, overlap=overlap, halo=fusion.halo, align=fusion.align)
+        tiles = TilePlan(grid.height, grid.width, tile=options.tile, overlap=overlap, halo=fusion.halo,
+                         align=fusion.align)
     except ValueError as exc:
         raise SpatialxError(f"invalid tiling: {exc}", hint="adjust --tile / --overlap") from None
-
-    out_like = rasters[task.output_like]
-    out_dtype = dtype or out_like.dtype
-    nodata = out_like.nodata if out_like.nodata is not None else profile.nodata
-    encoder = _Encoder(out_dtype, nodata, profile.max_value if np.dtype(out_dtype).kind in "iu" else None)
-    run_notes = list(notes or []) + alignment.notes
-    params = {"ratio": round(ratio, 6), "grid_ratio": round(grid_ratio, 6), "tile": tile, "overlap": overlap,
-              "halo": fusion.halo}
-    job = _Inputs(task, rasters, band_map, alignment)
-    job.open_readers()
-    try:
-        with gdal_env(workers):
-            if type(fusion).fit is not FusionMethod.fit:  # pointwise methods need no scene statistics
-                fusion.fit(first_pass(job))
-            params.update(fusion.params())
-            tags = {
-                "TIFFTAG_SOFTWARE": f"spatialx {__version__}",
-                "SPATIALX_VERSION": __version__,
-                "SPATIALX_TASK": task.name,
-                "SPATIALX_METHOD": method,
-                "SPATIALX_SENSOR": profile.key,
-                "SPATIALX_PARAMS": params,
-                "SPATIALX_INPUTS": {task.label(r): info.path.name for r, info in rasters.items()},
-            }
-            spec = OutputSpec(path=out_path, grid=grid, dtype=out_dtype, bands=_output_bands(profile),
-                              nodata=nodata, tags=tags, overwrite=overwrite)
-            with RasterWriter(spec, workers=workers) as writer:
-                _run_tiles(job, fusion, plan, len(profile.bands), encoder, writer, workers, progress)
-    finally:
-        job.close()
-    return FusionResult(output=out_path, method=method, sensor=profile.key,
-                        shape=(len(profile.bands), grid.height, grid.width), tiles=len(plan),
-                        seconds=time.perf_counter() - started, notes=run_notes, params=params)
+    out_like = scene.rasters[task.output_like]
+    dtype = options.dtype or out_like.dtype
+    nodata = out_like.nodata if out_like.nodata is not None else output_sensor.nodata
+    encoder = _Encoder(dtype, nodata, output_sensor.max_value if np.dtype(dtype).kind in "iu" else None)
+    params = {"ratio": round(ratio, 6), "grid_ratio": round(grid_ratio, 6), "tile": options.tile,
+              "overlap": overlap, "halo": fusion.halo}
+    return FusionPlan(scene, sensors, fusion, tiles, dtype, nodata, encoder, params, list(alignment.notes))
 
 
-def _run_tiles(job: _Inputs, fusion: FusionMethod, plan: TilePlan, bands: int, encoder: _Encoder,
+def fuse_scene(task: TaskSpec, inputs: Mapping[str, str | PathLike[str]], output: str | PathLike[str],
+               method: str, sensor: SensorArg, options: RunOptions) -> FusionResult:
+    """Fuse the rasters in ``inputs`` (role -> path) into the COG ``output`` with ``method``: the product only.
+
+    :func:`fuse` is the entry point: it also checks every output path first and writes the side products.
+    """
+    started = time.perf_counter()
+    out_path = Path(output)
+    plan = plan_fusion(task, inputs, sensor, method, options)
+    scene, grid = plan.scene, plan.scene.alignment.grid
+    with scene, gdal_env(options.workers):
+        if type(plan.fusion).fit is not FusionMethod.fit:  # pointwise methods need no scene statistics
+            plan.fusion.fit(first_pass(scene))
+        plan.params.update(plan.fusion.params())
+        spec = OutputSpec(path=out_path, grid=grid, dtype=plan.dtype, bands=_output_bands(plan.output_sensor),
+                          nodata=plan.nodata, tags=plan.tags(method, options), overwrite=options.overwrite)
+        with RasterWriter(spec, workers=options.workers) as writer:
+            _run_tiles(scene, plan.fusion, plan.tiles, len(plan.output_sensor.bands), plan.encoder, writer,
+                       options.workers, options.progress)
+    return FusionResult(output=out_path, method=method, sensor=plan.output_sensor.key,
+                        shape=(len(plan.output_sensor.bands), grid.height, grid.width), tiles=len(plan.tiles),
+                        seconds=time.perf_counter() - started, notes=plan.notes, params=plan.params,
+                        task=task.name, nodata=plan.nodata, output_profile=plan.output_sensor)
+
+
+def fuse(task: str | TaskSpec, inputs: Mapping[str, str | PathLike[str]], output: str | PathLike[str], *,
+         method: str, sensor: SensorArg, options: RunOptions | None = None, **changes: Any) -> FusionResult:
+    """Fuse ``inputs`` (role -> path) of ``task`` into the COG ``output`` with ``method``; write the side products.
+
+    ``sensor`` is one sensor for every role, or ``{role: sensor}``. ``options`` (a :class:`RunOptions`) and keyword
+    ``changes`` to it say how: ``spatialx.fuse("pansharpen", {"pan": p, "ms": m}, "out.tif", method="gsa",
+    sensor="wv3", tile=256, ndvi="ndvi.tif")``. Every path the run writes is checked before any work starts.
+    """
+    spec = get_task(task)
+    options = RunOptions.of(options, **changes)
+    if options.report and spec.name not in _REPORTS:
+        raise SpatialxError(f"--report is not available for {spec.name} yet",
+                            hint=f"it is for {', '.join(_REPORTS)}")
+    paths = planned_outputs(spec, inputs, output, options)
+    result = fuse_scene(spec, inputs, paths["product"], method, sensor, options)
+    result.products = _side_products(result, spec, inputs, sensor, paths, options)
+    return result
+
+
+#: Quality reports per task: the function that scores a product from the task's inputs (sampled windows).
+_REPORTS = {"pansharpen": "spatialx.evaluate:quality_report"}
+
+
+def report_path(output: str | PathLike[str]) -> Path:
+    """Where ``--report`` puts the quality sidecar of ``output``."""
+    output = Path(output)
+    return output.with_name(output.stem + ".quality.json")
+
+
+def planned_outputs(task: TaskSpec, inputs: Mapping[str, str | PathLike[str]], output: str | PathLike[str],
+                    options: RunOptions) -> dict[str, Path]:
+    """Every file the run will write, checked against the inputs, each other and ``--overwrite``, by kind."""
+    from spatialx.io.outputs import OutputPlan
+
+    plan = OutputPlan([Path(p) for p in inputs.values()], overwrite=options.overwrite)
+    paths = {"product": plan.add(output, what="output")}
+    if options.style:
+        paths["style"] = plan.add(Path(output).with_suffix(".qml"), what="style of the output", kind="sidecar")
+    if options.ndvi is not None:
+        paths["ndvi"] = plan.add(options.ndvi, what="NDVI")
+        paths["ndvi_style"] = plan.add(Path(options.ndvi).with_suffix(".qml"), what="style of the NDVI",
+                                       kind="sidecar")
+    if options.report:
+        paths["report"] = plan.add(report_path(output), what="quality report", kind="sidecar")
+    return paths
+
+
+def _side_products(result: FusionResult, task: TaskSpec, inputs: Mapping[str, str | PathLike[str]],
+                   sensor: SensorArg, paths: dict[str, Path], options: RunOptions) -> dict[str, Path]:
+    import importlib
+    import json
+
+    from spatialx.io.outputs import atomic_write_text
+
+    written = {}
+    profile = result.output_profile
+    if "style" in paths:
+        from spatialx.products.style import write_style
+
+        bands = _output_bands(profile)
+        atomic_write_text(paths["style"], write_style(result.output, bands, profile.kind, result.nodata))
+        written["style"] = paths["style"]
+    if "ndvi" in paths:
+        from spatialx.products.ndvi import ndvi as make_ndvi
+
+        written["ndvi"] = make_ndvi(result.output, paths["ndvi"], sensor=profile, overwrite=options.overwrite)
+        written["ndvi_style"] = paths["ndvi_style"]
+    if "report" in paths:
+        module, _, name = _REPORTS[task.name].partition(":")
+        quality_report = getattr(importlib.import_module(module), name)
+        roles = [role for role in task.role_names if role in inputs]
+        quality = quality_report(*(inputs[role] for role in roles), result.output, sensor,
+                                 ratio=int(result.params["ratio"]), bands=options.bands)
+        quality.update(method=result.method, product=result.output.name)
+        atomic_write_text(paths["report"], json.dumps(quality, indent=2) + "\n")
+        written["report"] = paths["report"]
+    return written
+
+
+class TileFuser:
+    """Reads, pads and fuses tiles: the work behind every dask block, for files and for xarray alike."""
+
+    def __init__(self, scene: SceneInputs, fusion: FusionMethod, plan: TilePlan):
+        self.scene, self.fusion, self.plan = scene, fusion, plan
+
+    def prepare(self, tile: Tile) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        arrays, valid = self.scene.read(tile.read)
+        rows, cols = tile.blend_slices()
+        top, left = tile.pad[0], tile.pad[2]
+        valid_blend = valid[rows.start - top: rows.stop - top, cols.start - left: cols.stop - left]
+        return {role: _pad(a, tile.pad) for role, a in arrays.items()}, valid_blend
+
+    def group(self, row: int, cols: tuple[int, ...]) -> np.ndarray:
+        """Neighbouring tiles of one row fused in one call: (bands + 1, rows, sum of blend widths), the last
+        plane being the tiles' validity."""
+        tiles = [self.plan.tile(row, col) for col in cols]
+        prepared = [self.prepare(tile) for tile in tiles]
+        fused = self.fusion.fuse_batch([inputs for inputs, _ in prepared])
+        pieces = []
+        for tile, (_, valid_blend), result in zip(tiles, prepared, fused, strict=True):
+            rows_slice, cols_slice = tile.blend_slices()
+            result = np.asarray(result, dtype=np.float32)[:, rows_slice, cols_slice]
+            pieces.append(np.concatenate([result, valid_blend[None].astype(np.float32)]))
+        return np.concatenate(pieces, axis=2)
+
+
+def _run_tiles(job: SceneInputs, fusion: FusionMethod, plan: TilePlan, bands: int, encoder: _Encoder,
                writer: RasterWriter, workers: int, progress: Progress | None) -> None:
     """Fuse every tile on a dask graph and stream the stitched cells into ``writer``.
 
@@ -367,24 +364,7 @@ def _run_tiles(job: _Inputs, fusion: FusionMethod, plan: TilePlan, bands: int, e
         writer.write(encoder(values, valid_weight > 0.5), window)
 
     stitcher = OverlapAddStitcher(plan, bands, write_cell)
-
-    def prepare(tile: Tile) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        arrays, valid = job.read(tile.read)
-        rows, cols = tile.blend_slices()
-        top, left = tile.pad[0], tile.pad[2]
-        valid_blend = valid[rows.start - top: rows.stop - top, cols.start - left: cols.stop - left]
-        return {role: _pad(a, tile.pad) for role, a in arrays.items()}, valid_blend
-
-    def fuse_group(row: int, cols: tuple[int, ...]) -> np.ndarray:
-        tiles = [plan.tile(row, col) for col in cols]
-        prepared = [prepare(tile) for tile in tiles]
-        fused = fusion.fuse_batch([inputs for inputs, _ in prepared])
-        pieces = []
-        for tile, (_, valid_blend), result in zip(tiles, prepared, fused, strict=True):
-            rows_slice, cols_slice = tile.blend_slices()
-            result = np.asarray(result, dtype=np.float32)[:, rows_slice, cols_slice]
-            pieces.append(np.concatenate([result, valid_blend[None].astype(np.float32)]))
-        return np.concatenate(pieces, axis=2)
+    fuse_group = TileFuser(job, fusion, plan).group
 
     batch = max(1, int(getattr(fusion, "batch_tiles", 1)))
     groups = [tuple(range(start, min(start + batch, plan.shape[1]))) for start in range(0, plan.shape[1], batch)]

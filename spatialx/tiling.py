@@ -137,6 +137,44 @@ class TilePlan:
         return self._cuts(self.row_cores, self.height), self._cuts(self.col_cores, self.width)
 
 
+    def covering(self, row_cell: int, col_cell: int) -> list[tuple[int, int]]:
+        """The tiles (row-major) whose blend extent covers stitching cell ``(row_cell, col_cell)``."""
+        row_cuts, col_cuts = self.cells()
+        ra, rb, ca, cb = row_cuts[row_cell], row_cuts[row_cell + 1], col_cuts[col_cell], col_cuts[col_cell + 1]
+
+        def spans(cores: list[tuple[int, int]], a: int, b: int, length: int) -> list[int]:
+            return [i for i, (s, e) in enumerate(cores)
+                    if max(0, s - self.overlap) <= a and b <= min(length, e + self.overlap)]
+
+        return [(r, c) for r in spans(self.row_cores, ra, rb, self.height)
+                for c in spans(self.col_cores, ca, cb, self.width)]
+
+
+def blend_cell(plan: TilePlan, window: Window, results: list[tuple[Tile, np.ndarray, np.ndarray]]
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """One stitching cell from the tiles covering it, added in row-major order as the stitcher adds them.
+
+    ``results`` holds each covering tile with its values (bands, rows, cols) and validity over ``tile.blend``.
+    Returns the blended values and the blended validity in [0, 1].
+    """
+    ra, ca = int(window.row_off), int(window.col_off)
+    rb, cb = ra + int(window.height), ca + int(window.width)
+    values = valid = None
+    for tile, tile_values, tile_valid in sorted(results, key=lambda item: (item[0].row, item[0].col)):
+        weights = plan.weights(tile)
+        r0, c0 = int(tile.blend.row_off), int(tile.blend.col_off)
+        w = weights[ra - r0: rb - r0, ca - c0: cb - c0]
+        v = tile_values[:, ra - r0: rb - r0, ca - c0: cb - c0] * w
+        m = tile_valid[ra - r0: rb - r0, ca - c0: cb - c0] * w
+        if values is None:
+            values, valid = np.zeros_like(v), np.zeros_like(m)
+        values += v
+        valid += m
+    if values is None or valid is None:
+        raise ValueError(f"no tile covers the cell at {window}")
+    return values, valid
+
+
 WriteCell = Callable[[np.ndarray, np.ndarray, Window], None]
 
 

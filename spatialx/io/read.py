@@ -1,20 +1,25 @@
 """Open rasters defensively and read windows from them, one dataset handle per thread.
 
 GDAL dataset handles are not thread-safe, so tiles processed on a thread pool each read through their own
-thread's handle (:class:`ThreadLocalReader`).
+thread's handle (:class:`ThreadLocalReader`). A raster in another CRS can be opened through a GDAL warped VRT
+(``warp_to``): it is then reprojected on the fly, window by window, at its own resolution. In-memory arrays
+(:mod:`spatialx.xr`) are read through the same :class:`RasterReader` interface.
 """
 
 from __future__ import annotations
 
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import rasterio
+from rasterio.crs import CRS
 from rasterio.enums import MaskFlags
+from rasterio.enums import Resampling as WarpResampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 from rasterio.windows import Window
 
@@ -34,10 +39,34 @@ class RasterInfo:
     descriptions: tuple[str | None, ...]
     has_gcps: bool
     has_mask: bool  # nodata, alpha or an internal mask: some pixels may be invalid
+    #: Reprojected on the fly onto this CRS (a GDAL warped VRT), with this GDAL resampling.
+    warp_crs: CRS | None = None
+    warp_resampling: str = "cubic"
+    native_crs: CRS | None = None  # the file's own CRS, when warped
+    #: An in-memory source (e.g. an xarray DataArray) instead of a file; read by :class:`ArrayReader`.
+    source: Any = field(default=None, compare=False, repr=False)
 
     @property
     def georeferenced(self) -> bool:
         return self.grid.crs is not None
+
+    def reader(self) -> RasterReader:
+        """A reader safe to use from many threads."""
+        if self.source is not None:
+            from spatialx.xr import ArrayReader
+
+            return ArrayReader(self)
+        return ThreadLocalReader(self)
+
+
+class RasterReader(Protocol):
+    """Windowed reads of one input as float32 (bands, rows, cols), and its validity."""
+
+    def read(self, window: Window, bands: list[int] | None = None) -> np.ndarray: ...
+
+    def read_valid(self, window: Window, bands: list[int] | None = None) -> np.ndarray: ...
+
+    def close(self) -> None: ...
 
 
 def _open(path: Path) -> rasterio.DatasetReader:
@@ -47,11 +76,20 @@ def _open(path: Path) -> rasterio.DatasetReader:
         return rasterio.open(path)
 
 
-def open_raster(path: str | PathLike[str], role: str = "input") -> RasterInfo:
+def _warped(src: rasterio.DatasetReader, crs: CRS, resampling: str):
+    from rasterio.vrt import WarpedVRT
+
+    # Without a nodata value, pixels outside the source would read as 0: an alpha band marks them instead.
+    return WarpedVRT(src, crs=crs, resampling=WarpResampling[resampling], add_alpha=src.nodata is None)
+
+
+def open_raster(path: str | PathLike[str], role: str = "input", warp_to: CRS | None = None,
+                warp_resampling: str = "cubic") -> RasterInfo:
     """Open ``path``, check that its pixels can actually be read, and describe it.
 
     A truncated file often opens fine and fails only on the first read of a missing block, so the last block is
-    read here: a broken input is reported before any work starts, not half-way through a scene.
+    read here: a broken input is reported before any work starts, not half-way through a scene. With ``warp_to``
+    (a CRS other than the file's), the raster is described and later read as reprojected onto that CRS.
     """
     path = Path(path)
     if not path.exists():
@@ -76,6 +114,12 @@ def open_raster(path: str | PathLike[str], role: str = "input") -> RasterInfo:
                 has_gcps=bool(src.gcps[0]),
                 has_mask=any(MaskFlags.all_valid not in flags for flags in src.mask_flag_enums),
             )
+            if warp_to is not None and crs is not None and crs != warp_to:
+                with _warped(src, warp_to, warp_resampling) as vrt:
+                    grid = Grid(transform=vrt.transform, width=vrt.width, height=vrt.height, crs=vrt.crs)
+                info = RasterInfo(path=path, count=info.count, dtype=info.dtype, grid=grid, nodata=info.nodata,
+                                  descriptions=info.descriptions, has_gcps=info.has_gcps, has_mask=True,
+                                  warp_crs=warp_to, warp_resampling=warp_resampling, native_crs=crs)
     except RasterioIOError as exc:
         text = str(exc)
         if "not recognized as" in text or "not a supported file format" in text:
@@ -105,9 +149,13 @@ class ThreadLocalReader:
         src = getattr(self._local, "src", None)
         if src is None:
             src = _open(self.info.path)
-            self._local.src = src
             with self._lock:
                 self._handles.append(src)
+            if self.info.warp_crs is not None:
+                src = _warped(src, self.info.warp_crs, self.info.warp_resampling)
+                with self._lock:
+                    self._handles.append(src)
+            self._local.src = src
         return src
 
     def read(self, window: Window, bands: list[int] | None = None) -> np.ndarray:
@@ -131,7 +179,7 @@ class ThreadLocalReader:
 
     def close(self) -> None:
         with self._lock:
-            for src in self._handles:
+            for src in reversed(self._handles):  # a warped VRT before the dataset it reads
                 src.close()
             self._handles.clear()
         self._local = threading.local()

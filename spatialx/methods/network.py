@@ -1,9 +1,11 @@
 """Networks as fusion methods: the same interface, registry and tiler as the classical methods.
 
-A network method needs weights (``weights=``, a safetensors file written by ``spatialx train``) or scene
-adaptation (``adapt_steps=``: fine-tune, or train from scratch, on reduced-resolution patches of the scene being
-fused, before fusing it at full resolution), or both; an untrained network is refused, never run. Tiles are fused
-in batches on the chosen device, with mixed precision on CUDA.
+The method is the adapter between a task and a network: it hands the task's ``network_roles`` to the model as its
+arguments, in that order, each scaled to [0, 1] by its own sensor's value range, and scales the result back by the
+output sensor's range. A network method needs weights (``weights=``, a safetensors file written by ``spatialx
+train``) or scene adaptation (``adapt_steps=``: fine-tune, or train from scratch, on reduced-resolution patches of
+the scene being fused, before fusing it at full resolution), or both; an untrained network is refused, never run.
+Tiles are fused in batches on the chosen device, with mixed precision on CUDA.
 """
 
 from __future__ import annotations
@@ -15,23 +17,25 @@ from typing import Any, ClassVar
 import numpy as np
 
 from spatialx.errors import MethodError
-from spatialx.methods.base import FusionMethod, SceneSample
-from spatialx.sensors import SensorProfile
+from spatialx.methods.base import FusionMethod, MethodContext, SceneSample
 
 
 class NetworkMethod(FusionMethod):
     """Base of every network method; subclasses name their architecture in the model registry."""
 
     architecture: ClassVar[str] = ""
-    tasks = ("pansharpen",)
     halo = 32
     default_overlap = 32
     batch_tiles = 4
 
-    def __init__(self, sensor: SensorProfile, ratio: float, weights: str | Path | None = None,
+    def __init__(self, context: MethodContext, weights: str | Path | None = None,
                  adapt_steps: int = 0, adapt_patch: int | None = None, adapt_batch: int | None = None,
                  adapt_lr: float | None = None, config: str | None = None, seed: int = 0, **options: Any):
-        super().__init__(sensor, ratio, **options)
+        super().__init__(context, **options)
+        sensor = self.sensor
+        self.network_roles = context.task.network_roles
+        if not self.network_roles:
+            raise MethodError(f"task {context.task.name} declares no network inputs", hint="use a classical method")
         import torch
 
         from spatialx.models.registry import create_model, get_model_spec
@@ -64,16 +68,19 @@ class NetworkMethod(FusionMethod):
     def fit(self, sample: SceneSample) -> None:
         if self.adapt_steps <= 0:
             return
+        task = self.context.task
         if not sample.windows:
-            raise MethodError(f"{self.name}: scene adaptation needs exactly nested PAN and MS grids "
-                              f"({sample.windows_unavailable})", hint="resample the MS onto a grid nested in the "
-                                                                      "PAN's, or use --weights without adaptation")
+            raise MethodError(f"{self.name}: scene adaptation needs exactly nested {task.label(task.guide)} and "
+                              f"{task.label(task.output_like)} grids ({sample.windows_unavailable})",
+                              hint="resample the inputs onto nested grids, or use --weights without adaptation")
         from spatialx.training.adapt import adapt
 
+        guide, low = task.guide, task.output_like
         self.adaptation = adapt(
-            self.model, [w.guide for w in sample.windows], [w.native["ms"] for w in sample.windows], self.sensor,
-            round(self.ratio), steps=self.adapt_steps, patch=self.adapt_patch, batch_size=self.adapt_batch,
-            lr=self.adapt_lr, seed=self.seed, device=self.device, pan_to_ms=sample.windows[0].factor)
+            self.model, [w.arrays[guide] for w in sample.windows], [w.arrays[low] for w in sample.windows],
+            self.sensor, round(self.ratio), steps=self.adapt_steps, patch=self.adapt_patch,
+            batch_size=self.adapt_batch, lr=self.adapt_lr, seed=self.seed, device=self.device,
+            pan_to_ms=sample.windows[0].factor(low))
         self.model.eval()
 
     @property
@@ -88,22 +95,25 @@ class NetworkMethod(FusionMethod):
         return self.fuse_batch([inputs])[0]
 
     def fuse_batch(self, batch: list[Mapping[str, np.ndarray]]) -> list[np.ndarray]:
-        """Run tiles of equal shape as one batch; inputs and outputs in DN, the network in [0, 1]."""
+        """Run tiles of equal shape as one batch; inputs and outputs in the sensors' units, the network in [0, 1]."""
         import torch
 
-        scale = float(self.sensor.max_value)
         device = torch.device(self.device)
         self.model.to(device)
+        ranges = {role: self.context.sensors[role].value_range for role in self.network_roles}
+        low, high = self.sensor.value_range
         results: list[np.ndarray | None] = [None] * len(batch)
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for i, inputs in enumerate(batch):
-            by_shape.setdefault(inputs["ms"].shape, []).append(i)
+            by_shape.setdefault(inputs[self.network_roles[0]].shape, []).append(i)
         for indexes in by_shape.values():
-            lms = torch.from_numpy(np.stack([batch[i]["ms"] for i in indexes]) / scale).float().to(device)
-            pan = torch.from_numpy(np.stack([batch[i]["pan"] for i in indexes]) / scale).float().to(device)
+            arguments = [
+                torch.from_numpy((np.stack([batch[i][role] for i in indexes]) - ranges[role][0])
+                                 / (ranges[role][1] - ranges[role][0])).float().to(device)
+                for role in self.network_roles]
             with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
                                                         enabled=device.type == "cuda"):
-                fused = (self.model(lms, pan).float().clamp(0, 1) * scale).cpu().numpy()
+                fused = self.model(*arguments).float().clamp(0, 1).cpu().numpy() * (high - low) + low
             for slot, i in enumerate(indexes):
                 results[i] = fused[slot]
         return [r for r in results if r is not None]

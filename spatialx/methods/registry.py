@@ -8,28 +8,48 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spatialx.errors import MethodError
 from spatialx.sensors import SensorProfile
+
+if TYPE_CHECKING:
+    from spatialx.methods.base import FusionMethod, MethodContext
 
 
 @dataclass(frozen=True)
 class MethodInfo:
     name: str
     entry: str
-    tasks: tuple[str, ...]
     kind: str  # "classical" or "network"
     summary: str
+    classical_tasks: tuple[str, ...] = ()
+    #: For networks: the architecture in the model registry, which says which tasks it serves.
+    model: str | None = None
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        if self.model is None:
+            return self.classical_tasks
+        from spatialx.models.registry import get_model_spec  # declarative: imports no network code
+
+        return tuple(get_model_spec(self.model).tasks)
 
 
 _REGISTRY: dict[str, MethodInfo] = {}
 
 
-def register(name: str, entry: str, tasks: tuple[str, ...], kind: str, summary: str) -> None:
+def register(name: str, entry: str, *, kind: str, summary: str, tasks: tuple[str, ...] = (),
+             model: str | None = None) -> None:
+    """Register a method: a classical one names its ``tasks``; a network names its ``model`` (whose registry
+    entry lists the tasks), so the two registries cannot disagree."""
     if name in _REGISTRY:
         raise ValueError(f"method {name!r} is already registered")
-    _REGISTRY[name] = MethodInfo(name, entry, tasks, kind, summary)
+    if (model is None) == (kind == "network"):
+        raise ValueError(f"method {name!r}: networks name a model, classical methods do not")
+    if model is not None and tasks:
+        raise ValueError(f"method {name!r}: a network's tasks come from the model registry")
+    _REGISTRY[name] = MethodInfo(name, entry, kind, summary, tuple(tasks), model)
 
 
 def list_methods(task: str | None = None) -> list[MethodInfo]:
@@ -45,9 +65,20 @@ def get_method_info(name: str, task: str | None = None) -> MethodInfo:
     return info
 
 
-def create_method(name: str, sensor: SensorProfile, ratio: float, task: str | None = None, **options: Any):
-    """Instantiate a registered method for ``sensor`` at ``ratio``."""
+def create_method(name: str, context: MethodContext | SensorProfile, ratio: float | None = None,
+                  task: str | None = None, **options: Any) -> FusionMethod:
+    """Instantiate a registered method from a :class:`MethodContext`.
+
+    For scripts, a sensor profile (and ``ratio``, default the sensor's) stands for a context of ``task``
+    (default: the method's first task) with that sensor for every role.
+    """
+    from spatialx.methods.base import MethodContext
+
     info = get_method_info(name, task)
+    if not isinstance(context, MethodContext):
+        context = MethodContext.create(task or info.tasks[0], context, ratio)
+    elif context.task.name not in info.tasks:
+        get_method_info(name, context.task.name)  # raises the unknown-method error for that task
     module_name, _, attribute = info.entry.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -56,34 +87,34 @@ def create_method(name: str, sensor: SensorProfile, ratio: float, task: str | No
                           hint="install the extra it needs, e.g. pip install 'spatialx[gpu]'") from None
     factory = getattr(module, attribute)
     try:
-        return factory(sensor, ratio, **options)
+        return factory(context, **options)
     except TypeError as exc:
         raise MethodError(str(exc)) from None
 
 
 _PAN = ("pansharpen",)
 # Listed in this order by `spatialx methods` and `evaluate`: reference, component substitution, then MRA.
-register("exp", "spatialx.methods.classical.simple:Expanded", _PAN, "classical",
-         "MS resampled onto the PAN grid (cubic); the reference every method must beat")
-register("brovey", "spatialx.methods.classical.simple:Brovey", _PAN, "classical",
-         "weighted Brovey transform, as GDAL's pansharpening")
-register("bt-h", "spatialx.methods.classical.brovey_haze:BroveyHaze", _PAN, "classical",
-         "Brovey transform with haze correction and regression intensity (Lolli et al. 2017)")
-register("gsa", "spatialx.methods.classical.gsa:GSA", _PAN, "classical",
-         "Gram-Schmidt adaptive (Aiazzi et al. 2007), regression weights from the whole scene")
-register("bdsd", "spatialx.methods.classical.bdsd:BDSD", _PAN, "classical",
-         "band-dependent spatial detail (Garzelli et al. 2008), MMSE injection from one global block")
-register("pracs", "spatialx.methods.classical.pracs:PRACS", _PAN, "classical",
-         "partial replacement adaptive component substitution (Choi et al. 2011)")
-register("mtf-glp", "spatialx.methods.classical.mtf_glp:MTFGLP", _PAN, "classical",
-         "MTF-matched generalised Laplacian pyramid, additive injection of the band-equalised PAN detail")
-register("mtf-glp-fs", "spatialx.methods.classical.mtf_glp:MTFGLPFS", _PAN, "classical",
-         "MTF-GLP with full-scale regression injection gains (Vivone 2018)")
-register("mtf-glp-hpm", "spatialx.methods.classical.mtf_glp:MTFGLPHPM", _PAN, "classical",
-         "MTF-matched generalised Laplacian pyramid, high-pass modulation injection")
-register("awlp", "spatialx.methods.classical.awlp:AWLP", _PAN, "classical",
-         "additive wavelet luminance proportional (Otazu et al. 2005)")
-register("pnn", "spatialx.methods.network:PNNMethod", _PAN, "network",
-         "PNN (Masi et al. 2016), 3-layer CNN; needs --weights or --adapt-steps")
-register("lemamba", "spatialx.methods.network:LEMambaMethod", _PAN, "network",
-         "LE-Mamba (Cao et al. 2024), local-enhanced vision Mamba U-Net; needs --weights or --adapt-steps")
+register("exp", "spatialx.methods.classical.simple:Expanded", tasks=_PAN, kind="classical",
+         summary="MS resampled onto the PAN grid (cubic); the reference every method must beat")
+register("brovey", "spatialx.methods.classical.simple:Brovey", tasks=_PAN, kind="classical",
+         summary="weighted Brovey transform, as GDAL's pansharpening")
+register("bt-h", "spatialx.methods.classical.brovey_haze:BroveyHaze", tasks=_PAN, kind="classical",
+         summary="Brovey transform with haze correction and regression intensity (Lolli et al. 2017)")
+register("gsa", "spatialx.methods.classical.gsa:GSA", tasks=_PAN, kind="classical",
+         summary="Gram-Schmidt adaptive (Aiazzi et al. 2007), regression weights from the whole scene")
+register("bdsd", "spatialx.methods.classical.bdsd:BDSD", tasks=_PAN, kind="classical",
+         summary="band-dependent spatial detail (Garzelli et al. 2008), MMSE injection from one global block")
+register("pracs", "spatialx.methods.classical.pracs:PRACS", tasks=_PAN, kind="classical",
+         summary="partial replacement adaptive component substitution (Choi et al. 2011)")
+register("mtf-glp", "spatialx.methods.classical.mtf_glp:MTFGLP", tasks=_PAN, kind="classical",
+         summary="MTF-matched generalised Laplacian pyramid, additive injection of the band-equalised PAN detail")
+register("mtf-glp-fs", "spatialx.methods.classical.mtf_glp:MTFGLPFS", tasks=_PAN, kind="classical",
+         summary="MTF-GLP with full-scale regression injection gains (Vivone 2018)")
+register("mtf-glp-hpm", "spatialx.methods.classical.mtf_glp:MTFGLPHPM", tasks=_PAN, kind="classical",
+         summary="MTF-matched generalised Laplacian pyramid, high-pass modulation injection")
+register("awlp", "spatialx.methods.classical.awlp:AWLP", tasks=_PAN, kind="classical",
+         summary="additive wavelet luminance proportional (Otazu et al. 2005)")
+register("pnn", "spatialx.methods.network:PNNMethod", model="pnn", kind="network",
+         summary="PNN (Masi et al. 2016), 3-layer CNN; needs --weights or --adapt-steps")
+register("lemamba", "spatialx.methods.network:LEMambaMethod", model="lemamba", kind="network",
+         summary="LE-Mamba (Cao et al. 2024), local-enhanced vision Mamba U-Net; needs --weights or --adapt-steps")

@@ -51,7 +51,7 @@ def wavelet_approximation(image: np.ndarray, levels: int = 2) -> np.ndarray:
 
 class AWLP(FusionMethod):
     name = "awlp"
-    tasks = ("pansharpen",)
+    roles = ("pan", "ms")
     default_overlap = 0
 
     def __init__(self, *args: Any, **kwargs: Any):

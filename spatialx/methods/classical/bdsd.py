@@ -28,7 +28,7 @@ from spatialx.methods.classical._toolbox import Sample, combine, cov, integer_ra
 
 class BDSD(FusionMethod):
     name = "bdsd"
-    tasks = ("pansharpen",)
+    roles = ("pan", "ms")
     default_overlap = 0
 
     def __init__(self, *args: Any, **kwargs: Any):

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from spatialx.errors import MethodError
-from spatialx.methods.base import FusionMethod, SceneSample
+from spatialx.methods.base import FusionMethod, MethodContext, SceneSample
 from spatialx.methods.classical._toolbox import Sample, combine, lowpass_gauss, regress, std2
 from spatialx.sensors import SensorProfile
 
@@ -44,11 +44,12 @@ def haze_fractions(sensor: SensorProfile) -> tuple[float, ...]:
 
 class BroveyHaze(FusionMethod):
     name = "bt-h"
-    tasks = ("pansharpen",)
+    roles = ("pan", "ms")
     default_overlap = 0
 
-    def __init__(self, sensor: SensorProfile, ratio: float, haze: Sequence[float] | None = None, **options: Any):
-        super().__init__(sensor, ratio, **options)
+    def __init__(self, context: MethodContext, haze: Sequence[float] | None = None, **options: Any):
+        super().__init__(context, **options)
+        sensor = self.sensor
         fractions = haze_fractions(sensor) if haze is None else tuple(float(f) for f in haze)
         if len(fractions) != len(sensor.bands):
             raise MethodError(f"bt-h needs {len(sensor.bands)} haze fractions, got {len(fractions)}")

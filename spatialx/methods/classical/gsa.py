@@ -27,7 +27,7 @@ from spatialx.methods.classical._toolbox import Sample, cov, lowpass_gauss, regr
 
 class GSA(FusionMethod):
     name = "gsa"
-    tasks = ("pansharpen",)
+    roles = ("pan", "ms")
     default_overlap = 0
 
     def __init__(self, *args: Any, **kwargs: Any):

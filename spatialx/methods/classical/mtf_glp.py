@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from spatialx.filters import DEFAULT_TAPS
-from spatialx.methods.base import FusionMethod, SceneSample
+from spatialx.methods.base import FusionMethod, MethodContext, SceneSample
 from spatialx.methods.classical._toolbox import (
     Sample,
     cov,
@@ -38,7 +38,6 @@ from spatialx.methods.classical._toolbox import (
     lowpass_gauss,
     std2,
 )
-from spatialx.sensors import SensorProfile
 
 TAPS = DEFAULT_TAPS
 
@@ -46,7 +45,7 @@ TAPS = DEFAULT_TAPS
 class _MTFGLP(FusionMethod):
     """Shared set-up: integer ratio, MTF gains, halo and alignment."""
 
-    tasks = ("pansharpen",)
+    roles = ("pan", "ms")
     default_overlap = 0
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -122,8 +121,8 @@ class MTFGLPHPM(_Equalised):
 
     name = "mtf-glp-hpm"
 
-    def __init__(self, sensor: SensorProfile, ratio: float, max_modulation: float | None = 4.0, **options: Any):
-        super().__init__(sensor, ratio, **options)
+    def __init__(self, context: MethodContext, max_modulation: float | None = 4.0, **options: Any):
+        super().__init__(context, **options)
         self.max_modulation = None if max_modulation is None else float(max_modulation)
 
     def fuse(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:

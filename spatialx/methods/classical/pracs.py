@@ -23,18 +23,17 @@ from typing import Any
 
 import numpy as np
 
-from spatialx.methods.base import FusionMethod, SceneSample
+from spatialx.methods.base import FusionMethod, MethodContext, SceneSample
 from spatialx.methods.classical._toolbox import Sample, bicubic_lowpass, combine, corr, regress, std2
-from spatialx.sensors import SensorProfile
 
 
 class PRACS(FusionMethod):
     name = "pracs"
-    tasks = ("pansharpen",)
+    roles = ("pan", "ms")
     default_overlap = 0
 
-    def __init__(self, sensor: SensorProfile, ratio: float, beta: float = 0.95, **options: Any):
-        super().__init__(sensor, ratio, **options)
+    def __init__(self, context: MethodContext, beta: float = 0.95, **options: Any):
+        super().__init__(context, **options)
         self.beta = float(beta)
         self.cc: np.ndarray | None = None  # (bands,)
         self.match: np.ndarray | None = None  # (bands, 2): MS'_k = a MS_k + b

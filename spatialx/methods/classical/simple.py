@@ -8,15 +8,14 @@ from typing import Any
 import numpy as np
 
 from spatialx.errors import MethodError
-from spatialx.methods.base import FusionMethod
-from spatialx.sensors import SensorProfile
+from spatialx.methods.base import FusionMethod, MethodContext
 
 
 class Expanded(FusionMethod):
     """EXP: the MS resampled onto the PAN grid, untouched by the PAN."""
 
     name = "exp"
-    tasks = ("pansharpen",)
+    roles = ("pan", "ms")
     default_overlap = 0
 
     def fuse(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -30,12 +29,13 @@ class Brovey(FusionMethod):
     """
 
     name = "brovey"
-    tasks = ("pansharpen",)
+    roles = ("pan", "ms")
     default_overlap = 0
 
-    def __init__(self, sensor: SensorProfile, ratio: float, band_weights: Sequence[float] | None = None,
+    def __init__(self, context: MethodContext, band_weights: Sequence[float] | None = None,
                  **options: Any):
-        super().__init__(sensor, ratio, **options)
+        super().__init__(context, **options)
+        sensor = self.sensor
         chosen = sensor.pan_weights if band_weights is None else tuple(float(w) for w in band_weights)
         if len(chosen) != len(sensor.bands):
             raise MethodError(f"brovey needs {len(sensor.bands)} weights, got {len(chosen)}")

@@ -1,0 +1,50 @@
+"""The options of one fusion run, in one object shared by the library entry, every CLI command and the xarray API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from os import PathLike
+from typing import Any
+
+from spatialx.errors import SpatialxError
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a scene is fused and what is written besides the product.
+
+    ``bands`` selects the output-like role's bands (numbers or sensor band names, see ``--bands``); ``ratio``
+    overrides the resolution ratio the method's filters assume; ``dates`` gives acquisition dates of dated roles
+    (recorded in the provenance); ``reproject`` warps inputs in another CRS onto the guide's CRS on the fly.
+    """
+
+    method_options: Mapping[str, Any] = field(default_factory=dict)
+    bands: str | None = None
+    ratio: float | None = None
+    tile: int = 512
+    overlap: int | None = None
+    workers: int = 1
+    device: str = "cpu"
+    dtype: str | None = None
+    overwrite: bool = False
+    reproject: bool = False
+    ndvi: str | PathLike[str] | None = None
+    style: bool = True
+    report: bool = False
+    dates: Mapping[str, str] = field(default_factory=dict)
+    progress: Progress | None = field(default=None, compare=False)
+
+    def updated(self, **changes: Any) -> RunOptions:
+        """A copy with ``changes``; unknown names are a clear error (a typo must not be silently ignored)."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise SpatialxError(f"unknown run option {', '.join(unknown)}", hint=f"options are {', '.join(known)}")
+        return replace(self, **changes)
+
+    @classmethod
+    def of(cls, options: RunOptions | None = None, **changes: Any) -> RunOptions:
+        return (options or cls()).updated(**changes)

@@ -1,0 +1,234 @@
+"""A task's inputs opened and aligned on the output grid: windowed reads, the first pass, scene windows.
+
+:class:`SceneInputs` is what every step after alignment reads through: the tiler asks it for every role on a
+window of the output grid; the first pass (:func:`first_pass`) samples the whole scene for the method's statistics;
+:func:`scene_windows` cuts contiguous windows whose edges are pixel edges of every grid, for methods that learn
+from the scene.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+from rasterio.windows import Window
+
+from spatialx.align import Alignment, AxisMap, Resampler, common_grid, nest
+from spatialx.errors import InputMismatchError
+from spatialx.io.read import RasterInfo, RasterReader
+from spatialx.methods.base import SceneSample, SceneWindow
+from spatialx.sensors import SensorProfile
+from spatialx.tasks import TaskSpec
+
+#: First-pass budget: scenes up to this many output pixels are sampled at every pixel (exact statistics).
+SAMPLE_PIXELS = 1 << 22
+STRIP_ROWS = 256
+
+
+def resolve_bands(info: RasterInfo, sensor: SensorProfile, bands: str | None,
+                  label: str) -> tuple[SensorProfile, list[int]]:
+    """Match the file's bands to the sensor profile.
+
+    ``bands`` is None (the file's bands are the sensor's, in order), a comma list of 1-based file band numbers
+    (picked in the sensor's band order), or a comma list of sensor band names (the file holds those bands, in that
+    order: the profile is restricted to them).
+    """
+    if bands:
+        items = [b.strip() for b in bands.split(",") if b.strip()]
+        if all(item.isdigit() for item in items):
+            indexes = [int(item) for item in items]
+            bad = [i for i in indexes if not 1 <= i <= info.count]
+            if bad:
+                raise InputMismatchError(f"--bands {bands}: {label} has bands 1..{info.count}", path=info.path)
+            if len(indexes) != len(sensor.bands):
+                raise InputMismatchError(
+                    f"--bands selects {len(indexes)} bands but {sensor.name} has {len(sensor.bands)} "
+                    f"({', '.join(sensor.band_names)})", path=info.path)
+            return sensor, indexes
+        sensor = sensor.select(items)
+    if info.count != len(sensor.bands):
+        raise InputMismatchError(
+            f"{label} has {info.count} bands, {sensor.name} expects {len(sensor.bands)} "
+            f"({', '.join(sensor.band_names)})", path=info.path,
+            hint="pick the sensor that matches, or select bands with --bands (numbers or names)")
+    return sensor, list(range(1, info.count + 1))
+
+
+@dataclass
+class SceneInputs:
+    """Opened inputs of one run, their band selection and their alignment on the output grid."""
+
+    task: TaskSpec
+    rasters: dict[str, RasterInfo]
+    bands: dict[str, list[int]]  # role -> 1-based file band indexes, in sensor order
+    alignment: Alignment
+    readers: dict[str, RasterReader] = field(default_factory=dict)
+
+    @property
+    def guide(self) -> str:
+        return self.task.guide
+
+    @property
+    def resampled(self) -> tuple[str, ...]:
+        """The non-guide roles this run has (optional roles may be absent)."""
+        return tuple(role for role in self.task.resampled if role in self.rasters)
+
+    def open_readers(self) -> None:
+        self.readers = {role: info.reader() for role, info in self.rasters.items()}
+
+    def close(self) -> None:
+        for reader in self.readers.values():
+            reader.close()
+
+    def __enter__(self) -> SceneInputs:
+        self.open_readers()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def guide_window(self, window: Window) -> Window:
+        gw = self.alignment.guide_window
+        return Window(int(gw.col_off + window.col_off), int(gw.row_off + window.row_off), window.width, window.height)
+
+    def read(self, window: Window) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Every role on ``window`` of the output grid, and where all of them hold data."""
+        arrays = {}
+        guide = self.readers[self.guide]
+        arrays[self.guide] = guide.read(self.guide_window(window), self.bands[self.guide])
+        valid = np.ones(arrays[self.guide].shape[1:], dtype=bool)
+        if self.rasters[self.guide].has_mask:
+            valid &= guide.read_valid(self.guide_window(window), self.bands[self.guide])
+        for role in self.resampled:
+            arrays[role], role_valid = self.read_resampled(role, self.alignment.resamplers[role], window)
+            if role_valid is not None:
+                valid &= role_valid
+        return arrays, valid
+
+    def read_resampled(self, role: str, resampler: Resampler,
+                       window: Window) -> tuple[np.ndarray, np.ndarray | None]:
+        src_window = resampler.source_window(window)
+        reader = self.readers[role]
+        data = reader.read(src_window, self.bands[role])
+        valid = None
+        if self.rasters[role].has_mask:
+            valid = resampler.resample_valid(reader.read_valid(src_window, self.bands[role]), src_window, window)
+        return resampler.resample(data, src_window, window), valid
+
+
+def _strided(reader_read: Callable[[Window], np.ndarray], height: int, width: int, stride: int) -> np.ndarray:
+    """Read a ``height x width`` area strip by strip and keep every ``stride``-th pixel (from stride // 2)."""
+    offset = stride // 2
+    strips = []
+    rows_per_strip = max(stride, (STRIP_ROWS // stride) * stride)
+    for top in range(0, height, rows_per_strip):
+        bottom = min(height, top + rows_per_strip)
+        strip = reader_read(Window(0, top, width, bottom - top))
+        # A copy, not a view: a view would keep every full strip alive until the end.
+        strips.append(np.ascontiguousarray(strip[..., offset::stride, offset::stride]))
+    return np.concatenate(strips, axis=-2)
+
+
+def first_pass(inputs: SceneInputs, pixel_budget: int = SAMPLE_PIXELS) -> SceneSample:
+    """Sample the whole scene for the method's global statistics (every pixel when it fits the budget)."""
+    grid = inputs.alignment.grid
+    stride = max(1, math.ceil(math.sqrt(grid.width * grid.height / pixel_budget)))
+    guide, guide_role = inputs.readers[inputs.guide], inputs.guide
+    guide_masked = inputs.rasters[guide_role].has_mask
+    sampled: dict[str, np.ndarray] = {}
+    offset = stride // 2
+
+    def guide_read(w: Window) -> np.ndarray:
+        data = guide.read(inputs.guide_window(w), inputs.bands[guide_role])
+        if guide_masked:
+            mask = guide.read_valid(inputs.guide_window(w), inputs.bands[guide_role])
+            data = np.concatenate([data, mask[None].astype(np.float32)])
+        return data
+
+    data = _strided(guide_read, grid.height, grid.width, stride)
+    if guide_masked:
+        sampled[guide_role], valid = data[:-1], data[-1] > 0
+    else:
+        sampled[guide_role], valid = data, np.ones(data.shape[1:], dtype=bool)
+    native: dict[str, np.ndarray] = {}
+    out_h, out_w = valid.shape
+    for role in inputs.resampled:
+        resampler = inputs.alignment.resamplers[role]
+        # The same resampler, evaluated only at the sampled output pixels.
+        rows, cols = resampler.rows, resampler.cols
+        strided = Resampler(
+            resampler.source,
+            AxisMap(rows.scale * stride, rows.offset + rows.scale * offset, rows.size, rows.kernel, rows.width),
+            AxisMap(cols.scale * stride, cols.offset + cols.scale * offset, cols.size, cols.kernel, cols.width))
+        # Strip by strip: one read of the whole source would grow with the scene.
+        strips, valid_strips = [], []
+        for top in range(0, out_h, STRIP_ROWS):
+            window = Window(0, top, out_w, min(STRIP_ROWS, out_h - top))
+            values, role_valid = inputs.read_resampled(role, strided, window)
+            strips.append(values)
+            valid_strips.append(np.ones(values.shape[1:], dtype=bool) if role_valid is None else role_valid)
+        sampled[role] = np.concatenate(strips, axis=1)
+        valid &= np.concatenate(valid_strips, axis=0)
+        native[role] = _native_sample(inputs, role, resampler, pixel_budget)
+    windows, reason = scene_windows(inputs, whole=stride == 1)
+    return SceneSample(inputs=sampled, valid=valid, native=native, stride=stride, windows=windows,
+                       windows_unavailable=reason)
+
+
+def scene_windows(inputs: SceneInputs, whole: bool, count: int = 8,
+                  size: int = 128) -> tuple[list[SceneWindow], str]:
+    """Contiguous windows with exact pixel correspondences, for methods that learn from the scene.
+
+    Windows are cut at output-grid edges that are also pixel edges of every input: with grid ratios p/q (4 for
+    PAN/MS, 3/2 for 10 m and 15 m) that is every lcm(p) output pixels from the first edge all grids share. Grids
+    whose ratio is not a fraction of small whole numbers (Landsat 30 m and MODIS 463.3 m) share no edges: then
+    there are no windows, and the reason says so. ``whole``: one window over the entire common extent; otherwise up
+    to ``count`` windows of about ``size`` pixels of the coarsest grid, spread over it.
+    """
+    grid = inputs.alignment.grid
+    try:
+        nests = {role: nest(inputs.alignment.resamplers[role], inputs.task.label(role)) for role in inputs.resampled}
+    except InputMismatchError as exc:
+        return [], exc.message
+    if not nests:
+        return [], "the task has a single input"
+    common = common_grid(nests, grid.shape)
+    if isinstance(common, str):
+        return [], common
+    block_r, block_c = common.block
+    blocks_r, blocks_c = common.blocks
+    if whole:
+        boxes = [(0, 0, blocks_r, blocks_c)]
+    else:
+        coarsest = max(n.scale for n in nests.values())
+        height = max(1, min(blocks_r, round(size * coarsest / block_r)))
+        width = max(1, min(blocks_c, round(size * coarsest / block_c)))
+        per_side = max(1, math.isqrt(count))
+        boxes = [(int(r), int(c), height, width)
+                 for r in np.unique(np.linspace(0, blocks_r - height, per_side).astype(int))
+                 for c in np.unique(np.linspace(0, blocks_c - width, per_side).astype(int))]
+    windows = []
+    scales = {inputs.guide: Fraction(1), **{role: n.scale for role, n in nests.items()}}
+    for r, c, h, w in boxes:
+        out_window = Window(common.col_start + c * block_c, common.row_start + r * block_r, w * block_c,
+                            h * block_r)
+        arrays = {inputs.guide: inputs.readers[inputs.guide].read(inputs.guide_window(out_window),
+                                                                  inputs.bands[inputs.guide])}
+        for role in nests:
+            arrays[role] = inputs.readers[role].read(common.source_window(role, out_window), inputs.bands[role])
+        windows.append(SceneWindow(arrays, scales))
+    return windows, ""
+
+
+def _native_sample(inputs: SceneInputs, role: str, resampler: Resampler, pixel_budget: int) -> np.ndarray:
+    """The role on its own grid over the output footprint (strided when large)."""
+    grid = inputs.alignment.grid
+    window = resampler.source_window(Window(0, 0, grid.width, grid.height))
+    stride = max(1, math.ceil(math.sqrt(window.width * window.height / pixel_budget)))
+    reader = inputs.readers[role]
+    c0, r0 = int(window.col_off), int(window.row_off)
+    return _strided(lambda w: reader.read(Window(c0 + w.col_off, r0 + w.row_off, w.width, w.height),
+                                          inputs.bands[role]), int(window.height), int(window.width), stride)
