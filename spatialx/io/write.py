@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
@@ -38,11 +39,21 @@ GDAL_CACHE_BYTES = 64 * 1024 * 1024
 
 @dataclass(frozen=True)
 class BandInfo:
-    """Per-band metadata written as the band description and wavelength tags."""
+    """Per-band metadata written as the band description, wavelength tags and colour interpretation."""
 
     name: str
     center_nm: float | None = None
     fwhm_nm: float | None = None
+    #: GDAL colour interpretation, a rasterio ``ColorInterp`` name ("red", "green", "blue", "gray", ...): tells GDAL
+    #: and viewers which bands make the true-colour view (see :func:`spatialx.products.style.default_rgb`). None
+    #: is "undefined" when another band has a colour, else GDAL's default. ("yellow" is the CMYK channel, not a
+    #: sensor's yellow band.)
+    color: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.color is not None and self.color not in ColorInterp.__members__:
+            raise ValueError(f"band {self.name!r}: unknown colour interpretation {self.color!r}; expected one of "
+                             f"{', '.join(m.name for m in ColorInterp)}")
 
 
 @dataclass
@@ -148,6 +159,11 @@ class RasterWriter:
             # GDAL's standard band metadata for imagery (read by GDAL >= 3.10 and QGIS).
             dst.update_tags(index, ns="IMAGERY", CENTRAL_WAVELENGTH_UM=f"{band.center_nm / 1000:g}",
                             **({"FWHM_UM": f"{band.fwhm_nm / 1000:g}"} if band.fwhm_nm else {}))
+        if any(band.color is not None for band in spec.bands):
+            # GTiff persists this without an .aux.xml: as PHOTOMETRIC=RGB when bands 1-3 are red, green, blue, else
+            # as COLORINTERP items in its GDAL_METADATA tag; the VRT and COG copies in _to_cog carry it through.
+            # Uncoloured bands are "undefined", since GDAL would otherwise call band 1 "gray".
+            dst.colorinterp = [ColorInterp[b.color] if b.color else ColorInterp.undefined for b in spec.bands]
         if spec.tags:
             dst.update_tags(**{k: _tag_value(v) for k, v in spec.tags.items()})
 
