@@ -10,9 +10,13 @@ from spatialx._lazy import lazy_attributes
 __version__ = "0.1.0"
 
 _LAZY = {
+    "fuse": "spatialx.pipeline:fuse",
+    "RunOptions": "spatialx.options:RunOptions",
+    "xr": "spatialx.xr",
     "pansharpen": "spatialx.tasks.pansharpen:pansharpen",
     "ndvi": "spatialx.products.ndvi:ndvi",
-    "fuse_scene": "spatialx.pipeline:fuse_scene",
+    "get_task": "spatialx.tasks:get_task",
+    "list_tasks": "spatialx.tasks:list_tasks",
     "list_methods": "spatialx.methods.registry:list_methods",
     "create_method": "spatialx.methods.registry:create_method",
     "get_sensor": "spatialx.sensors:get_sensor",

@@ -15,6 +15,8 @@ def lazy_attributes(package: str, names: Mapping[str, str]) -> tuple[Callable[[s
         if name not in names:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         module, _, attribute = names[name].partition(":")
+        if not attribute and module.rsplit(".", 1)[-1] == name:
+            return import_module(module)  # a submodule exposed lazily, e.g. spatialx.xr
         return getattr(import_module(module), attribute or name)
 
     def __dir__() -> list[str]:

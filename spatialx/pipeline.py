@@ -94,7 +94,15 @@ class _Encoder:
 
 
 def _output_bands(sensor: SensorProfile) -> list[BandInfo]:
-    return [BandInfo(b.name, b.center_nm, b.width_nm) for b in sensor.bands]
+    """Band names and wavelengths, with the default view's red, green and blue marked (QGIS opens it so)."""
+    from spatialx.products.style import default_rgb, with_colors
+
+    bands = [BandInfo(b.name, b.center_nm, b.width_nm) for b in sensor.bands]
+    return with_colors(bands, default_rgb(bands, _style_kind(sensor)))
+
+
+def _style_kind(sensor: SensorProfile) -> str:
+    return "polsar" if sensor.kind == "sar" else "optical"
 
 
 _WARP_RESAMPLING = {Resampling.NEAREST: "nearest", Resampling.COVARIANCE: "bilinear"}
@@ -306,7 +314,7 @@ def _side_products(result: FusionResult, task: TaskSpec, inputs: Mapping[str, st
         from spatialx.products.style import write_style
 
         bands = _output_bands(profile)
-        atomic_write_text(paths["style"], write_style(result.output, bands, profile.kind, result.nodata))
+        atomic_write_text(paths["style"], write_style(result.output, bands, _style_kind(profile), result.nodata))
         written["style"] = paths["style"]
     if "ndvi" in paths:
         from spatialx.products.ndvi import ndvi as make_ndvi

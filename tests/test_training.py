@@ -99,15 +99,15 @@ def test_pancollection_dataset_reads_lazily_and_scales(h5_file):
     assert (len(data), data.bands, data.patch, data.ratio) == (16, 4, PATCH, 4)
     example = data[5]
     assert {k: tuple(v.shape) for k, v in example.items()} == {
-        "gt": (4, 32, 32), "ms": (4, 8, 8), "lms": (4, 32, 32), "pan": (1, 32, 32)}
+        "target": (4, 32, 32), "ms_native": (4, 8, 8), "ms": (4, 32, 32), "pan": (1, 32, 32)}
     assert all(v.dtype == torch.float32 for v in example.values())
-    assert 0.0 < float(example["gt"].mean()) < 1.0
+    assert 0.0 < float(example["target"].mean()) < 1.0
     batch = data.__getitems__([7, 2, 7])
-    assert torch.equal(batch[0]["pan"], data[7]["pan"]) and torch.equal(batch[1]["gt"], data[2]["gt"])
+    assert torch.equal(batch[0]["pan"], data[7]["pan"]) and torch.equal(batch[1]["target"], data[2]["target"])
     import pickle  # the dataset must travel to DataLoader workers (the h5py handle is reopened there)
 
     data2 = pickle.loads(pickle.dumps(data))
-    assert torch.equal(data2[3]["lms"], data[3]["lms"])
+    assert torch.equal(data2[3]["ms"], data[3]["ms"])
 
 
 def test_pancollection_errors_name_the_file(tmp_path, h5_file):
@@ -170,7 +170,7 @@ def test_wald_sampler_is_deterministic_and_aligned(scene_files):
     for k in (0, 3):
         ea, eb = a[k], b[k]
         assert {key: tuple(v.shape) for key, v in ea.items()} == {
-            "gt": (4, 32, 32), "lms": (4, 32, 32), "pan": (1, 32, 32), "ms": (4, 8, 8)}
+            "target": (4, 32, 32), "ms": (4, 32, 32), "pan": (1, 32, 32), "ms_native": (4, 8, 8)}
         assert all(torch.equal(ea[key], eb[key]) for key in ea)
         assert all(v.dtype == torch.float32 and float(v.max()) <= 1.0 for v in ea.values())
 
@@ -189,8 +189,8 @@ def test_wald_patches_are_crops_of_the_whole_scene_protocol(scene_files):
     example, same = from_files[query], from_arrays[query]
     assert all(torch.equal(example[key], same[key]) for key in example)
     window = np.s_[:, 48:48 + PATCH, 64:64 + PATCH]
-    expected = {"gt": whole.reference[window], "pan": whole.pan[window], "lms": whole.ms_up[window],
-                "ms": whole.ms_lr[:, 12:20, 16:24]}
+    expected = {"target": whole.reference[window], "pan": whole.pan[window], "ms": whole.ms_up[window],
+                "ms_native": whole.ms_lr[:, 12:20, 16:24]}
     for key, reference in expected.items():
         np.testing.assert_allclose(example[key].numpy() * QB.max_value, reference, atol=1e-3, err_msg=key)
 
@@ -226,7 +226,7 @@ def test_nodata_windows_are_redrawn():
     data = WaldPatchDataset([ArrayScene(scene.pan, ms, nodata=0)], "qb")
     stream = PatchStream(data, RandomPatchSampler(data, 16, seed=0))
     assert data.example(PatchQuery(0, 8, 8, 16), require_valid=True) is None
-    assert all(float(stream[k]["gt"].min()) > 0 for k in range(6))
+    assert all(float(stream[k]["target"].min()) > 0 for k in range(6))
 
 
 # ---------------------------------------------------------------------------------------- checkpoint / resume

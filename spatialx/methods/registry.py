@@ -7,6 +7,7 @@ nor any method module; a method's module is imported only when the method is cre
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class MethodInfo:
     name: str
-    entry: str
+    #: ``"module:attribute"`` (imported on first use), or the factory itself (methods defined in a script).
+    entry: str | Callable[..., FusionMethod]
     kind: str  # "classical" or "network"
     summary: str
     classical_tasks: tuple[str, ...] = ()
@@ -39,8 +41,8 @@ class MethodInfo:
 _REGISTRY: dict[str, MethodInfo] = {}
 
 
-def register(name: str, entry: str, *, kind: str, summary: str, tasks: tuple[str, ...] = (),
-             model: str | None = None) -> None:
+def register(name: str, entry: str | Callable[..., FusionMethod], *, kind: str, summary: str,
+             tasks: tuple[str, ...] = (), model: str | None = None) -> None:
     """Register a method: a classical one names its ``tasks``; a network names its ``model`` (whose registry
     entry lists the tasks), so the two registries cannot disagree."""
     if name in _REGISTRY:
@@ -79,17 +81,26 @@ def create_method(name: str, context: MethodContext | SensorProfile, ratio: floa
         context = MethodContext.create(task or info.tasks[0], context, ratio)
     elif context.task.name not in info.tasks:
         get_method_info(name, context.task.name)  # raises the unknown-method error for that task
-    module_name, _, attribute = info.entry.partition(":")
+    factory = info.entry if callable(info.entry) else _import_entry(name, info.entry)
+    try:
+        return factory(context, **options)
+    except TypeError as exc:
+        raise MethodError(str(exc)) from None
+
+
+def _import_entry(name: str, entry: str) -> Callable[..., FusionMethod]:
+    module_name, _, attribute = entry.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise MethodError(f"method {name!r} is not available in this installation ({exc})",
                           hint="install the extra it needs, e.g. pip install 'spatialx[gpu]'") from None
-    factory = getattr(module, attribute)
-    try:
-        return factory(context, **options)
-    except TypeError as exc:
-        raise MethodError(str(exc)) from None
+    return getattr(module, attribute)
+
+
+def unregister(name: str) -> None:
+    """Remove a method (for methods registered by scripts and tests)."""
+    _REGISTRY.pop(name, None)
 
 
 _PAN = ("pansharpen",)

@@ -1,11 +1,14 @@
 """Training data: PanCollection HDF5 files, and Wald-protocol patches cut from the user's own scenes.
 
-Every example is a dict of float32 tensors scaled to [0, 1] by the sensor's maximum value::
+Every example is a dict of float32 tensors scaled to [0, 1] by the sensor's maximum value, keyed by the task's
+roles (:data:`spatialx.tasks.PANSHARPEN`) as the pipeline hands them to a method::
 
-    {"gt": (C, P, P), "lms": (C, P, P), "pan": (1, P, P), "ms": (C, P / ratio, P / ratio)}
+    {"target": (C, P, P), "ms": (C, P, P), "pan": (1, P, P), "ms_native": (C, P / ratio, P / ratio)}
 
-``lms`` and ``pan`` are the network inputs (``model(lms, pan)``), ``gt`` the target, ``ms`` the low-resolution MS
-that ``lms`` was upsampled from (for networks that want it).
+``ms`` (the MS on the PAN grid) and ``pan`` are the network inputs, in the task's ``network_roles`` order
+(``model(ms, pan)``); ``target`` is what the network must reproduce; ``ms_native`` the low-resolution MS that
+``ms`` was upsampled from (for networks that want it). PanCollection files keep their own key names (``gt``,
+``lms``, ``pan``, ``ms``): :data:`PANCOLLECTION_ROLES` maps them.
 
 Sampling is kept apart from the data, as in torchgeo: a dataset turns a *query* into an example (an integer for
 :class:`PanCollectionDataset`, a :class:`PatchQuery` window for :class:`WaldPatchDataset`), a sampler says which
@@ -35,6 +38,14 @@ from spatialx.sensors import SensorProfile, get_sensor
 Example = dict[str, torch.Tensor]
 
 PANCOLLECTION_KEYS = ("gt", "ms", "lms", "pan")
+TARGET = "target"
+#: PanCollection HDF5 key -> example key (the pansharpening task's roles).
+PANCOLLECTION_ROLES = {"gt": TARGET, "lms": "ms", "pan": "pan", "ms": "ms_native"}
+
+
+def native_key(role: str) -> str:
+    """The example key of ``role`` on its own (coarser) grid."""
+    return f"{role}_native"
 #: Tries per example before a window with nodata is accepted anyway (keeps sampling total on odd scenes).
 MAX_ATTEMPTS = 16
 
@@ -144,7 +155,7 @@ class PanCollectionDataset(Dataset):
         if not -self.length <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} examples")
         index %= self.length
-        return {key: self._read(key, index) for key in self.keys}
+        return {PANCOLLECTION_ROLES[key]: self._read(key, index) for key in self.keys}
 
     def __getitems__(self, indices: Sequence[int]) -> list[Example]:
         """Batched read (one HDF5 read per key; h5py wants sorted unique indices)."""
@@ -152,7 +163,7 @@ class PanCollectionDataset(Dataset):
         unique = sorted(set(wanted))
         arrays = {key: self._read(key, unique) for key in self.keys}
         where = {index: row for row, index in enumerate(unique)}
-        return [{key: arrays[key][where[i]] for key in self.keys} for i in wanted]
+        return [{PANCOLLECTION_ROLES[key]: arrays[key][where[i]] for key in self.keys} for i in wanted]
 
     def describe(self) -> str:
         return f"PanCollection HDF5 {self.path.name} ({self.length} x {self.bands} bands, {self.patch} px)"
@@ -171,8 +182,8 @@ def write_pancollection(path: str | PathLike[str], examples: Sequence[Example], 
     batch = collate(list(examples))
     with h5py.File(path, "w") as handle:
         for key in PANCOLLECTION_KEYS:
-            if key in batch:
-                handle.create_dataset(key, data=batch[key].double().numpy() * float(max_value))
+            if PANCOLLECTION_ROLES[key] in batch:
+                handle.create_dataset(key, data=batch[PANCOLLECTION_ROLES[key]].double().numpy() * float(max_value))
     return path
 
 
@@ -347,7 +358,7 @@ class WaldPatchDataset(Dataset):
     PAN by ``pan_to_ms``, 23-tap EXP re-expansion) and the target window is cut out again. The margin keeps the
     filters' window borders out of the example, and window origins on multiples of ``ratio`` keep the decimation
     phase of the whole scene, so examples are crops of what Wald's protocol gives on the whole scene. The example
-    size ``P`` (``gt``, ``lms``, ``pan``) is ``size``; ``ms`` is ``size / ratio``.
+    size ``P`` (``target``, ``ms``, ``pan``) is ``size``; ``ms_native`` is ``size / ratio``.
     """
 
     def __init__(self, scenes: Sequence[_Scene | tuple[Any, Any]], sensor: str | SensorProfile,
@@ -409,10 +420,10 @@ class WaldPatchDataset(Dataset):
         low = (slice(None), slice(dy // r, (dy + p) // r), slice(dx // r, (dx + p) // r))
         scale = 1.0 / self.max_value
         return {
-            "gt": torch.from_numpy(np.ascontiguousarray(reduced.reference[window]) * np.float32(scale)),
-            "lms": torch.from_numpy(np.ascontiguousarray(reduced.ms_up[window]) * np.float32(scale)),
+            TARGET: torch.from_numpy(np.ascontiguousarray(reduced.reference[window]) * np.float32(scale)),
+            "ms": torch.from_numpy(np.ascontiguousarray(reduced.ms_up[window]) * np.float32(scale)),
             "pan": torch.from_numpy(np.ascontiguousarray(reduced.pan[window]) * np.float32(scale)),
-            "ms": torch.from_numpy(np.ascontiguousarray(reduced.ms_lr[low]) * np.float32(scale)),
+            native_key("ms"): torch.from_numpy(np.ascontiguousarray(reduced.ms_lr[low]) * np.float32(scale)),
         }
 
     def __getitem__(self, query: PatchQuery) -> Example:

@@ -39,7 +39,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from spatialx.errors import InputMismatchError, OutputError, ReadError, SpatialxError
+from spatialx.tasks import PANSHARPEN
 from spatialx.training.data import (
+    TARGET,
     EpochSampler,
     GridPatchSampler,
     PanCollectionDataset,
@@ -183,7 +185,8 @@ def _autocast(device: torch.device, amp: bool):
 @torch.no_grad()
 def validate(model: nn.Module, data: Any, *, max_value: float, ratio: float, batch_size: int = 8,
              device: str | torch.device = "cpu", cut: int = 0, loss: str | LossFn | None = "l1+ssim",
-             amp: bool = True, indices: bool = True) -> dict[str, float]:
+             amp: bool = True, indices: bool = True,
+             roles: Sequence[str] = PANSHARPEN.network_roles) -> dict[str, float]:
     """Mean reduced-resolution indices (Q2n, SAM, ERGAS, SCC, PSNR) of ``model`` over every example of ``data``
     (a sized map-style dataset), and the mean ``loss``. Fused images are clipped to [0, 1] and compared in the
     sensor's DN scale (``max_value``), as the toolbox does; ``cut`` drops a border first (0 for patches).
@@ -199,9 +202,9 @@ def validate(model: nn.Module, data: Any, *, max_value: float, ratio: float, bat
     try:
         for start in range(0, len(data), batch_size):
             batch = collate(_get_examples(data, range(start, min(len(data), start + batch_size))))
-            lms, pan, gt = (batch[k].to(device) for k in ("lms", "pan", "gt"))
+            gt = batch[TARGET].to(device)
             with _autocast(device, amp):
-                fused = model(lms, pan)
+                fused = model(*(batch[role].to(device) for role in roles))
             fused = fused.float()
             n = gt.shape[0]
             if loss_fn is not None:
@@ -364,18 +367,19 @@ def train(
     progress: TrainProgress | None = None,
     workers: int = 0,
     amp: bool = True,
+    roles: Sequence[str] = PANSHARPEN.network_roles,
 ) -> TrainResult:
     """Train ``model`` for ``steps`` optimizer steps in total (a resumed run continues up to ``steps``).
 
     ``train_data``: a :class:`~spatialx.training.data.PatchStream`, a
-    :class:`~spatialx.training.data.WaldPatchDataset`, or any sized map-style dataset of examples (``gt``,
-    ``lms``, ``pan``; e.g. :class:`~spatialx.training.data.PanCollectionDataset`). Step ``s`` trains on sample
-    numbers ``s * batch_size .. (s + 1) * batch_size - 1``. ``val_data`` (sized) is evaluated with the EMA weights
-    every ``val_every`` steps and at the end (indices in the DN scale ``max_value`` with the data's ``ratio``,
-    taken from the data sets when not given). ``checkpoint`` is written every ``checkpoint_every`` steps and at
-    the end; ``resume`` continues from one. ``ema`` None or 0 disables the average. On CUDA the forward pass
-    runs under bfloat16 autocast when ``amp`` (and the GPU supports it). After training, ``model`` holds the
-    EMA weights and is left in the mode it came in.
+    :class:`~spatialx.training.data.WaldPatchDataset`, or any sized map-style dataset of examples (``target`` and
+    the task's ``roles``, the network's arguments in order: ``ms``, ``pan`` for pansharpening; e.g.
+    :class:`~spatialx.training.data.PanCollectionDataset`). Step ``s`` trains on sample numbers ``s * batch_size ..
+    (s + 1) * batch_size - 1``. ``val_data`` (sized) is evaluated with the EMA weights every ``val_every`` steps and
+    at the end (indices in the DN scale ``max_value`` with the data's ``ratio``, taken from the data sets when not
+    given). ``checkpoint`` is written every ``checkpoint_every`` steps and at the end; ``resume`` continues from
+    one. ``ema`` None or 0 disables the average. On CUDA the forward pass runs under bfloat16 autocast when ``amp``
+    (and the GPU supports it). After training, ``model`` holds the EMA weights and is left in the mode it came in.
     """
     if steps < 0 or batch_size < 1:
         raise SpatialxError(f"steps must be >= 0 and batch_size >= 1, got {steps} and {batch_size}")
@@ -431,7 +435,7 @@ def train(
 
     def run_validation() -> dict[str, float]:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            return validate(ema_model, val_data, max_value=max_value, ratio=ratio, batch_size=batch_size,
+            return validate(ema_model, val_data, max_value=max_value, ratio=ratio, batch_size=batch_size, roles=roles,
                             device=device, cut=val_cut, loss=loss_fn, amp=amp)
 
     loader = torch.utils.data.DataLoader(stream, batch_sampler=_StepBatches(start, steps, batch_size),
@@ -445,9 +449,9 @@ def train(
     model.train()
     with deterministic():
         for step, batch in enumerate(loader, start=start + 1):
-            lms, pan, gt = (batch[k].to(device, non_blocking=True) for k in ("lms", "pan", "gt"))
+            gt = batch[TARGET].to(device, non_blocking=True)
             with _autocast(device, amp):
-                fused = model(lms, pan)
+                fused = model(*(batch[role].to(device, non_blocking=True) for role in roles))
             value = loss_fn(fused.float(), gt)
             if not torch.isfinite(value):
                 raise SpatialxError(f"training diverged at step {step} (loss {float(value)})",
@@ -626,7 +630,8 @@ def train_model(
         "architecture": model,
         "config": kwargs,
         "config_name": config_name,
-        "task": "pansharpen",
+        "task": PANSHARPEN.name,
+        "roles": list(PANSHARPEN.network_roles),
         "sensor": profile.key,
         "bands": list(profile.band_names) if len(profile.bands) == bands else bands,
         "max_value": profile.max_value,
