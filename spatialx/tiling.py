@@ -150,36 +150,47 @@ class TilePlan:
                 for c in spans(self.col_cores, ca, cb, self.width)]
 
 
+def _weighted(plan: TilePlan, tile: Tile, values: np.ndarray, valid: np.ndarray, window: Window,
+              weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A tile's weighted values and validity on ``window`` (new arrays: they do not keep the tile alive)."""
+    weights = plan.weights(tile) if weights is None else weights
+    ra, ca = int(window.row_off) - int(tile.blend.row_off), int(window.col_off) - int(tile.blend.col_off)
+    rows, cols = slice(ra, ra + int(window.height)), slice(ca, ca + int(window.width))
+    w = weights[rows, cols]
+    return values[:, rows, cols] * w, valid[rows, cols] * w
+
+
+def _sum(pieces: list[tuple[int, int, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Add weighted pieces in row-major tile order: the same float result whatever order tiles arrived in."""
+    pieces = sorted(pieces, key=lambda piece: (piece[0], piece[1]))
+    values, valid = np.zeros_like(pieces[0][2]), np.zeros_like(pieces[0][3])
+    for _, _, v, m in pieces:
+        values += v
+        valid += m
+    return values, valid
+
+
 def blend_cell(plan: TilePlan, window: Window, results: list[tuple[Tile, np.ndarray, np.ndarray]]
                ) -> tuple[np.ndarray, np.ndarray]:
-    """One stitching cell from the tiles covering it, added in row-major order as the stitcher adds them.
+    """One stitching cell from the tiles covering it, as :class:`OverlapAddStitcher` blends it.
 
     ``results`` holds each covering tile with its values (bands, rows, cols) and validity over ``tile.blend``.
     Returns the blended values and the blended validity in [0, 1].
     """
-    ra, ca = int(window.row_off), int(window.col_off)
-    rb, cb = ra + int(window.height), ca + int(window.width)
-    values = valid = None
-    for tile, tile_values, tile_valid in sorted(results, key=lambda item: (item[0].row, item[0].col)):
-        weights = plan.weights(tile)
-        r0, c0 = int(tile.blend.row_off), int(tile.blend.col_off)
-        w = weights[ra - r0: rb - r0, ca - c0: cb - c0]
-        v = tile_values[:, ra - r0: rb - r0, ca - c0: cb - c0] * w
-        m = tile_valid[ra - r0: rb - r0, ca - c0: cb - c0] * w
-        if values is None:
-            values, valid = np.zeros_like(v), np.zeros_like(m)
-        values += v
-        valid += m
-    if values is None or valid is None:
+    if not results:
         raise ValueError(f"no tile covers the cell at {window}")
-    return values, valid
+    return _sum([(tile.row, tile.col, *_weighted(plan, tile, values, valid, window))
+                 for tile, values, valid in results])
 
 
 WriteCell = Callable[[np.ndarray, np.ndarray, Window], None]
 
 
 class OverlapAddStitcher:
-    """Accumulates weighted tile results and hands each cell to ``write`` as soon as it is complete.
+    """Collects weighted tile results and hands each cell to ``write`` as soon as it is complete.
+
+    A cell's pieces are added in row-major tile order once all have arrived, so the output does not depend on the
+    order in which workers finish tiles.
 
     ``write(values, weight_of_valid, window)`` receives the blended values (bands, rows, cols) and the blended
     validity (rows, cols) in [0, 1]. Thread-safe: tiles may arrive from several workers in any order.
@@ -216,21 +227,17 @@ class OverlapAddStitcher:
                 ra, rb = self.row_cuts[ri], self.row_cuts[ri + 1]
                 for ci in cols:
                     ca, cb = self.col_cuts[ci], self.col_cuts[ci + 1]
-                    w = weights[ra - r0: rb - r0, ca - c0: cb - c0]
-                    v = values[:, ra - r0: rb - r0, ca - c0: cb - c0] * w
-                    m = valid[ra - r0: rb - r0, ca - c0: cb - c0] * w
-                    entry = self._pending.get((ri, ci))
-                    if entry is None:
-                        entry = [np.zeros_like(v), np.zeros_like(m), self._row_cover[ri] * self._col_cover[ci]]
-                        self._pending[(ri, ci)] = entry
-                    entry[0] += v
-                    entry[1] += m
-                    entry[2] -= 1
-                    if entry[2] == 0:
+                    window = Window(ca, ra, cb - ca, rb - ra)
+                    piece = (tile.row, tile.col, *_weighted(self.plan, tile, values, valid, window, weights))
+                    entry = self._pending.setdefault((ri, ci), [[], self._row_cover[ri] * self._col_cover[ci]])
+                    entry[0].append(piece)
+                    entry[1] -= 1
+                    if entry[1] == 0:
                         del self._pending[(ri, ci)]
-                        ready.append((entry[0], entry[1], Window(ca, ra, cb - ca, rb - ra)))
-            for acc, acc_valid, window in ready:
-                self.write(acc, acc_valid, window)
+                        ready.append((entry[0], window))
+            # Under the lock: the writer's dataset handle is not thread-safe.
+            for pieces, window in ready:
+                self.write(*_sum(pieces), window)
 
     @property
     def pending_cells(self) -> int:

@@ -31,6 +31,9 @@ Weights = Annotated[Path | None, typer.Option(
     "--weights", help="Network weights (.safetensors) for learned methods.", show_default=False)]
 
 
+Reproject = Annotated[bool, typer.Option(
+    "--reproject", help="Warp inputs in another CRS onto the guide's CRS on the fly (GDAL warped VRT); the product's "
+                        "provenance says so.")]
 AdaptSteps = Annotated[int, typer.Option(
     "--adapt-steps", min=0, help="Networks: fine-tune (or train from scratch) on reduced-resolution patches of this "
                                  "scene for N steps before fusing.")]

@@ -30,11 +30,12 @@ def command(
                                               show_default=False)] = None,
     report: Annotated[bool, typer.Option("--report", help="Also write full-resolution quality indices (sampled "
                                                           "windows) to OUT.quality.json.")] = False,
+    reproject: opt.Reproject = False,
     overwrite: opt.Overwrite = False,
     quiet: opt.Quiet = False,
 ) -> None:
     """Pansharpen MS with PAN onto the PAN grid (over the common footprint); write a COG."""
-    from spatialx.cli.progress import console, tile_progress
+    from spatialx.cli.progress import print_result, tile_progress
     from spatialx.devices import check_device, resolve_device
     from spatialx.methods import get_method_info
     from spatialx.tasks.pansharpen import pansharpen
@@ -48,16 +49,7 @@ def command(
     with tile_progress(f"pansharpen {method}", enabled=not quiet) as progress:
         result = pansharpen(pan, ms, output, sensor, method, method_options=opt.method_options(weights, adapt_steps),
                             bands=bands, ratio=ratio, tile=tile, overlap=overlap, workers=workers, device=target,
-                            dtype=dtype, overwrite=overwrite, ndvi=ndvi, report=report, progress=progress)
+                            dtype=dtype, overwrite=overwrite, ndvi=ndvi, report=report, reproject=reproject,
+                            progress=progress)
     if not quiet:
-        bands_, height, width = result.shape
-        console.print(f"wrote {result.output} ({bands_} bands, {width}x{height}, {result.tiles} tiles, "
-                      f"{result.seconds:.1f} s, {width * height / max(result.seconds, 1e-9) / 1e6:.1f} Mpx/s)")
-        for note in result.notes:
-            console.print(f"  {note}", style="dim")
-        if ndvi is not None:
-            console.print(f"wrote {ndvi} and {ndvi.with_suffix('.qml')}")
-        if report:
-            from spatialx.tasks.pansharpen import report_path
-
-            console.print(f"wrote {report_path(result.output)}")
+        print_result(result)

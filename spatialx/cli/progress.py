@@ -8,7 +8,8 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from spatialx.pipeline import Progress as ProgressCallback
+from spatialx.options import Progress as ProgressCallback
+from spatialx.pipeline import FusionResult
 
 console = Console(stderr=True)
 
@@ -38,3 +39,14 @@ def tile_progress(description: str, enabled: bool = True) -> Iterator[ProgressCa
         yield update
     finally:
         progress.stop()
+
+
+def print_result(result: FusionResult) -> None:
+    """What a fusion command wrote: the product with its size and speed, the notes, then the side products."""
+    bands, height, width = result.shape
+    console.print(f"wrote {result.output} ({bands} bands, {width}x{height}, {result.tiles} tiles, "
+                  f"{result.seconds:.1f} s, {width * height / max(result.seconds, 1e-9) / 1e6:.1f} Mpx/s)")
+    for note in result.notes:
+        console.print(f"  {note}", style="dim")
+    if result.products:
+        console.print(f"wrote {', '.join(str(path) for path in result.products.values())}")
