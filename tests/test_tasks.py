@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from scenes import CRS, smooth_field, write_tif
+from scenes import CRS, smooth_field, write_pair, write_tif
 
 import spatialx
 from spatialx.align import AxisMap, Resampler, kernel_for
-from spatialx.errors import MethodError, SpatialxError
+from spatialx.errors import InputMismatchError, MethodError, SpatialxError
 from spatialx.methods import FusionMethod, SceneSample, create_method, get_method_info, list_methods, register
 from spatialx.methods.base import MethodContext
 from spatialx.methods.registry import unregister
@@ -251,3 +251,36 @@ def test_covariance_resampling_keeps_matrices_positive_semidefinite():
     assert _min_eigenvalue(_resample(c3, 0.4, "cubic", 50)) < -1e-3  # the reason for the kind
     assert _min_eigenvalue(_resample(c3, 0.4, "linear", 50)) > -1e-5
     assert _min_eigenvalue(_resample(c3, 2.0, "average", 12)) > -1e-5
+
+
+# ---------------------------------------------------------------------------------------------- --reproject
+def test_inputs_in_another_crs_are_refused_unless_reprojected(tmp_path):
+    from rasterio.warp import calculate_default_transform, reproject
+
+    pan, ms = write_pair(tmp_path, pan_size=(192, 192), seed=4)
+    with rasterio.open(ms) as src:
+        transform, width, height = calculate_default_transform(src.crs, "EPSG:4326", src.width, src.height,
+                                                               *src.bounds)
+        warped = np.zeros((src.count, height, width), dtype=np.float32)
+        reproject(src.read().astype(np.float32), warped, src_transform=src.transform, src_crs=src.crs,
+                  dst_transform=transform, dst_crs="EPSG:4326", resampling=rasterio.enums.Resampling.cubic,
+                  dst_nodata=0)
+    ms_4326 = write_tif(tmp_path / "ms_4326.tif", warped, transform, "EPSG:4326")
+    with pytest.raises(InputMismatchError, match="--reproject"):
+        spatialx.fuse("pansharpen", {"pan": pan, "ms": ms_4326}, tmp_path / "o.tif", method="exp", sensor="qb")
+    result = spatialx.fuse("pansharpen", {"pan": pan, "ms": ms_4326}, tmp_path / "r.tif", method="exp",
+                           sensor="qb", reproject=True, dtype="float32")
+    direct = spatialx.fuse("pansharpen", {"pan": pan, "ms": ms}, tmp_path / "d.tif", method="exp", sensor="qb",
+                           dtype="float32")
+    fused, transform_r, tags = read(result.output)
+    reference, transform_d, _ = read(direct.output)
+    assert transform_r.a == transform_d.a and "EPSG:4326" in tags["SPATIALX_REPROJECTED"]
+    assert any("reprojected on the fly" in note for note in result.notes)
+    # Warped twice (there and back) on a smooth field: the interiors agree closely.
+    rows = slice(int((transform_r.f - transform_d.f) / transform_d.e), None)
+    cols = slice(int((transform_r.c - transform_d.c) / transform_d.a), None)
+    overlap = reference[:, rows, cols][:, : fused.shape[1], : fused.shape[2]]
+    inner = (slice(None), slice(16, -16), slice(16, -16))
+    valid = (fused[inner] > 0) & (overlap[inner] > 0)
+    assert valid.mean() > 0.8
+    assert np.abs(fused[inner] - overlap[inner])[valid].mean() < 0.01 * overlap[inner][valid].mean()
