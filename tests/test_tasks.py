@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from fractions import Fraction
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -37,7 +38,7 @@ class Modulate(FusionMethod):
     name = "modulate-test"
     roles = ("fine", "coarse")
     default_overlap = 0
-    seen: list[SceneSample] = []
+    seen: ClassVar[list[SceneSample]] = []
 
     def fit(self, sample: SceneSample) -> None:
         self.mean = float(sample.valid_pixels("fine").mean())
@@ -187,7 +188,7 @@ def test_one_registry_network_tasks_come_from_the_model_registry():
     assert "lemamba" in [m.name for m in list_methods("hmif")]
     with pytest.raises(ValueError, match="tasks come from the model registry"):
         register("bad-net", "x:y", kind="network", summary="", model="pnn", tasks=("pansharpen",))
-    assert [t.name for t in list_tasks()][0] == "pansharpen" and get_task("PANSHARPEN") is PANSHARPEN
+    assert list_tasks()[0].name == "pansharpen" and get_task("PANSHARPEN") is PANSHARPEN
     with pytest.raises(SpatialxError, match="unknown task"):
         get_task("nope")
 
