@@ -34,8 +34,11 @@ class MethodInfo:
         if self.model is None:
             return self.classical_tasks
         from spatialx.models.registry import get_model_spec  # declarative: imports no network code
+        from spatialx.tasks import list_tasks
 
-        return tuple(get_model_spec(self.model).tasks)
+        # An architecture may be built for a task whose pipeline spec this installation does not have yet.
+        known = {task.name for task in list_tasks()}
+        return tuple(task for task in get_model_spec(self.model).tasks if task in known)
 
 
 _REGISTRY: dict[str, MethodInfo] = {}
