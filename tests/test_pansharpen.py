@@ -149,7 +149,8 @@ def test_inputs_are_not_modified_and_no_temporary_files_remain(tmp_path):
     before = {p: p.read_bytes() for p in (pan, ms)}
     pansharpen(pan, ms, tmp_path / "out.tif", "qb", "mtf-glp-hpm", ndvi=tmp_path / "ndvi.tif")
     assert {p: p.read_bytes() for p in (pan, ms)} == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ms.tif", "ndvi.qml", "ndvi.tif", "out.qml", "out.tif", "pan.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ms.tif", "ndvi.qml", "ndvi.tif", "out.qml", "out.tif",
+                                                          "pan.tif"]
 
 
 def test_sample_ms_sits_where_its_geotransform_says(tmp_path):
