@@ -114,3 +114,17 @@ def test_lemamba_adapts_with_a_handful_of_steps(tmp_path):
                         method_options={"adapt_steps": 2, "adapt_patch": 16, "adapt_batch": 2})
     adaptation = json.loads(read(result.output)[1]["SPATIALX_PARAMS"])["adaptation"]
     assert adaptation["steps"] == 2 and np.isfinite(adaptation["final_loss"])
+
+
+def test_weights_for_another_task_are_refused(scene, weights, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(weights), framework="pt") as handle:
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - safetensors API
+        card = json.loads(handle.metadata()["spatialx_card"])
+    card.update(task="hmif", roles=["hsi", "msi"])
+    other = tmp_path / "other.safetensors"
+    save_file(tensors, str(other), metadata={"spatialx_card": json.dumps(card)})
+    with pytest.raises(ReadError, match="trained for hmif with inputs hsi, msi, not pansharpen"):
+        pansharpen(scene["pan"], scene["ms"], tmp_path / "o.tif", "qb", "pnn", method_options={"weights": other})

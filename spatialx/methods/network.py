@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from spatialx.errors import MethodError
+from spatialx.errors import MethodError, ReadError
 from spatialx.methods.base import FusionMethod, MethodContext, SceneSample
 
 
@@ -54,6 +54,12 @@ class NetworkMethod(FusionMethod):
         self.adaptation: dict[str, Any] = {}
         if weights is not None:
             self.model, self.card = load_model(weights, architecture=self.architecture, bands=len(sensor.bands))
+            # Cards written before tasks were recorded are pansharpening weights, as everything trained then.
+            trained_for = (self.card.get("task", "pansharpen"), tuple(self.card.get("roles", ("ms", "pan"))))
+            if trained_for != (context.task.name, tuple(self.network_roles)):
+                raise ReadError(f"weights were trained for {trained_for[0]} with inputs {', '.join(trained_for[1])}, "
+                                f"not {context.task.name} with {', '.join(self.network_roles)}", path=weights,
+                                hint="train weights for this task with `spatialx train`")
             self.weights_name = Path(weights).name
             self.card["sha256"] = sha256(weights)
         else:
