@@ -27,7 +27,7 @@ from rasterio.windows import Window
 
 from spatialx import __version__
 from spatialx.align import align
-from spatialx.errors import SpatialxError
+from spatialx.errors import InputMismatchError, SpatialxError
 from spatialx.io.read import RasterInfo, open_raster
 from spatialx.io.write import BandInfo, OutputSpec, RasterWriter, gdal_env
 from spatialx.methods import FusionMethod, create_method, get_method_info
@@ -202,6 +202,13 @@ def plan_fusion(task: TaskSpec, inputs: Mapping[str, str | PathLike[str] | Raste
     scene, sensors = open_scene(task, inputs, sensor, options)
     alignment = scene.alignment
     grid_ratios = {role: resampler.ratio for role, resampler in alignment.resamplers.items()}
+    if task.guide_finest:
+        for role, grid_ratio in grid_ratios.items():
+            if grid_ratio < 1 - 1e-6:
+                raise InputMismatchError(
+                    f"{task.label(role)} pixels are {1 / grid_ratio:.3g} times finer than the "
+                    f"{task.label(task.guide)}'s, the output grid", path=scene.rasters[role].path,
+                    hint=f"the {task.label(task.guide)} must be the finest input: check the order of the inputs")
     grid_ratio = grid_ratios.get(task.output_like, 1.0)
     output_sensor = sensors[task.output_like]
     # Filters model the sensor's optics, so methods use the sensor's resolution ratio unless told otherwise; the

@@ -38,6 +38,10 @@ def resolve_bands(info: RasterInfo, sensor: SensorProfile, bands: str | None,
     """
     if bands:
         items = [b.strip() for b in bands.split(",") if b.strip()]
+        repeated = sorted({item for item in items if items.count(item) > 1})
+        if repeated:
+            raise InputMismatchError(f"--bands {bands} names {', '.join(repeated)} more than once", path=info.path,
+                                     hint="give each band once")
         if all(item.isdigit() for item in items):
             indexes = [int(item) for item in items]
             bad = [i for i in indexes if not 1 <= i <= info.count]

@@ -286,3 +286,30 @@ def test_inputs_in_another_crs_are_refused_unless_reprojected(tmp_path):
     valid = (fused[inner] > 0) & (overlap[inner] > 0)
     assert valid.mean() > 0.8
     assert np.abs(fused[inner] - overlap[inner])[valid].mean() < 0.01 * overlap[inner][valid].mean()
+
+
+# ------------------------------------------------------------------------------------ inputs in the wrong role
+@pytest.fixture
+def qb_pair(tmp_path):
+    return write_pair(tmp_path, pan_size=(64, 64))
+
+
+def test_a_multiband_file_as_pan_is_refused(qb_pair, tmp_path):
+    _, ms = qb_pair
+    for wrong in (ms, write_tif(tmp_path / "rgb.tif", np.ones((3, 64, 64), "uint16"),
+                                Affine(0.5, 0, 500000.0, 0, -0.5, 4800000.0), CRS)):
+        with pytest.raises(InputMismatchError, match=r"PAN has \d bands, QuickBird expects 1 \(PAN\)"):
+            spatialx.pansharpen(wrong, ms, tmp_path / "o.tif", "qb", "brovey")
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_repeated_bands_are_refused(qb_pair, tmp_path):
+    pan, ms = qb_pair
+    with pytest.raises(InputMismatchError, match="names 2 more than once"):
+        spatialx.pansharpen(pan, ms, tmp_path / "o.tif", "qb", "brovey", bands="2,2,3,4")
+
+
+def test_a_pan_coarser_than_the_ms_is_refused(tmp_path):
+    pan, ms = write_pair(tmp_path, pan_size=(32, 32), pan_res=4.0, ms_res=2.0, ms_size=(64, 64))
+    with pytest.raises(InputMismatchError, match="MS pixels are 2 times finer than the PAN's"):
+        spatialx.pansharpen(pan, ms, tmp_path / "o.tif", "qb", "brovey")

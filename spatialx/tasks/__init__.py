@@ -55,6 +55,8 @@ class TaskSpec:
     guide: str  # role whose grid (over the common footprint) is the output grid
     output_like: str  # role whose bands (names, wavelengths) and data type the output takes
     network_roles: tuple[str, ...] = ()  # roles a network receives, in the order of its arguments
+    #: The guide must be at least as fine as every other input (a coarser PAN is a swapped pair, not a task).
+    guide_finest: bool = True
 
     def __post_init__(self) -> None:
         names = [role.name for role in self.roles]
