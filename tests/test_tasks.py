@@ -313,3 +313,17 @@ def test_a_pan_coarser_than_the_ms_is_refused(tmp_path):
     pan, ms = write_pair(tmp_path, pan_size=(32, 32), pan_res=4.0, ms_res=2.0, ms_size=(64, 64))
     with pytest.raises(InputMismatchError, match="MS pixels are 2 times finer than the PAN's"):
         spatialx.pansharpen(pan, ms, tmp_path / "o.tif", "qb", "brovey")
+
+
+def test_cli_lists_tasks_and_methods_per_task():
+    from typer.testing import CliRunner
+
+    from spatialx.cli.main import app
+
+    runner = CliRunner()
+    listed = runner.invoke(app, ["tasks"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0 and "pansharpen" in listed.output and "panchromatic band" in listed.output
+    methods = runner.invoke(app, ["methods", "--task", "pansharpen"], env={"COLUMNS": "200"})
+    assert methods.exit_code == 0 and "lemamba" in methods.output and "mtf-glp-hpm" in methods.output
+    unknown = runner.invoke(app, ["methods", "--task", "nope"])
+    assert unknown.exit_code != 0 and "unknown task" in str(unknown.exception)
