@@ -192,6 +192,21 @@ class FusionPlan:
         return tags
 
 
+#: Output data types a COG with predictor holds and QGIS reads (GDAL's complex and 8-bit signed types are not).
+OUTPUT_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+#: Largest resolution ratio a method's filters are built for (filters and halos grow with it).
+MAX_RATIO = 32
+
+
+def _output_dtype(requested: str | None, input_dtype: str) -> str:
+    dtype = requested or input_dtype
+    if dtype not in OUTPUT_DTYPES:
+        raise SpatialxError(f"--dtype {dtype}: not an output data type spatialx writes" if requested else
+                            f"the input's data type {dtype} cannot be written as a product",
+                            hint=f"choose one of {', '.join(OUTPUT_DTYPES)}")
+    return dtype
+
+
 def plan_fusion(task: TaskSpec, inputs: Mapping[str, str | PathLike[str] | RasterInfo], sensor: SensorArg,
                 method: str, options: RunOptions) -> FusionPlan:
     """Open and align the inputs and build the method and the tile plan; nothing is read past the headers."""
@@ -214,6 +229,9 @@ def plan_fusion(task: TaskSpec, inputs: Mapping[str, str | PathLike[str] | Raste
     # Filters model the sensor's optics, so methods use the sensor's resolution ratio unless told otherwise; the
     # grid ratio differs when the MS was delivered already resampled (e.g. onto the PAN grid).
     ratio = float(options.ratio or output_sensor.ratio or max([1.0, *grid_ratios.values()]))
+    if not 1 <= ratio <= MAX_RATIO:
+        raise SpatialxError(f"--ratio {ratio:g} is outside 1..{MAX_RATIO}",
+                            hint="give the resolution ratio between the inputs, e.g. 4 for PAN/MS")
     if abs(grid_ratio - ratio) > 0.05 * ratio:
         alignment.notes.append(f"{task.label(task.output_like)} grid ratio {grid_ratio:.4g} differs from the "
                                f"method ratio {ratio:g} (sensor {output_sensor.key}); pass --ratio to change it")
@@ -228,7 +246,7 @@ def plan_fusion(task: TaskSpec, inputs: Mapping[str, str | PathLike[str] | Raste
     except ValueError as exc:
         raise SpatialxError(f"invalid tiling: {exc}", hint="adjust --tile / --overlap") from None
     out_like = scene.rasters[task.output_like]
-    dtype = options.dtype or out_like.dtype
+    dtype = _output_dtype(options.dtype, out_like.dtype)
     nodata = out_like.nodata if out_like.nodata is not None else output_sensor.nodata
     encoder = _Encoder(dtype, nodata, output_sensor.max_value if np.dtype(dtype).kind in "iu" else None)
     params = {"ratio": round(ratio, 6), "grid_ratio": round(grid_ratio, 6), "tile": options.tile,

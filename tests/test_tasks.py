@@ -327,3 +327,17 @@ def test_cli_lists_tasks_and_methods_per_task():
     assert methods.exit_code == 0 and "lemamba" in methods.output and "mtf-glp-hpm" in methods.output
     unknown = runner.invoke(app, ["methods", "--task", "nope"])
     assert unknown.exit_code != 0 and "unknown task" in str(unknown.exception)
+
+
+@pytest.mark.parametrize("dtype", ["float13", "bool", "complex64", "int8"])
+def test_output_types_spatialx_cannot_write_are_refused_before_any_work(qb_pair, tmp_path, dtype):
+    pan, ms = qb_pair
+    with pytest.raises(SpatialxError, match=f"--dtype {dtype}"):
+        spatialx.pansharpen(pan, ms, tmp_path / "o.tif", "qb", "brovey", dtype=dtype)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ms.tif", "pan.tif"]
+
+
+def test_an_absurd_ratio_is_refused(qb_pair, tmp_path):
+    pan, ms = qb_pair
+    with pytest.raises(SpatialxError, match="--ratio 1e\\+06 is outside"):
+        spatialx.pansharpen(pan, ms, tmp_path / "o.tif", "qb", "gsa", ratio=1e6)
