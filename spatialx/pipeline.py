@@ -350,7 +350,8 @@ def _side_products(result: FusionResult, task: TaskSpec, inputs: Mapping[str, st
         module, _, name = _REPORTS[task.name].partition(":")
         quality_report = getattr(importlib.import_module(module), name)
         roles = [role for role in task.role_names if role in inputs]
-        quality = quality_report(*(inputs[role] for role in roles), result.output, sensor,
+        output_sensor = sensor[task.output_like] if isinstance(sensor, Mapping) else sensor
+        quality = quality_report(*(inputs[role] for role in roles), result.output, output_sensor,
                                  ratio=int(result.params["ratio"]), bands=options.bands)
         quality.update(method=result.method, product=result.output.name)
         atomic_write_text(paths["report"], json.dumps(quality, indent=2) + "\n")
