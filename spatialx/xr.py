@@ -65,7 +65,7 @@ def raster_info(array: Any, label: str = "input") -> RasterInfo:
     return RasterInfo(path=Path(f"<{array.name or label}>"), count=int(array.sizes[band_dim]),
                       dtype=str(array.dtype), grid=grid, nodata=None if nodata is None else float(nodata),
                       descriptions=descriptions, has_gcps=False, has_mask=nodata is not None or floating,
-                      source=array)
+                      source=array, opener=ArrayReader)
 
 
 class ArrayReader:

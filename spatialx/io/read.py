@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -43,8 +44,16 @@ class RasterInfo:
     warp_crs: CRS | None = None
     warp_resampling: str = "cubic"
     native_crs: CRS | None = None  # the file's own CRS, when warped
-    #: An in-memory source (e.g. an xarray DataArray) instead of a file; read by :class:`ArrayReader`.
+    #: Where the pixels come from when not a GDAL dataset at ``path``: an in-memory array (:mod:`spatialx.xr`) or
+    #: a sensor product a format reader opened (:func:`register_format`); read by ``opener(info)``.
     source: Any = field(default=None, compare=False, repr=False)
+    opener: Callable[[RasterInfo], RasterReader] | None = field(default=None, compare=False, repr=False)
+    #: Per band, when the file says: centre wavelength and FWHM in nm (the band metadata spatialx writes, GDAL's
+    #: IMAGERY domain, or a product's own metadata).
+    wavelengths_nm: tuple[float | None, ...] | None = None
+    fwhm_nm: tuple[float | None, ...] | None = None
+    #: Product metadata a reader found (acquisition date, processing baseline, ...), for provenance.
+    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def georeferenced(self) -> bool:
@@ -52,11 +61,44 @@ class RasterInfo:
 
     def reader(self) -> RasterReader:
         """A reader safe to use from many threads."""
-        if self.source is not None:
-            from spatialx.xr import ArrayReader
-
-            return ArrayReader(self)
+        if self.opener is not None:
+            return self.opener(self)
         return ThreadLocalReader(self)
+
+
+@dataclass(frozen=True)
+class ProductFormat:
+    """A sensor product format GDAL does not read as one raster (PRISMA HE5, a Sentinel-2 SAFE folder, ...)."""
+
+    name: str
+    #: Is ``path`` such a product? Cheap: a suffix, a folder layout, a file signature; never raises.
+    probe: Callable[[Path], bool]
+    #: Open it as :class:`RasterInfo` (with ``opener`` set), raising :class:`~spatialx.errors.ReadError`.
+    open: Callable[[Path, str], RasterInfo]
+
+
+_FORMATS: list[ProductFormat] = []
+#: Modules whose ``FORMAT`` is a built-in :class:`ProductFormat`, imported on the first :func:`open_raster`.
+BUILTIN_FORMATS: tuple[str, ...] = ()
+_builtins_loaded = False
+
+
+def register_format(product: ProductFormat) -> None:
+    """Teach :func:`open_raster` a product format (probed in registration order, before GDAL)."""
+    if any(existing.name == product.name for existing in _FORMATS):
+        raise ValueError(f"format {product.name!r} is already registered")
+    _FORMATS.append(product)
+
+
+def _product_format(path: Path) -> ProductFormat | None:
+    global _builtins_loaded
+    if not _builtins_loaded:
+        from importlib import import_module
+
+        _builtins_loaded = True
+        for module in BUILTIN_FORMATS:
+            register_format(import_module(module).FORMAT)
+    return next((product for product in _FORMATS if product.probe(path)), None)
 
 
 class RasterReader(Protocol):
@@ -94,6 +136,12 @@ def open_raster(path: str | PathLike[str], role: str = "input", warp_to: CRS | N
     path = Path(path)
     if not path.exists():
         raise ReadError(f"{role} file does not exist", path=path, hint="check the path")
+    product = _product_format(path)
+    if product is not None:
+        if warp_to is not None:
+            raise ReadError(f"{role}: --reproject is not available for {product.name} products", path=path,
+                            hint="reproject the product to a GeoTIFF first (gdalwarp)")
+        return product.open(path, role)
     if path.is_dir():
         raise ReadError(f"{role} is a directory, not a raster file", path=path)
     try:
