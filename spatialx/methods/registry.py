@@ -41,30 +41,35 @@ class MethodInfo:
         return tuple(task for task in get_model_spec(self.model).tasks if task in known)
 
 
-_REGISTRY: dict[str, MethodInfo] = {}
+_REGISTRY: dict[str, list[MethodInfo]] = {}
 
 
 def register(name: str, entry: str | Callable[..., FusionMethod], *, kind: str, summary: str,
              tasks: tuple[str, ...] = (), model: str | None = None) -> None:
     """Register a method: a classical one names its ``tasks``; a network names its ``model`` (whose registry
-    entry lists the tasks), so the two registries cannot disagree."""
-    if name in _REGISTRY:
-        raise ValueError(f"method {name!r} is already registered")
+    entry lists the tasks), so the two registries cannot disagree. One name may be registered again for other
+    tasks (``gsa`` for pansharpening and, as hypersharpening, for HS + MS): the task picks the implementation."""
     if (model is None) == (kind == "network"):
         raise ValueError(f"method {name!r}: networks name a model, classical methods do not")
     if model is not None and tasks:
         raise ValueError(f"method {name!r}: a network's tasks come from the model registry")
-    _REGISTRY[name] = MethodInfo(name, entry, kind, summary, tuple(tasks), model)
+    info = MethodInfo(name, entry, kind, summary, tuple(tasks), model)
+    for existing in _REGISTRY.get(name, []):
+        if existing.model is not None or model is not None or set(existing.tasks) & set(info.tasks):
+            raise ValueError(f"method {name!r} is already registered for {', '.join(existing.tasks)}")
+    _REGISTRY.setdefault(name, []).append(info)
 
 
 def list_methods(task: str | None = None) -> list[MethodInfo]:
-    return [info for info in _REGISTRY.values() if task is None or task in info.tasks]
+    return [info for infos in _REGISTRY.values() for info in infos if task is None or task in info.tasks]
 
 
 def get_method_info(name: str, task: str | None = None) -> MethodInfo:
-    info = _REGISTRY.get(name.lower())
-    if info is None or (task is not None and task not in info.tasks):
-        names = ", ".join(m.name for m in list_methods(task))
+    """The method called ``name`` (case-insensitive) that serves ``task`` (any task when None)."""
+    infos = _REGISTRY.get(name.lower(), [])
+    info = next((i for i in infos if task is None or task in i.tasks), None)
+    if info is None:
+        names = ", ".join(dict.fromkeys(m.name for m in list_methods(task)))
         where = f" for {task}" if task else ""
         raise MethodError(f"unknown method {name!r}{where}", hint=f"choose one of: {names}")
     return info
@@ -79,11 +84,11 @@ def create_method(name: str, context: MethodContext | SensorProfile, ratio: floa
     """
     from spatialx.methods.base import MethodContext
 
-    info = get_method_info(name, task)
-    if not isinstance(context, MethodContext):
+    if isinstance(context, MethodContext):
+        info = get_method_info(name, context.task.name)
+    else:
+        info = get_method_info(name, task)
         context = MethodContext.create(task or info.tasks[0], context, ratio)
-    elif context.task.name not in info.tasks:
-        get_method_info(name, context.task.name)  # raises the unknown-method error for that task
     factory = info.entry if callable(info.entry) else _import_entry(name, info.entry)
     try:
         return factory(context, **options)
@@ -101,15 +106,17 @@ def _import_entry(name: str, entry: str) -> Callable[..., FusionMethod]:
     return getattr(module, attribute)
 
 
-def unregister(name: str) -> None:
-    """Remove a method (for methods registered by scripts and tests)."""
-    _REGISTRY.pop(name, None)
+def unregister(name: str, task: str | None = None) -> None:
+    """Remove a method, or its registration for ``task`` (for methods registered by scripts and tests)."""
+    kept = [info for info in _REGISTRY.pop(name, []) if task is not None and task not in info.tasks]
+    if kept:
+        _REGISTRY[name] = kept
 
 
 _PAN = ("pansharpen",)
 # Listed in this order by `spatialx methods` and `evaluate`: reference, component substitution, then MRA.
-register("exp", "spatialx.methods.classical.simple:Expanded", tasks=_PAN, kind="classical",
-         summary="MS resampled onto the PAN grid (cubic); the reference every method must beat")
+register("exp", "spatialx.methods.classical.simple:Expanded", tasks=(*_PAN, "hmif"), kind="classical",
+         summary="the low-resolution input resampled onto the output grid (cubic); the reference to beat")
 register("brovey", "spatialx.methods.classical.simple:Brovey", tasks=_PAN, kind="classical",
          summary="weighted Brovey transform, as GDAL's pansharpening")
 register("bt-h", "spatialx.methods.classical.brovey_haze:BroveyHaze", tasks=_PAN, kind="classical",

@@ -133,4 +133,10 @@ PANSHARPEN = register_task(TaskSpec(
            Role("ms", "MS", description="multispectral bands, resampled onto the PAN grid")),
     guide="pan", output_like="ms", network_roles=("ms", "pan")))
 
-__all__ = ["PANSHARPEN", "Resampling", "Role", "TaskSpec", "get_task", "list_tasks", "register_task"]
+HMIF = register_task(TaskSpec(
+    "hmif", "hyperspectral + multispectral: every hyperspectral band at the multispectral resolution",
+    roles=(Role("hs", "HS", description="hyperspectral cube (e.g. PRISMA), resampled onto the MS grid"),
+           Role("ms", "MS", description="multispectral bands (e.g. Sentinel-2 10 m), the output grid")),
+    guide="ms", output_like="hs", network_roles=("hs", "ms")))
+
+__all__ = ["HMIF", "PANSHARPEN", "Resampling", "Role", "TaskSpec", "get_task", "list_tasks", "register_task"]

@@ -12,14 +12,14 @@ from spatialx.methods.base import FusionMethod, MethodContext
 
 
 class Expanded(FusionMethod):
-    """EXP: the MS resampled onto the PAN grid, untouched by the PAN."""
+    """EXP: the output-like input resampled onto the output grid, untouched by the guide (the MS on the PAN grid;
+    the HS on the MS grid): the reference every method must beat."""
 
     name = "exp"
-    roles = ("pan", "ms")
     default_overlap = 0
 
     def fuse(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-        return inputs["ms"]
+        return inputs[self.context.task.output_like]
 
 
 class Brovey(FusionMethod):
