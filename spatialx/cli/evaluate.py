@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Annotated
@@ -36,21 +37,35 @@ def _print(title: str, rows: dict[str, dict[str, float]], first: str) -> None:
     Console().print(table)
 
 
+def _check_outputs(inputs: dict[str, Path | None], json_path: Path | None, csv_path: Path | None,
+                   overwrite: bool, weights: Path | None = None) -> None:
+    """Refuse the --json/--csv files before any computation: not an input (nor the weights and their card), not
+    each other, not an existing file unless --overwrite."""
+    from spatialx.io.outputs import OutputPlan
+    from spatialx.models.weights import weight_files
+
+    plan = OutputPlan({**inputs, **weight_files(weights)}, overwrite=overwrite)
+    if json_path is not None:
+        plan.add(json_path, what="JSON output", kind="sidecar")
+    if csv_path is not None:
+        plan.add(csv_path, what="CSV output", kind="sidecar")
+
+
 def _save(data: dict, json_path: Path | None, csv_path: Path | None, first: str) -> None:
-    from spatialx.io.write import check_output_path
+    """Write the results checked by :func:`_check_outputs`, each through a temporary file and a rename."""
+    from spatialx.io.outputs import atomic_write_text
 
     if json_path is not None:
-        check_output_path(json_path, overwrite=True)
-        json_path.write_text(json.dumps(data, indent=2) + "\n")
+        atomic_write_text(json_path, json.dumps(data, indent=2) + "\n")
     if csv_path is not None:
-        check_output_path(csv_path, overwrite=True)
         rows = data if all(isinstance(v, dict) for v in data.values()) else {"": data}
         keys = list(next(iter(rows.values())))
-        with csv_path.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow([first, *keys])
-            for name, values in rows.items():
-                writer.writerow([name, *(values[k] for k in keys)])
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow([first, *keys])
+        for name, values in rows.items():
+            writer.writerow([name, *(values[k] for k in keys)])
+        atomic_write_text(csv_path, text.getvalue())
 
 
 @app.command("reduced", no_args_is_help=True)
@@ -69,11 +84,13 @@ def reduced(
     bands: opt.Bands = None,
     json_path: JsonPath = None,
     csv_path: CsvPath = None,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Wald's protocol on your scene: degrade PAN and MS, fuse, compare with the original MS."""
     from spatialx.evaluate import evaluate_reduced
     from spatialx.methods import list_methods
 
+    _check_outputs({"PAN": pan, "MS": ms}, json_path, csv_path, overwrite, weights)
     names = methods or [m.name for m in list_methods("pansharpen") if m.kind == "classical"]
     results = evaluate_reduced(pan, ms, sensor, names, ratio=ratio, cut=cut, bands=bands,
                                method_options=opt.method_options(weights, adapt_steps))
@@ -94,10 +111,12 @@ def full(
     bands: opt.Bands = None,
     json_path: JsonPath = None,
     csv_path: CsvPath = None,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """Full resolution, no reference: D_lambda, D_s, QNR, Khan's D_lambda and HQNR."""
     from spatialx.evaluate import evaluate_full
 
+    _check_outputs({"PAN": pan, "MS": ms, "fused": fused}, json_path, csv_path, overwrite)
     results = evaluate_full(pan, ms, fused, sensor, ratio=ratio, bands=bands, cut=cut)
     _print(f"Full resolution ({fused.name})", {fused.name: results}, "image")
     _save(results, json_path, csv_path, "image")
@@ -112,11 +131,13 @@ def compare(
     cut: Cut = 21,
     json_path: JsonPath = None,
     csv_path: CsvPath = None,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """The reference-based indices between two aligned rasters."""
     from spatialx.evaluate import evaluate_compare
     from spatialx.sensors import get_sensor
 
+    _check_outputs({"reference": reference, "fused": fused}, json_path, csv_path, overwrite)
     profile = get_sensor(sensor)
     results = evaluate_compare(reference, fused, ratio=ratio or profile.ratio, max_value=profile.max_value, cut=cut)
     _print(f"{fused.name} against {reference.name}", {fused.name: results}, "image")

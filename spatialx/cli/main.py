@@ -8,7 +8,7 @@ import warnings
 import typer
 
 from spatialx import __version__
-from spatialx.cli import evaluate, models, ndvi, pansharpen, sample, sensors, train
+from spatialx.cli import evaluate, models, ndvi, pansharpen, sample, sensors, tasks, train
 
 app = typer.Typer(
     name="spatialx",
@@ -22,6 +22,7 @@ app.command("ndvi", no_args_is_help=True)(ndvi.command)
 app.command("sample", no_args_is_help=True)(sample.command)
 app.command("sensors")(sensors.sensors_command)
 app.command("methods")(sensors.methods_command)
+app.command("tasks")(tasks.command)
 app.command("models")(models.command)
 app.add_typer(evaluate.app, name="evaluate")
 # TrainCommand lets --scene take a PAN MS pair and repeat, which Typer alone cannot declare.
@@ -45,19 +46,19 @@ def _warning_line(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def run() -> None:
-    """Console-script entry point: user errors become one line on stderr and exit status 2."""
+    """Console-script entry point: user errors become one line on stderr and exit status 2; SIGINT/SIGTERM remove
+    every temporary file and become one line and exit status 130/143 (:func:`spatialx.io.outputs.signal_guard`)."""
     from spatialx.errors import SpatialxError
+    from spatialx.io.outputs import signal_guard
 
     warnings.showwarning = _warning_line
     warnings.simplefilter("once")
-    try:
-        app()
-    except SpatialxError as exc:
-        print(f"spatialx: error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        print("spatialx: interrupted; no output was written", file=sys.stderr)
-        sys.exit(130)
+    with signal_guard():
+        try:
+            app()
+        except SpatialxError as exc:
+            print(f"spatialx: error: {exc}", file=sys.stderr)
+            sys.exit(exc.exit_code)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from spatialx.cli import options as opt
+
 #: Input size (pixels, square) of the GFLOPs column, the size the fusion papers report FLOPs at.
 FLOPS_SIZE = 64
 
@@ -61,7 +63,8 @@ def _method_rows(networks: set[str]) -> list[dict[str, Any]]:
 def command(
     json_path: Annotated[Path | None, typer.Option(
         "--json", help="Also write {name: {params, gflops, tasks}} to this JSON file (networks at their "
-                       "sensor-default configuration).", dir_okay=False, writable=True)] = None,
+                       "sensor-default configuration).", show_default=False)] = None,
+    overwrite: opt.Overwrite = False,
 ) -> None:
     """List the fusion methods with their size: parameters and GFLOPs at 64 x 64 (1 MAC = 1 FLOP) per network
     configuration, next to the paper's figures; classical methods have no parameters."""
@@ -70,6 +73,10 @@ def command(
     from rich.console import Console
     from rich.table import Table
 
+    from spatialx.io.outputs import OutputPlan, atomic_write_text
+
+    if json_path is not None:  # checked before the networks are measured (seconds), like every output
+        OutputPlan((), overwrite=overwrite).add(json_path, what="JSON output", kind="sidecar")
     net_rows, entries = _network_rows()
     method_rows = _method_rows(set(entries))
     table = Table(title="Methods and networks", caption=(
@@ -87,5 +94,4 @@ def command(
     if json_path is not None:
         for row in method_rows:
             entries[row["name"]] = {"params": row["params"], "gflops": row["gflops"], "tasks": row["tasks"]}
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(json_path, json.dumps(entries, indent=2) + "\n")

@@ -5,16 +5,17 @@ windows go into a plain tiled, uncompressed GeoTIFF next to the output first; on
 built window by window (:mod:`spatialx.io.overviews`), and all of it is copied to a second temporary file with GDAL's
 COG driver (compression, internal overviews) and renamed over the output in one step.
 A failure at any point leaves no partial output behind, and an existing output is replaced only when the caller
-asked for it.
+asked for it. The temporary files are those of :mod:`spatialx.io.outputs`: registered, so that SIGINT/SIGTERM and
+interpreter exit remove them too.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -23,15 +24,20 @@ from typing import Any
 import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio._err import CPLE_BaseError
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from spatialx.errors import OutputError
 from spatialx.grid import Grid
+from spatialx.io.outputs import TEMP_MARK, OutputPlan, discard, new_temporary, publish
 from spatialx.io.overviews import build_overviews, overview_sizes, vrt_with_overviews
 
-TMP_MARK = ".spatialx-tmp"
+#: In the name of every temporary file a writer creates (kept for callers that look for leftovers).
+TMP_MARK = TEMP_MARK
+#: What GDAL raises through rasterio: its own hierarchy, and CPLE_* errors that are not RasterioError.
+_GDAL_ERRORS = (RasterioError, CPLE_BaseError, OSError)
 # GDAL's block cache defaults to 5% of RAM; a small fixed ceiling keeps peak memory independent of scene size
 # (64 MiB: measured no slower than 256 MiB at 8192 px, and 400 MiB less peak RSS).
 GDAL_CACHE_BYTES = 64 * 1024 * 1024
@@ -72,19 +78,10 @@ class OutputSpec:
 
 
 def check_output_path(path: str | PathLike[str], overwrite: bool) -> Path:
-    """Fail early, before any work, if ``path`` cannot be (re)written."""
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.exists() and path.is_dir():
-        raise OutputError("output is a directory", path=path, hint="give a file name, e.g. out.tif")
-    if path.exists() and not overwrite:
-        raise OutputError("output exists", path=path, hint="pass --overwrite to replace it")
-    if not parent.is_dir():
-        raise OutputError("output directory does not exist", path=parent, hint="create it first")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError("output directory is not writable", path=parent,
-                          hint="choose a directory you can write to")
-    return path
+    """Fail early, before any work, if ``path`` cannot be (re)written: one output of any kind, with no inputs to
+    compare it with. Kept for existing callers; a run with inputs or several outputs uses
+    :class:`~spatialx.io.outputs.OutputPlan` directly."""
+    return OutputPlan((), overwrite=overwrite).add(path, what="output", kind="sidecar")
 
 
 def gdal_env(workers: int = 1) -> rasterio.Env:
@@ -106,19 +103,35 @@ class RasterWriter:
     def __init__(self, spec: OutputSpec, workers: int = 1):
         self.spec = spec
         self.workers = workers
-        self.path = check_output_path(spec.path, spec.overwrite)
+        self.path = OutputPlan((), overwrite=spec.overwrite).add(spec.path, what="output", kind="raster")
+        try:
+            kind = np.dtype(spec.dtype).kind
+        except TypeError:
+            raise OutputError(f"unknown data type {spec.dtype!r}", path=self.path,
+                              hint="give a numpy/GDAL type name, e.g. uint16 or float32") from None
+        if kind not in "iuf":
+            # Overview averaging and the COG's predictor handle integers and reals only; say so before any work.
+            raise OutputError(f"cannot write {spec.dtype} rasters", path=self.path,
+                              hint="choose an integer or floating-point --dtype, e.g. float32")
         self._dataset: rasterio.io.DatasetWriter | None = None
         self._temps: list[Path] = []
+        # Tile workers write while the main thread may abort (an error, SIGINT): closing the dataset under a write
+        # would be a use-after-free in GDAL, and a write after abort must fail instead of touching a removed file.
+        self._lock = threading.Lock()
 
     def _temp_path(self, suffix: str) -> Path:
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=f"{TMP_MARK}{suffix}",
-                                    dir=self.path.parent or ".")
-        os.close(fd)
-        path = Path(name)
+        path = new_temporary(self.path, suffix)
         self._temps.append(path)
         return path
 
     def open(self) -> RasterWriter:
+        try:
+            return self._open()
+        except BaseException:
+            self.abort()
+            raise
+
+    def _open(self) -> RasterWriter:
         spec = self.spec
         staging = self._temp_path(".tif")
         block = min(spec.blocksize, 512)
@@ -142,9 +155,8 @@ class RasterWriter:
             profile["transform"] = spec.grid.transform
         try:
             self._dataset = rasterio.open(staging, "w", **profile)
-        except RasterioError as exc:
-            self.abort()
-            raise OutputError(f"cannot create output ({exc})", path=self.path) from None
+        except _GDAL_ERRORS as exc:
+            raise OutputError(f"cannot create output ({_first_line(exc)})", path=self.path) from None
         self._write_metadata(self._dataset)
         return self
 
@@ -169,23 +181,28 @@ class RasterWriter:
 
     def write(self, data: np.ndarray, window: Window) -> None:
         """Write ``data`` (bands, rows, cols), already in the output dtype, at ``window``."""
-        if self._dataset is None:
-            raise RuntimeError("RasterWriter.write called before open()")
-        self._dataset.write(data, window=window)
+        with self._lock:
+            if self._dataset is None:
+                raise RuntimeError("RasterWriter.write called before open() or after commit()/abort()")
+            self._dataset.write(data, window=window)
 
     def commit(self) -> Path:
         """Turn the staging file into the final output (COG when asked) and rename it into place."""
-        if self._dataset is None:
+        with self._lock:
+            dataset, self._dataset = self._dataset, None
+        if dataset is None:
             raise RuntimeError("RasterWriter.commit called before open()")
-        staging = Path(self._dataset.name)
-        self._dataset.close()
-        self._dataset = None
         try:
+            staging = Path(dataset.name)
+            dataset.close()
             final = self._to_cog(staging) if self.spec.cog else staging
-            os.replace(final, self.path)
-        except (RasterioError, OSError) as exc:
+            publish(final, self.path)
+        except _GDAL_ERRORS as exc:
             self.abort()
-            raise OutputError(f"cannot write output ({exc})", path=self.path) from None
+            raise OutputError(f"cannot write output ({_first_line(exc)})", path=self.path) from None
+        except BaseException:  # an interrupt, or a bug: no temporary file may outlive it
+            self.abort()
+            raise
         self._cleanup()
         return self.path
 
@@ -207,14 +224,18 @@ class RasterWriter:
         return final
 
     def abort(self) -> None:
-        if self._dataset is not None:
-            self._dataset.close()
-            self._dataset = None
+        """Discard everything written so far; idempotent, and safe while tile workers are still writing."""
+        with self._lock:
+            dataset, self._dataset = self._dataset, None
+            if dataset is not None:
+                # The file is being thrown away; raising here would hide the error that led to the abort.
+                with suppress(*_GDAL_ERRORS):
+                    dataset.close()
         self._cleanup()
 
     def _cleanup(self) -> None:
         for temp in self._temps:
-            temp.unlink(missing_ok=True)
+            discard(temp)
         self._temps.clear()
 
     def __enter__(self) -> RasterWriter:
@@ -225,6 +246,11 @@ class RasterWriter:
             self.commit()
         else:
             self.abort()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def write_array(path: str | PathLike[str], data: np.ndarray, grid: Grid, bands: Sequence[BandInfo],

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from os import PathLike
@@ -29,6 +27,11 @@ def card_path(weights: str | PathLike[str]) -> Path:
     return Path(weights).with_suffix(".json")
 
 
+def weight_files(weights: str | PathLike[str] | None) -> dict[str, Path]:
+    """The files a run reads for ``--weights`` (the tensors and their card), as inputs of an output plan."""
+    return {} if weights is None else {"weights": Path(weights), "weights card": card_path(weights)}
+
+
 def sha256(path: str | PathLike[str]) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -41,6 +44,8 @@ def save_weights(model, path: str | PathLike[str], card: Mapping[str, Any]) -> P
     """Write ``model``'s state dict to ``path`` (safetensors) and its card next to it, atomically."""
     from safetensors.torch import save_file
 
+    from spatialx.io.outputs import atomic_write_text, publish, temporary_for
+
     missing = [key for key in REQUIRED if key not in card]
     if missing:
         raise ValueError(f"weight card lacks {', '.join(missing)}")
@@ -48,17 +53,12 @@ def save_weights(model, path: str | PathLike[str], card: Mapping[str, Any]) -> P
     full_card = {"format": "spatialx-weights/1", "spatialx_version": __version__,
                  "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **card}
     tensors = {name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()}
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".spatialx-tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    # Registered temporaries: an error or an interrupt (SIGINT/SIGTERM under the CLI) leaves none behind.
+    with temporary_for(path, ".safetensors") as temporary:
         save_file(tensors, temporary, metadata={CARD_KEY: json.dumps(full_card, sort_keys=True)})
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+        publish(temporary, path)
     full_card["sha256"] = sha256(path)
-    card_file = card_path(path)
-    card_file.with_name(f".{card_file.name}.spatialx-tmp").write_text(json.dumps(full_card, indent=2) + "\n")
-    card_file.with_name(f".{card_file.name}.spatialx-tmp").replace(card_file)
+    atomic_write_text(card_path(path), json.dumps(full_card, indent=2) + "\n")
     return path
 
 

@@ -15,8 +15,9 @@ from rasterio.windows import Window
 
 from spatialx import __version__
 from spatialx.errors import InputMismatchError
+from spatialx.io.outputs import OutputPlan, atomic_write_text
 from spatialx.io.read import RasterInfo, ThreadLocalReader, open_raster
-from spatialx.io.write import BandInfo, OutputSpec, RasterWriter, check_output_path, gdal_env
+from spatialx.io.write import BandInfo, OutputSpec, RasterWriter, gdal_env
 from spatialx.sensors import SensorProfile, get_sensor
 
 NDVI_NODATA = -9999.0
@@ -75,8 +76,10 @@ def qml_style(minimum: float = -1.0, maximum: float = 1.0) -> str:
 def ndvi(source: str | PathLike[str], output: str | PathLike[str], sensor: str | SensorProfile,
          overwrite: bool = False) -> Path:
     """Write the NDVI of ``source`` to ``output`` (COG, float32) and ``output`` with ``.qml`` beside it."""
-    out_path = check_output_path(output, overwrite)
-    style_path = out_path.with_suffix(".qml")
+    # Both files are checked against the input and each other before anything is read.
+    plan = OutputPlan({"MS": source}, overwrite=overwrite)
+    out_path = plan.add(output, what="NDVI", kind="raster")
+    style_path = plan.add(out_path.with_suffix(".qml"), what="style of the NDVI", kind="sidecar")
     profile = sensor if isinstance(sensor, SensorProfile) else get_sensor(sensor)
     info = open_raster(source, role="MS")
     red_band, nir_band = find_band(info, profile, profile.ndvi_red), find_band(info, profile, profile.ndvi_nir)
@@ -93,7 +96,5 @@ def ndvi(source: str | PathLike[str], output: str | PathLike[str], sensor: str |
                 valid = reader.read_valid(window, [red_band, nir_band]) if info.has_mask else np.ones(
                     red.shape, dtype=bool)
                 writer.write(ndvi_array(red, nir, valid)[None], window)
-    tmp_style = style_path.with_name(f".{style_path.name}.spatialx-tmp")
-    tmp_style.write_text(qml_style())
-    tmp_style.replace(style_path)
+    atomic_write_text(style_path, qml_style())
     return out_path
