@@ -312,8 +312,10 @@ def planned_outputs(task: TaskSpec, inputs: Mapping[str, str | PathLike[str]], o
                     options: RunOptions) -> dict[str, Path]:
     """Every file the run will write, checked against the inputs, each other and ``--overwrite``, by kind."""
     from spatialx.io.outputs import OutputPlan
+    from spatialx.models.weights import weight_files
 
-    plan = OutputPlan([Path(p) for p in inputs.values()], overwrite=options.overwrite)
+    read = {task.label(role): path for role, path in inputs.items() if not isinstance(path, RasterInfo)}
+    plan = OutputPlan({**read, **weight_files(options.method_options.get("weights"))}, overwrite=options.overwrite)
     paths = {"product": plan.add(output, what="output")}
     if options.style:
         paths["style"] = plan.add(Path(output).with_suffix(".qml"), what="style of the output", kind="sidecar")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -192,6 +193,24 @@ class ThreadLocalReader:
         self._local = threading.local()
         self._handles: list[rasterio.DatasetReader] = []
         self._lock = threading.Lock()
+        # Reads in flight, so that close() (an interrupt, a failing tile) never frees a GDAL handle under a read
+        # still running in a worker thread: GDAL would crash the process.
+        self._idle = threading.Condition()
+        self._active = 0
+        self._closed = False
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        with self._idle:
+            if self._closed:
+                raise ReadError("read after the run stopped", path=self.info.path)
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
 
     def _dataset(self) -> rasterio.DatasetReader:
         src = getattr(self._local, "src", None)
@@ -210,7 +229,8 @@ class ThreadLocalReader:
         """Read ``window`` (which must lie inside the raster) as float32, shape (bands, rows, cols)."""
         indexes = bands if bands is not None else list(range(1, self.info.count + 1))
         try:
-            return self._dataset().read(indexes, window=window, out_dtype="float32")
+            with self._reading():
+                return self._dataset().read(indexes, window=window, out_dtype="float32")
         except RasterioError as exc:
             raise ReadError(f"read failed at {window} ({_first_line(str(exc))})", path=self.info.path,
                             hint="the file may be truncated or corrupt") from None
@@ -220,12 +240,17 @@ class ThreadLocalReader:
         alpha bands and internal masks alike)."""
         indexes = bands if bands is not None else list(range(1, self.info.count + 1))
         try:
-            masks = self._dataset().read_masks(indexes, window=window)
+            with self._reading():
+                masks = self._dataset().read_masks(indexes, window=window)
         except RasterioError as exc:
             raise ReadError(f"mask read failed at {window} ({_first_line(str(exc))})", path=self.info.path) from None
         return np.all(masks != 0, axis=0)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
+        """Close every thread's handle once the reads in flight have finished (new reads are refused)."""
+        with self._idle:
+            self._closed = True
+            self._idle.wait_for(lambda: self._active == 0, timeout=timeout)
         with self._lock:
             for src in reversed(self._handles):  # a warped VRT before the dataset it reads
                 src.close()
