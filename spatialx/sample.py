@@ -29,7 +29,6 @@ landscape; scenes of different sizes with the same seed are different landscapes
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -1143,7 +1142,9 @@ def write_sample(out_dir: str | PathLike[str], sensor: str | SensorProfile = "wv
         "labels": (size, pan_transform, [("land_cover", None, None)], "uint8"),
     }
     block = 256
-    temps = {role: path.with_name(f".{path.name}.partial") for role, path in paths.items()}
+    from spatialx.io.outputs import discard, new_temporary, publish
+
+    temps = {role: new_temporary(path, ".tif") for role, path in paths.items()}
     datasets = {}
     try:
         with rasterio.Env(GDAL_CACHEMAX=256 * 1024 * 1024):
@@ -1186,11 +1187,11 @@ def write_sample(out_dir: str | PathLike[str], sensor: str | SensorProfile = "wv
             for dst in datasets.values():
                 dst.close()
         for role, tmp in temps.items():
-            os.replace(tmp, paths[role])
+            publish(tmp, paths[role])
     except BaseException:
         for dst in datasets.values():
             dst.close()
         for tmp in temps.values():
-            tmp.unlink(missing_ok=True)
+            discard(tmp)
         raise
     return paths

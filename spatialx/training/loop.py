@@ -23,8 +23,6 @@ import base64
 import copy
 import json
 import math
-import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -270,13 +268,11 @@ def save_checkpoint(path: str | PathLike[str], model: nn.Module, ema_model: nn.M
             "optim_scalars": scalars, **info}
     if not path.parent.is_dir():
         raise OutputError("checkpoint directory does not exist", path=path.parent, hint="create it first")
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".spatialx-tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, temporary, metadata={CHECKPOINT_KEY: json.dumps(meta)})
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+    from spatialx.io.outputs import publish, temporary_for
+
+    with temporary_for(path, ".safetensors") as temporary:
+        save_file(tensors, str(temporary), metadata={CHECKPOINT_KEY: json.dumps(meta)})
+        publish(temporary, path)
     return path
 
 
