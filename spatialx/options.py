@@ -16,13 +16,14 @@ Progress = Callable[[int, int], None]
 class RunOptions:
     """How a scene is fused and what is written besides the product.
 
-    ``bands`` selects the output-like role's bands (numbers or sensor band names, see ``--bands``); ``ratio``
+    ``bands`` selects bands (numbers or sensor band names, see ``--bands``): of the output-like role, or per role
+    as ``{role: "B02,B03,B04,B08"}``; ``ratio``
     overrides the resolution ratio the method's filters assume; ``dates`` gives acquisition dates of dated roles
     (recorded in the provenance); ``reproject`` warps inputs in another CRS onto the guide's CRS on the fly.
     """
 
     method_options: Mapping[str, Any] = field(default_factory=dict)
-    bands: str | None = None
+    bands: str | Mapping[str, str] | None = None
     ratio: float | None = None
     tile: int = 512
     overlap: int | None = None
@@ -35,6 +36,8 @@ class RunOptions:
     style: bool = True
     report: bool = False
     dates: Mapping[str, str] = field(default_factory=dict)
+    #: Per role, options of the sensor product's reader (e.g. ``{"hs": {"keep_overlap": True}}``).
+    read_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     progress: Progress | None = field(default=None, compare=False)
 
     def updated(self, **changes: Any) -> RunOptions:

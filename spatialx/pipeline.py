@@ -33,7 +33,7 @@ from spatialx.io.write import BandInfo, OutputSpec, RasterWriter, gdal_env
 from spatialx.methods import FusionMethod, create_method, get_method_info
 from spatialx.methods.base import MethodContext, SensorArg, role_sensors
 from spatialx.options import Progress, RunOptions
-from spatialx.scene import SceneInputs, first_pass, resolve_bands
+from spatialx.scene import SceneInputs, first_pass, profile_for_file, resolve_bands
 from spatialx.sensors import SensorProfile
 from spatialx.tasks import Resampling, TaskSpec, get_task
 from spatialx.tiling import OverlapAddStitcher, Tile, TilePlan
@@ -124,15 +124,20 @@ def open_scene(task: TaskSpec, inputs: Mapping[str, str | PathLike[str] | Raster
         if isinstance(given, RasterInfo):
             return given
         resampling = _WARP_RESAMPLING.get(task.role(role).resampling, "cubic")
-        return open_raster(given, role=task.label(role), warp_to=warp_to, warp_resampling=resampling)
+        return open_raster(given, role=task.label(role), warp_to=warp_to, warp_resampling=resampling,
+                           options=options.read_options.get(role))
 
     rasters = {task.guide: opened(task.guide)}
     warp_to = rasters[task.guide].grid.crs if options.reproject else None
     rasters.update({role: opened(role, warp_to) for role in roles if role != task.guide})
     bands = {}
     for role in roles:
-        selection = options.bands if role == task.output_like else None
-        profiles[role], bands[role] = resolve_bands(rasters[role], profiles[role], selection, task.label(role))
+        if isinstance(options.bands, Mapping):
+            selection = options.bands.get(role)
+        else:
+            selection = options.bands if role == task.output_like else None
+        profile = profile_for_file(rasters[role], profiles[role])
+        profiles[role], bands[role] = resolve_bands(rasters[role], profile, selection, task.label(role))
     others = {task.label(role): rasters[role] for role in roles if role != task.guide}
     resampling = {task.label(role): task.role(role).resampling for role in roles}
     alignment = align(rasters[task.guide], others, task.label(task.guide), resampling)
@@ -207,6 +212,30 @@ def _output_dtype(requested: str | None, input_dtype: str) -> str:
     return dtype
 
 
+def _resolution(sensor: SensorProfile) -> float | None:
+    """The sensor's ground resolution: its own, or the one all its bands share."""
+    if sensor.resolution_m:
+        return sensor.resolution_m
+    resolutions = {b.resolution_m for b in sensor.bands}
+    return resolutions.pop() if len(resolutions) == 1 and None not in resolutions else None
+
+
+def _nominal_ratio(task: TaskSpec, sensors: Mapping[str, SensorProfile], grid_ratio: float) -> float:
+    """The resolution ratio the method's filters assume: they model the sensors' optics, so it is the sensors'
+    ratio, not the grids' (an MS delivered already resampled onto the PAN grid still has the MS's optics).
+
+    The PAN:MS ratio of one sensor; else the ratio of the two sensors' ground resolutions (PRISMA 30 m and
+    Sentinel-2 10 m: 3); else the grid ratio.
+    """
+    out, guide = sensors[task.output_like], sensors[task.guide]
+    if out.ratio and out.path == guide.path:
+        return float(out.ratio)
+    out_res, guide_res = _resolution(out), _resolution(guide)
+    if out_res and guide_res:
+        return out_res / guide_res
+    return max(1.0, grid_ratio)
+
+
 def plan_fusion(task: TaskSpec, inputs: Mapping[str, str | PathLike[str] | RasterInfo], sensor: SensorArg,
                 method: str, options: RunOptions) -> FusionPlan:
     """Open and align the inputs and build the method and the tile plan; nothing is read past the headers."""
@@ -226,9 +255,7 @@ def plan_fusion(task: TaskSpec, inputs: Mapping[str, str | PathLike[str] | Raste
                     hint=f"the {task.label(task.guide)} must be the finest input: check the order of the inputs")
     grid_ratio = grid_ratios.get(task.output_like, 1.0)
     output_sensor = sensors[task.output_like]
-    # Filters model the sensor's optics, so methods use the sensor's resolution ratio unless told otherwise; the
-    # grid ratio differs when the MS was delivered already resampled (e.g. onto the PAN grid).
-    ratio = float(options.ratio or output_sensor.ratio or max([1.0, *grid_ratios.values()]))
+    ratio = float(options.ratio or _nominal_ratio(task, sensors, grid_ratio))
     if not 1 <= ratio <= MAX_RATIO:
         raise SpatialxError(f"--ratio {ratio:g} is outside 1..{MAX_RATIO}",
                             hint="give the resolution ratio between the inputs, e.g. 4 for PAN/MS")
@@ -353,8 +380,9 @@ def _side_products(result: FusionResult, task: TaskSpec, inputs: Mapping[str, st
         quality_report = getattr(importlib.import_module(module), name)
         roles = [role for role in task.role_names if role in inputs]
         output_sensor = sensor[task.output_like] if isinstance(sensor, Mapping) else sensor
+        bands = options.bands.get(task.output_like) if isinstance(options.bands, Mapping) else options.bands
         quality = quality_report(*(inputs[role] for role in roles), result.output, output_sensor,
-                                 ratio=int(result.params["ratio"]), bands=options.bands)
+                                 ratio=int(result.params["ratio"]), bands=bands)
         quality.update(method=result.method, product=result.output.name)
         atomic_write_text(paths["report"], json.dumps(quality, indent=2) + "\n")
         written["report"] = paths["report"]

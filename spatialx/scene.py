@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 import numpy as np
@@ -20,7 +20,7 @@ from spatialx.align import Alignment, AxisMap, Resampler, common_grid, nest
 from spatialx.errors import InputMismatchError
 from spatialx.io.read import RasterInfo, RasterReader
 from spatialx.methods.base import SceneSample, SceneWindow
-from spatialx.sensors import SensorProfile
+from spatialx.sensors import Band, SensorProfile
 from spatialx.tasks import TaskSpec
 
 #: First-pass budget: scenes up to this many output pixels are sampled at every pixel (exact statistics).
@@ -59,6 +59,51 @@ def resolve_bands(info: RasterInfo, sensor: SensorProfile, bands: str | None,
             f"({', '.join(sensor.band_names)})", path=info.path,
             hint="pick the sensor that matches, or select bands with --bands (numbers or names)")
     return sensor, list(range(1, info.count + 1))
+
+
+def profile_for_file(info: RasterInfo, sensor: SensorProfile) -> SensorProfile:
+    """The sensor profile as it describes this file's bands.
+
+    A product reader that names the sensor's bands (a Sentinel-2 reader giving B02, B03, ...) restricts the profile
+    to them; an imaging spectrometer whose profile takes wavelengths from each file (PRISMA), or any file whose
+    bands carry wavelengths but do not match the profile's band count, gets bands with the file's centres and FWHM
+    (and the nearest nominal band's MTF gain and resolution). A reader that delivers physical values (reflectance)
+    marks it in ``info.metadata``: the profile then describes those values, not the DN.
+    """
+    names = [d for d in info.descriptions if d]
+    known = {b.name.lower() for b in sensor.bands}
+    if len(names) == info.count != len(sensor.bands) and all(n.lower() in known for n in names):
+        sensor = sensor.select(names)
+    elif info.wavelengths_nm is not None and all(w is not None for w in info.wavelengths_nm) and (
+            sensor.wavelengths_from_file or info.count != len(sensor.bands)):
+        sensor = _bands_from_file(info, sensor)
+    physical = info.metadata.get("value_range")
+    if physical is not None:
+        units = info.metadata.get("units", sensor.units)
+        bands = tuple(replace(b, scale=1.0, offset=0.0, valid_range=None, nodata=None, units=units,
+                              dtype=info.dtype, offset_from_product=None, range_from_product=None)
+                      for b in sensor.bands)
+        sensor = replace(sensor, bands=bands, dtype=info.dtype, valid_range=tuple(physical), max_value=None,
+                         bit_depth=None, scale=1.0, offset=0.0, nodata=None, units=units, offset_from_product=None,
+                         range_from_product=None)
+    return sensor
+
+
+def _bands_from_file(info: RasterInfo, sensor: SensorProfile) -> SensorProfile:
+    nominal = [b for b in sensor.bands if b.center_nm is not None]
+    fwhm = info.fwhm_nm or (None,) * info.count
+    bands = []
+    for i, (centre, width) in enumerate(zip(info.wavelengths_nm or (), fwhm, strict=True)):
+        like = min(nominal, key=lambda b: abs(b.center_nm - centre)) if nominal else None  # type: ignore[operator]
+        name = info.descriptions[i] or f"B{i + 1:03d}"
+        if like is None:
+            bands.append(Band(name=name, center_nm=centre, width_nm=width))
+        else:
+            bands.append(replace(like, name=name, center_nm=centre, width_nm=width or like.width_nm, response=None))
+    names = [b.name for b in bands]
+    if len(set(names)) != len(names):  # descriptions that repeat (or are missing for some bands) cannot name bands
+        bands = [replace(b, name=f"B{i + 1:03d}") for i, b in enumerate(bands)]
+    return replace(sensor, bands=tuple(bands), spectral_grid=(), ndvi_red=None, ndvi_nir=None)
 
 
 @dataclass

@@ -8,7 +8,7 @@ import warnings
 import typer
 
 from spatialx import __version__
-from spatialx.cli import evaluate, models, ndvi, pansharpen, sample, sensors, tasks, train
+from spatialx.cli import evaluate, hmif, models, ndvi, pansharpen, sample, sensors, tasks, train
 
 app = typer.Typer(
     name="spatialx",
@@ -18,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("pansharpen", no_args_is_help=True)(pansharpen.command)
+app.command("hmif", no_args_is_help=True)(hmif.command)
 app.command("ndvi", no_args_is_help=True)(ndvi.command)
 app.command("sample", no_args_is_help=True)(sample.command)
 app.command("sensors")(sensors.sensors_command)

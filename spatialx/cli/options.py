@@ -47,3 +47,32 @@ def method_options(weights: Path | None, adapt_steps: int = 0) -> dict[str, obje
     if adapt_steps:
         options["adapt_steps"] = adapt_steps
     return options
+
+Method = Annotated[str, typer.Option("--method", "-m", help="Fusion method (see `spatialx methods --task ...`).")]
+Ndvi = Annotated[Path | None, typer.Option("--ndvi", help="Also write the NDVI of the result here.",
+                                           show_default=False)]
+Report = Annotated[bool, typer.Option("--report", help="Also write full-resolution quality indices (sampled "
+                                                       "windows) to OUT.quality.json.")]
+
+
+def run_fusion(task: str, inputs: dict[str, Path], output: Path, method: str, sensor: object, *, device: str,
+               quiet: bool, weights: Path | None = None, adapt_steps: int = 0, **changes: object) -> None:
+    """What every fusion command does once its arguments are parsed: pick the device, run ``spatialx.fuse`` under
+    a progress bar, print what was written."""
+    from spatialx.cli.progress import print_result, tile_progress
+    from spatialx.devices import check_device, resolve_device
+    from spatialx.methods import get_method_info
+    from spatialx.pipeline import fuse
+
+    # Only networks use a device; probing for CUDA would import torch for nothing.
+    if get_method_info(method, task).kind == "network":
+        target = resolve_device(device)
+    else:
+        check_device(device)
+        target = "cpu"
+    with tile_progress(f"{task} {method}", enabled=not quiet) as progress:
+        result = fuse(task, inputs, output, method=method, sensor=sensor,  # type: ignore[arg-type]
+                      method_options=method_options(weights, adapt_steps), device=target, progress=progress,
+                      **changes)
+    if not quiet:
+        print_result(result)

@@ -16,7 +16,7 @@ def command(
                                        show_default=False)],
     output: opt.OutputPath,
     sensor: opt.Sensor = "wv3",
-    method: Annotated[str, typer.Option("--method", "-m", help="Fusion method (see `spatialx methods`).")] = "brovey",
+    method: opt.Method = "brovey",
     weights: opt.Weights = None,
     adapt_steps: opt.AdaptSteps = 0,
     bands: opt.Bands = None,
@@ -26,30 +26,14 @@ def command(
     workers: opt.Workers = 1,
     device: opt.Device = "auto",
     dtype: opt.Dtype = None,
-    ndvi: Annotated[Path | None, typer.Option("--ndvi", help="Also write the NDVI of the result here.",
-                                              show_default=False)] = None,
-    report: Annotated[bool, typer.Option("--report", help="Also write full-resolution quality indices (sampled "
-                                                          "windows) to OUT.quality.json.")] = False,
+    ndvi: opt.Ndvi = None,
+    report: opt.Report = False,
     reproject: opt.Reproject = False,
     overwrite: opt.Overwrite = False,
     quiet: opt.Quiet = False,
 ) -> None:
     """Pansharpen MS with PAN onto the PAN grid (over the common footprint); write a COG."""
-    from spatialx.cli.progress import print_result, tile_progress
-    from spatialx.devices import check_device, resolve_device
-    from spatialx.methods import get_method_info
-    from spatialx.tasks.pansharpen import pansharpen
-
-    # Only networks use a device; probing for CUDA would import torch for nothing.
-    if get_method_info(method).kind == "network":
-        target = resolve_device(device)
-    else:
-        check_device(device)
-        target = "cpu"
-    with tile_progress(f"pansharpen {method}", enabled=not quiet) as progress:
-        result = pansharpen(pan, ms, output, sensor, method, method_options=opt.method_options(weights, adapt_steps),
-                            bands=bands, ratio=ratio, tile=tile, overlap=overlap, workers=workers, device=target,
-                            dtype=dtype, overwrite=overwrite, ndvi=ndvi, report=report, reproject=reproject,
-                            progress=progress)
-    if not quiet:
-        print_result(result)
+    opt.run_fusion("pansharpen", {"pan": pan, "ms": ms}, output, method, sensor, device=device, quiet=quiet,
+                   weights=weights, adapt_steps=adapt_steps, bands=bands, ratio=ratio, tile=tile, overlap=overlap,
+                   workers=workers, dtype=dtype, overwrite=overwrite, ndvi=ndvi, report=report,
+                   reproject=reproject)

@@ -12,7 +12,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from os import PathLike
 from pathlib import Path
 from typing import Any, Protocol
@@ -74,13 +74,14 @@ class ProductFormat:
     name: str
     #: Is ``path`` such a product? Cheap: a suffix, a folder layout, a file signature; never raises.
     probe: Callable[[Path], bool]
-    #: Open it as :class:`RasterInfo` (with ``opener`` set), raising :class:`~spatialx.errors.ReadError`.
-    open: Callable[[Path, str], RasterInfo]
+    #: Open it as :class:`RasterInfo` (with ``opener`` set), raising :class:`~spatialx.errors.ReadError`; called as
+    #: ``open(path, role, **options)`` with the reader's own options (e.g. PRISMA's ``keep_overlap``).
+    open: Callable[..., RasterInfo]
 
 
 _FORMATS: list[ProductFormat] = []
 #: Modules whose ``FORMAT`` is a built-in :class:`ProductFormat`, imported on the first :func:`open_raster`.
-BUILTIN_FORMATS: tuple[str, ...] = ()
+BUILTIN_FORMATS: tuple[str, ...] = ("spatialx.io.prisma", "spatialx.io.sentinel2")
 _builtins_loaded = False
 
 
@@ -89,6 +90,12 @@ def register_format(product: ProductFormat) -> None:
     if any(existing.name == product.name for existing in _FORMATS):
         raise ValueError(f"format {product.name!r} is already registered")
     _FORMATS.append(product)
+
+
+def product_format_name(path: str | PathLike[str]) -> str | None:
+    """The name of the sensor product format ``path`` is (e.g. "PRISMA L2D"), or None for a plain raster."""
+    product = _product_format(Path(path)) if Path(path).exists() else None
+    return None if product is None else product.name
 
 
 def _product_format(path: Path) -> ProductFormat | None:
@@ -127,12 +134,13 @@ def _warped(src: rasterio.DatasetReader, crs: CRS, resampling: str):
 
 
 def open_raster(path: str | PathLike[str], role: str = "input", warp_to: CRS | None = None,
-                warp_resampling: str = "cubic") -> RasterInfo:
+                warp_resampling: str = "cubic", options: Mapping[str, Any] | None = None) -> RasterInfo:
     """Open ``path``, check that its pixels can actually be read, and describe it.
 
     A truncated file often opens fine and fails only on the first read of a missing block, so the last block is
     read here: a broken input is reported before any work starts, not half-way through a scene. With ``warp_to``
-    (a CRS other than the file's), the raster is described and later read as reprojected onto that CRS.
+    (a CRS other than the file's), the raster is described and later read as reprojected onto that CRS. Sensor
+    products (:func:`register_format`) are opened by their format's reader, with its ``options``.
     """
     path = Path(path)
     if not path.exists():
@@ -142,7 +150,13 @@ def open_raster(path: str | PathLike[str], role: str = "input", warp_to: CRS | N
         if warp_to is not None:
             raise ReadError(f"{role}: --reproject is not available for {product.name} products", path=path,
                             hint="reproject the product to a GeoTIFF first (gdalwarp)")
-        return product.open(path, role)
+        try:
+            return product.open(path, role, **dict(options or {}))
+        except TypeError as exc:
+            raise ReadError(f"{role}: {product.name} reader options: {exc}", path=path) from None
+    if options:
+        raise ReadError(f"{role}: {', '.join(sorted(options))} apply to sensor product files, not to this raster",
+                        path=path, hint="drop the option, or give the product file")
     if path.is_dir():
         raise ReadError(f"{role} is a directory, not a raster file", path=path)
     try:
@@ -162,13 +176,13 @@ def open_raster(path: str | PathLike[str], role: str = "input", warp_to: CRS | N
                 descriptions=tuple(src.descriptions),
                 has_gcps=bool(src.gcps[0]),
                 has_mask=any(MaskFlags.all_valid not in flags for flags in src.mask_flag_enums),
+                **_band_wavelengths(src),
             )
             if warp_to is not None and crs is not None and crs != warp_to:
                 with _warped(src, warp_to, warp_resampling) as vrt:
                     grid = Grid(transform=vrt.transform, width=vrt.width, height=vrt.height, crs=vrt.crs)
-                info = RasterInfo(path=path, count=info.count, dtype=info.dtype, grid=grid, nodata=info.nodata,
-                                  descriptions=info.descriptions, has_gcps=info.has_gcps, has_mask=True,
-                                  warp_crs=warp_to, warp_resampling=warp_resampling, native_crs=crs)
+                info = replace(info, grid=grid, has_mask=True, warp_crs=warp_to, warp_resampling=warp_resampling,
+                               native_crs=crs)
     except RasterioIOError as exc:
         text = str(exc)
         if "not recognized as" in text or "not a supported file format" in text:
@@ -179,6 +193,46 @@ def open_raster(path: str | PathLike[str], role: str = "input", warp_to: CRS | N
     except RasterioError as exc:
         raise ReadError(f"{role} cannot be read ({_first_line(str(exc))})", path=path) from None
     return info
+
+
+def _nm(value: str | None, units: str | None = "nm") -> float | None:
+    try:
+        number = float(str(value).strip().strip("{}"))
+    except (TypeError, ValueError):
+        return None
+    unit = (units or "nm").strip().lower()
+    return number * 1000 if unit in ("um", "micrometers", "micrometer", "micron", "microns", "µm") else number
+
+
+def _band_wavelengths(src: rasterio.DatasetReader) -> dict[str, tuple[float | None, ...] | None]:
+    """Centre wavelength and FWHM per band, in nm, from the metadata the writers of cubes use: band tags
+    ``wavelength`` (with ``wavelength_units``) and ``fwhm`` (spatialx, many tools), GDAL's ``IMAGERY`` domain, or
+    an ENVI header's ``wavelength``/``fwhm`` lists (``ENVI`` domain, ``wavelength units``)."""
+    centres: list[float | None] = []
+    widths: list[float | None] = []
+    for band in range(1, src.count + 1):
+        tags = src.tags(band)
+        imagery = src.tags(band, ns="IMAGERY")
+        units = tags.get("wavelength_units", "nm")
+        centre = _nm(tags.get("wavelength"), units)
+        if centre is None and "CENTRAL_WAVELENGTH_UM" in imagery:
+            centre = _nm(imagery["CENTRAL_WAVELENGTH_UM"], "um")
+        width = _nm(tags.get("fwhm"), units)
+        if width is None and "FWHM_UM" in imagery:
+            width = _nm(imagery["FWHM_UM"], "um")
+        centres.append(centre)
+        widths.append(width)
+    envi = src.tags(ns="ENVI")
+    if all(c is None for c in centres) and "wavelength" in envi:
+        units = envi.get("wavelength_units", envi.get("wavelength units", "nm"))
+        values = [_nm(v, units) for v in envi["wavelength"].strip("{} ").split(",")]
+        if len(values) == src.count:
+            centres = values
+            fwhm = envi.get("fwhm", "").strip("{} ").split(",")
+            widths = [_nm(v, units) for v in fwhm] if len(fwhm) == src.count else [None] * src.count
+    if all(c is None for c in centres):
+        return {"wavelengths_nm": None, "fwhm_nm": None}
+    return {"wavelengths_nm": tuple(centres), "fwhm_nm": tuple(widths)}
 
 
 def _first_line(text: str) -> str:
