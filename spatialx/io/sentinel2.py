@@ -166,6 +166,9 @@ def open_sentinel2(path: str | os.PathLike[str], role: str = "MS", bands: Sequen
         "scl": None if scl_path is None else str(scl_path),
         "invalid_scl_classes": list(invalid),
         "mask_snow": mask_snow,
+        # The reader delivers reflectance; networks scale it by the nominal reflectance range.
+        "units": "reflectance",
+        "value_range": (0.0, 1.0),
     }
     return RasterInfo(
         path=path, count=len(wanted), dtype="float32", grid=grid, nodata=None, descriptions=wanted,
