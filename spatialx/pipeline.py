@@ -33,7 +33,7 @@ from spatialx.io.write import BandInfo, OutputSpec, RasterWriter, gdal_env
 from spatialx.methods import FusionMethod, create_method, get_method_info
 from spatialx.methods.base import MethodContext, SensorArg, role_sensors
 from spatialx.options import Progress, RunOptions
-from spatialx.scene import SceneInputs, first_pass, profile_for_file, resolve_bands
+from spatialx.scene import SceneInputs, first_pass, physical_profile, profile_for_file, resolve_bands
 from spatialx.sensors import SensorProfile
 from spatialx.tasks import Resampling, TaskSpec, get_task
 from spatialx.tiling import OverlapAddStitcher, Tile, TilePlan
@@ -71,9 +71,10 @@ def _pad(array: np.ndarray, pad: tuple[int, int, int, int]) -> np.ndarray:
 class _Encoder:
     """Turns blended float values into the output dtype, with nodata where inputs had none."""
 
-    def __init__(self, dtype: str, nodata: float | None, max_value: float | None):
+    def __init__(self, dtype: str, nodata: float | None, max_value: float | None, scale: float = 1.0):
         self.dtype = np.dtype(dtype)
         self.nodata = nodata
+        self.scale = scale  # stored value = value / scale
         if self.dtype.kind in "iu":
             info = np.iinfo(self.dtype)
             low = info.min if self.dtype.kind == "i" else 0
@@ -85,6 +86,8 @@ class _Encoder:
             self.range = None
 
     def __call__(self, values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        if self.scale != 1.0:
+            values = values / np.float32(self.scale)
         if self.range is not None:
             values = np.clip(np.rint(values), *self.range)
         out = values.astype(self.dtype)
@@ -130,7 +133,7 @@ def open_scene(task: TaskSpec, inputs: Mapping[str, str | PathLike[str] | Raster
     rasters = {task.guide: opened(task.guide)}
     warp_to = rasters[task.guide].grid.crs if options.reproject else None
     rasters.update({role: opened(role, warp_to) for role in roles if role != task.guide})
-    bands = {}
+    bands, linear = {}, {}
     for role in roles:
         if isinstance(options.bands, Mapping):
             selection = options.bands.get(role)
@@ -138,6 +141,10 @@ def open_scene(task: TaskSpec, inputs: Mapping[str, str | PathLike[str] | Raster
             selection = options.bands if role == task.output_like else None
         profile = profile_for_file(rasters[role], profiles[role])
         profiles[role], bands[role] = resolve_bands(rasters[role], profile, selection, task.label(role))
+        if task.role(role).physical:
+            profiles[role], coefficients = physical_profile(rasters[role], profiles[role])
+            if coefficients is not None:
+                linear[role] = coefficients
     others = {task.label(role): rasters[role] for role in roles if role != task.guide}
     resampling = {task.label(role): task.role(role).resampling for role in roles}
     alignment = align(rasters[task.guide], others, task.label(task.guide), resampling)
@@ -148,7 +155,7 @@ def open_scene(task: TaskSpec, inputs: Mapping[str, str | PathLike[str] | Raster
                                    f"{_crs_name(rasters[role].native_crs)} onto the "
                                    f"{task.label(task.guide)} CRS {_crs_name(rasters[role].warp_crs)} (GDAL warped "
                                    f"VRT, {rasters[role].warp_resampling})")
-    return SceneInputs(task, rasters, bands, alignment), profiles
+    return SceneInputs(task, rasters, bands, alignment, linear=linear), profiles
 
 
 def _crs_name(crs: CRS | None) -> str:
@@ -199,6 +206,8 @@ class FusionPlan:
 
 #: Output data types a COG with predictor holds and QGIS reads (GDAL's complex and 8-bit signed types are not).
 OUTPUT_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+#: Scale of physical values written as integers, by unit (stored = value / scale), as the agencies store them.
+INTEGER_SCALES = {"reflectance": 1e-4, "K": 0.01}
 #: Largest resolution ratio a method's filters are built for (filters and halos grow with it).
 MAX_RATIO = 32
 
@@ -273,11 +282,19 @@ def plan_fusion(task: TaskSpec, inputs: Mapping[str, str | PathLike[str] | Raste
     except ValueError as exc:
         raise SpatialxError(f"invalid tiling: {exc}", hint="adjust --tile / --overlap") from None
     out_like = scene.rasters[task.output_like]
-    dtype = _output_dtype(options.dtype, out_like.dtype)
+    physical = task.role(task.output_like).physical
+    dtype = _output_dtype(options.dtype, "float32" if physical else out_like.dtype)
+    integer = np.dtype(dtype).kind in "iu"
+    # Physical values stored as integers keep a scale (GDAL band scale, which QGIS and rioxarray apply).
+    scale = INTEGER_SCALES.get(output_sensor.units or "", 1.0) if physical and integer else 1.0
     nodata = out_like.nodata if out_like.nodata is not None else output_sensor.nodata
-    encoder = _Encoder(dtype, nodata, output_sensor.max_value if np.dtype(dtype).kind in "iu" else None)
+    if physical:
+        nodata = 0.0 if integer else None
+    encoder = _Encoder(dtype, nodata, output_sensor.max_value if integer and not physical else None, scale)
     params = {"ratio": round(ratio, 6), "grid_ratio": round(grid_ratio, 6), "tile": options.tile,
               "overlap": overlap, "halo": fusion.halo}
+    if scale != 1.0:
+        params["scale"] = scale
     return FusionPlan(scene, sensors, fusion, tiles, dtype, nodata, encoder, params, list(alignment.notes))
 
 
@@ -296,7 +313,8 @@ def fuse_scene(task: TaskSpec, inputs: Mapping[str, str | PathLike[str]], output
             plan.fusion.fit(first_pass(scene))
         plan.params.update(plan.fusion.params())
         spec = OutputSpec(path=out_path, grid=grid, dtype=plan.dtype, bands=_output_bands(plan.output_sensor),
-                          nodata=plan.nodata, tags=plan.tags(method, options), overwrite=options.overwrite)
+                          nodata=plan.nodata, tags=plan.tags(method, options), overwrite=options.overwrite,
+                          scale=plan.encoder.scale)
         with RasterWriter(spec, workers=options.workers) as writer:
             _run_tiles(scene, plan.fusion, plan.tiles, len(plan.output_sensor.bands), plan.encoder, writer,
                        options.workers, options.progress)

@@ -106,15 +106,40 @@ def _bands_from_file(info: RasterInfo, sensor: SensorProfile) -> SensorProfile:
     return replace(sensor, bands=tuple(bands), spectral_grid=(), ndvi_red=None, ndvi_nir=None)
 
 
+def physical_profile(info: RasterInfo, sensor: SensorProfile) -> tuple[SensorProfile, np.ndarray | None]:
+    """For a role fused in physical units: the profile of the converted values and the per-band ``(scale,
+    offset)`` (shape (2, bands, 1, 1)) that convert the file's DN, or None when the values are physical already.
+
+    A conversion that needs a number only the product states (Sentinel-2's ``BOA_ADD_OFFSET``) takes it from the
+    metadata the reader found, or fails with a line saying which number is missing.
+    """
+    linear = [band.linear(info.metadata or None) for band in sensor.bands]
+    if all(scale == 1.0 and offset == 0.0 for scale, offset in linear):
+        return sensor, None
+    coefficients = np.array(linear, dtype=np.float32).T[:, :, None, None]
+    low, high = sensor.value_range
+    bands = tuple(replace(b, scale=1.0, offset=0.0, valid_range=None, offset_from_product=None,
+                          range_from_product=None) for b in sensor.bands)
+    scales, offsets = coefficients[0].ravel(), coefficients[1].ravel()
+    value_range = (float(np.min(low * scales + offsets)), float(np.max(high * scales + offsets)))
+    return replace(sensor, bands=bands, valid_range=value_range, max_value=None, bit_depth=None, scale=1.0,
+                   offset=0.0, offset_from_product=None, range_from_product=None, dtype="float32"), coefficients
+
+
 @dataclass
 class SceneInputs:
-    """Opened inputs of one run, their band selection and their alignment on the output grid."""
+    """Opened inputs of one run, their band selection and their alignment on the output grid.
+
+    ``linear`` holds, for roles fused in physical units whose files store DN, the ``(scale, offset)`` applied on
+    every read (before resampling: a linear map commutes with it, and nodata is masked on the DN).
+    """
 
     task: TaskSpec
     rasters: dict[str, RasterInfo]
     bands: dict[str, list[int]]  # role -> 1-based file band indexes, in sensor order
     alignment: Alignment
     readers: dict[str, RasterReader] = field(default_factory=dict)
+    linear: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def guide(self) -> str:
@@ -147,7 +172,7 @@ class SceneInputs:
         """Every role on ``window`` of the output grid, and where all of them hold data."""
         arrays = {}
         guide = self.readers[self.guide]
-        arrays[self.guide] = guide.read(self.guide_window(window), self.bands[self.guide])
+        arrays[self.guide] = self._physical(self.guide, guide.read(self.guide_window(window), self.bands[self.guide]))
         valid = np.ones(arrays[self.guide].shape[1:], dtype=bool)
         if self.rasters[self.guide].has_mask:
             valid &= guide.read_valid(self.guide_window(window), self.bands[self.guide])
@@ -157,11 +182,19 @@ class SceneInputs:
                 valid &= role_valid
         return arrays, valid
 
+    def read_native(self, role: str, window: Window) -> np.ndarray:
+        """``window`` of ``role``'s own raster, in the units the method sees."""
+        return self._physical(role, self.readers[role].read(window, self.bands[role]))
+
+    def _physical(self, role: str, data: np.ndarray) -> np.ndarray:
+        linear = self.linear.get(role)
+        return data if linear is None else data * linear[0] + linear[1]
+
     def read_resampled(self, role: str, resampler: Resampler,
                        window: Window) -> tuple[np.ndarray, np.ndarray | None]:
         src_window = resampler.source_window(window)
         reader = self.readers[role]
-        data = reader.read(src_window, self.bands[role])
+        data = self._physical(role, reader.read(src_window, self.bands[role]))
         valid = None
         if self.rasters[role].has_mask:
             valid = resampler.resample_valid(reader.read_valid(src_window, self.bands[role]), src_window, window)
@@ -191,7 +224,7 @@ def first_pass(inputs: SceneInputs, pixel_budget: int = SAMPLE_PIXELS) -> SceneS
     offset = stride // 2
 
     def guide_read(w: Window) -> np.ndarray:
-        data = guide.read(inputs.guide_window(w), inputs.bands[guide_role])
+        data = inputs.read_native(guide_role, inputs.guide_window(w))
         if guide_masked:
             mask = guide.read_valid(inputs.guide_window(w), inputs.bands[guide_role])
             data = np.concatenate([data, mask[None].astype(np.float32)])
@@ -264,10 +297,9 @@ def scene_windows(inputs: SceneInputs, whole: bool, count: int = 8,
     for r, c, h, w in boxes:
         out_window = Window(common.col_start + c * block_c, common.row_start + r * block_r, w * block_c,
                             h * block_r)
-        arrays = {inputs.guide: inputs.readers[inputs.guide].read(inputs.guide_window(out_window),
-                                                                  inputs.bands[inputs.guide])}
+        arrays = {inputs.guide: inputs.read_native(inputs.guide, inputs.guide_window(out_window))}
         for role in nests:
-            arrays[role] = inputs.readers[role].read(common.source_window(role, out_window), inputs.bands[role])
+            arrays[role] = inputs.read_native(role, common.source_window(role, out_window))
         windows.append(SceneWindow(arrays, scales))
     return windows, ""
 
@@ -277,7 +309,6 @@ def _native_sample(inputs: SceneInputs, role: str, resampler: Resampler, pixel_b
     grid = inputs.alignment.grid
     window = resampler.source_window(Window(0, 0, grid.width, grid.height))
     stride = max(1, math.ceil(math.sqrt(window.width * window.height / pixel_budget)))
-    reader = inputs.readers[role]
     c0, r0 = int(window.col_off), int(window.row_off)
-    return _strided(lambda w: reader.read(Window(c0 + w.col_off, r0 + w.row_off, w.width, w.height),
-                                          inputs.bands[role]), int(window.height), int(window.width), stride)
+    return _strided(lambda w: inputs.read_native(role, Window(c0 + w.col_off, r0 + w.row_off, w.width, w.height)),
+                    int(window.height), int(window.width), stride)

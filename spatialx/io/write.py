@@ -75,6 +75,8 @@ class OutputSpec:
     overwrite: bool = False
     cog: bool = True
     blocksize: int = 512
+    #: Stored value = physical value / scale (GDAL band scale; 1 for values stored as they are).
+    scale: float = 1.0
 
 
 def check_output_path(path: str | PathLike[str], overwrite: bool) -> Path:
@@ -163,6 +165,9 @@ class RasterWriter:
     def _write_metadata(self, dst: rasterio.io.DatasetWriter) -> None:
         spec = self.spec
         dst.descriptions = tuple(b.name for b in spec.bands)
+        if spec.scale != 1.0:
+            dst.scales = (spec.scale,) * len(spec.bands)
+            dst.offsets = (0.0,) * len(spec.bands)
         for index, band in enumerate(spec.bands, start=1):
             if band.center_nm is None:
                 continue

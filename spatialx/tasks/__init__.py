@@ -42,6 +42,9 @@ class Role:
     optional: bool = False
     #: The role is an acquisition at a date (spatio-temporal fusion); the date is recorded in the provenance.
     dated: bool = False
+    #: Fused in physical units (reflectance, K): DN are converted with the sensor's scale and offset on reading.
+    #: Needed when two sensors meet in one model (a spectral response matrix relates their values).
+    physical: bool = False
     description: str = ""
 
 
@@ -135,8 +138,8 @@ PANSHARPEN = register_task(TaskSpec(
 
 HMIF = register_task(TaskSpec(
     "hmif", "hyperspectral + multispectral: every hyperspectral band at the multispectral resolution",
-    roles=(Role("hs", "HS", description="hyperspectral cube (e.g. PRISMA), resampled onto the MS grid"),
-           Role("ms", "MS", description="multispectral bands (e.g. Sentinel-2 10 m), the output grid")),
+    roles=(Role("hs", "HS", physical=True, description="hyperspectral cube (e.g. PRISMA), resampled onto the MS grid"),
+           Role("ms", "MS", physical=True, description="multispectral bands (e.g. Sentinel-2 10 m), the output grid")),
     guide="ms", output_like="hs", network_roles=("hs", "ms")))
 
 __all__ = ["HMIF", "PANSHARPEN", "Resampling", "Role", "TaskSpec", "get_task", "list_tasks", "register_task"]
