@@ -72,10 +72,12 @@ def profile_for_file(info: RasterInfo, sensor: SensorProfile) -> SensorProfile:
     """
     names = [d for d in info.descriptions if d]
     known = {b.name.lower() for b in sensor.bands}
-    if len(names) == info.count != len(sensor.bands) and all(n.lower() in known for n in names):
+    has_wavelengths = info.wavelengths_nm is not None and all(w is not None for w in info.wavelengths_nm)
+    if has_wavelengths and sensor.wavelengths_from_file:
+        sensor = _bands_from_file(info, sensor)
+    elif len(names) == info.count != len(sensor.bands) and all(n.lower() in known for n in names):
         sensor = sensor.select(names)
-    elif info.wavelengths_nm is not None and all(w is not None for w in info.wavelengths_nm) and (
-            sensor.wavelengths_from_file or info.count != len(sensor.bands)):
+    elif has_wavelengths and info.count != len(sensor.bands):
         sensor = _bands_from_file(info, sensor)
     physical = info.metadata.get("value_range")
     if physical is not None:
@@ -103,7 +105,20 @@ def _bands_from_file(info: RasterInfo, sensor: SensorProfile) -> SensorProfile:
     names = [b.name for b in bands]
     if len(set(names)) != len(names):  # descriptions that repeat (or are missing for some bands) cannot name bands
         bands = [replace(b, name=f"B{i + 1:03d}") for i, b in enumerate(bands)]
-    return replace(sensor, bands=tuple(bands), spectral_grid=(), ndvi_red=None, ndvi_nir=None)
+    red, nir = (_nearest(bands, centre) for centre in NDVI_CENTRES_NM)
+    return replace(sensor, bands=tuple(bands), spectral_grid=(), ndvi_red=red, ndvi_nir=nir)
+
+
+#: Red and near-infrared centres of an NDVI made from a spectrometer's bands (Sentinel-2 B04 and B08).
+NDVI_CENTRES_NM = (665.0, 842.0)
+
+
+def _nearest(bands: list[Band], centre: float, within: float = 30.0) -> str | None:
+    """The band nearest ``centre`` nm, if one lies within ``within`` nm."""
+    best = min(bands, key=lambda b: abs((b.center_nm or np.inf) - centre), default=None)
+    if best is None or best.center_nm is None or abs(best.center_nm - centre) > within:
+        return None
+    return best.name
 
 
 def physical_profile(info: RasterInfo, sensor: SensorProfile) -> tuple[SensorProfile, np.ndarray | None]:

@@ -163,3 +163,15 @@ def test_hs_without_wavelengths_against_a_spectrometer_profile_is_refused(scene,
     with pytest.raises(InputMismatchError, match="HS has 40 bands"):
         spatialx.fuse("hmif", {"hs": cube, "ms": scene["ms"]}, tmp_path / "o.tif", method="exp",
                       sensor={"hs": "prisma_l2d", "ms": "s2_l2a"})
+
+
+def test_ndvi_of_an_hmif_product_uses_the_bands_nearest_665_and_842_nm(scene, tmp_path):
+    result = spatialx.fuse("hmif", {"hs": scene["hs"], "ms": scene["ms"]}, tmp_path / "p.tif", method="exp",
+                           sensor={"hs": "prisma_l2d", "ms": "s2_l2a"}, ndvi=tmp_path / "ndvi.tif")
+    with rasterio.open(result.products["ndvi"]) as src:
+        ndvi = src.read(1)
+        params = json.loads(src.tags()["SPATIALX_PARAMS"])
+    with rasterio.open(result.output) as src:
+        centres = [float(src.tags(b)["wavelength"]) for b in (params["red_band"], params["nir_band"])]
+    assert abs(centres[0] - 665) <= 30 and abs(centres[1] - 842) <= 30
+    assert ndvi.min() >= -1 and ndvi.max() <= 1 and ndvi.std() > 0.05

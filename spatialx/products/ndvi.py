@@ -81,6 +81,9 @@ def ndvi(source: str | PathLike[str], output: str | PathLike[str], sensor: str |
     out_path = plan.add(output, what="NDVI", kind="raster")
     style_path = plan.add(out_path.with_suffix(".qml"), what="style of the NDVI", kind="sidecar")
     profile = sensor if isinstance(sensor, SensorProfile) else get_sensor(sensor)
+    if profile.ndvi_red is None or profile.ndvi_nir is None:
+        raise InputMismatchError(f"sensor {profile.key!r} has no red and near-infrared bands for an NDVI",
+                                 path=profile.path, hint="add ndvi: {red: ..., nir: ...} to its YAML, or drop --ndvi")
     info = open_raster(source, role="MS")
     red_band, nir_band = find_band(info, profile, profile.ndvi_red), find_band(info, profile, profile.ndvi_nir)
     tags = {"TIFFTAG_SOFTWARE": f"spatialx {__version__}", "SPATIALX_PRODUCT": "NDVI",
