@@ -75,6 +75,10 @@ class NetworkMethod(FusionMethod):
         if self.adapt_steps <= 0:
             return
         task = self.context.task
+        if task.name != "pansharpen":
+            # Wald's protocol for adaptation is written for PAN/MS pairs (power-of-two EXP, a one-band guide).
+            raise MethodError(f"{self.name}: scene adaptation is available for pansharpening, not yet for "
+                              f"{task.name}", hint="use --weights trained for this task")
         if not sample.windows:
             raise MethodError(f"{self.name}: scene adaptation needs exactly nested {task.label(task.guide)} and "
                               f"{task.label(task.output_like)} grids ({sample.windows_unavailable})",
