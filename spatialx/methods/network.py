@@ -41,6 +41,10 @@ class NetworkMethod(FusionMethod):
         from spatialx.models.registry import create_model, get_model_spec
         from spatialx.models.weights import load_model, sha256
 
+        if adapt_steps > 0 and context.task.name != "pansharpen":
+            # Wald's protocol for adaptation is written for PAN/MS pairs (power-of-two EXP, a one-band guide).
+            raise MethodError(f"{self.name}: scene adaptation is available for pansharpening, not yet for "
+                              f"{context.task.name}", hint="use --weights trained for this task")
         if weights is None and adapt_steps <= 0:
             raise MethodError(f"{self.name} needs trained weights (--weights FILE) or scene adaptation "
                               "(--adapt-steps N)", hint="train weights with `spatialx train`, or pass --adapt-steps")
@@ -75,10 +79,6 @@ class NetworkMethod(FusionMethod):
         if self.adapt_steps <= 0:
             return
         task = self.context.task
-        if task.name != "pansharpen":
-            # Wald's protocol for adaptation is written for PAN/MS pairs (power-of-two EXP, a one-band guide).
-            raise MethodError(f"{self.name}: scene adaptation is available for pansharpening, not yet for "
-                              f"{task.name}", hint="use --weights trained for this task")
         if not sample.windows:
             raise MethodError(f"{self.name}: scene adaptation needs exactly nested {task.label(task.guide)} and "
                               f"{task.label(task.output_like)} grids ({sample.windows_unavailable})",
