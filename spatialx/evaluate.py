@@ -3,13 +3,47 @@
 These are the library functions behind ``spatialx evaluate``. Inputs are opened and aligned like the fusion
 inputs (same error messages), but the indices need exact pixel correspondences, so the grids must be nested: the
 PAN (or fused) grid an integer subdivision of the MS grid, with pixel edges that line up.
+
+Two tasks are judged: pansharpening (PAN + MS, the toolbox's protocols, unchanged) and ``hmif`` (HS + MS: every HS
+band at the MS resolution). For ``hmif`` the inputs are opened with the fusion pipeline's own readers
+(:func:`spatialx.pipeline.open_scene`: PRISMA and Sentinel-2 products, values in physical units), the HS is read on
+its own grid and the MS on its grid over their exactly nested common extent.
+
+hmif, reduced resolution (Wald, the HS as reference; :func:`reduce_hmif`): the HS is blurred with the HS sensor's
+MTF (each band's ``mtf_gain``, a Gaussian with that gain at the Nyquist frequency of the degraded grid, unit DC
+gain) and one sample is kept per ``ratio x ratio`` block, at its centre; the MS is degraded the same way with its own
+bands' MTF by the HS:MS grid ratio, which puts it on the HS's native grid, the reference grid. When the grids
+coincide (ratio 1: co-registered GeoTIFFs, the EO-1 Paris pair) the MS is already at the reference's resolution and
+is used as read, as HySure's demo and the pansharpening protocol (an MS delivered on the PAN grid) do; the HS is
+then degraded by the ``ratio`` the caller gives. Bands without an MTF gain use :data:`DEFAULT_MTF_GAIN` (a note
+says so). The degraded HS is brought back onto the reference grid with Keys' cubic convolution (area-aligned
+pixel centres, as the pipeline resamples the HS onto the MS grid) and each method fuses it with the MS.
+
+hmif indices (:func:`hmif_indices`): the pansharpening keys, with the data range (PSNR, SSIM) taken as the
+reference's maximum, since HS values are physical (reflectance, or any unit: the Paris pair's are arbitrary) and a
+DN range would not apply. Q2n needs a hypercomplex algebra of dimension 2^k >= bands, whose products cost 4^k per
+pixel: it is computed up to :data:`Q2N_MAX_BANDS` bands (on values rescaled to the uint16 range it rounds to, which
+leaves the index unchanged since it normalises each block) and is ``None`` (JSON null) above, with a note.
+
+hmif, full resolution (no reference; :func:`score_full_hmif`), keys :data:`HMIF_FULL_KEYS`:
+
+* spectral consistency with the HS (Wald's consistency property): the fused image degraded to the HS grid exactly
+  as the reduced protocol degrades (HS MTF, block-centre samples) against the HS: ``SAM_HS`` (degrees), ``ERGAS_HS``
+  (ratio = the grid ratio) and ``PSNR_HS`` (peak: the HS's maximum);
+* spatial consistency with the MS: the fused image projected onto the MS bands through the spectral response matrix
+  ``R`` (:func:`spectral_response_matrix`: MS band ``m`` = sum_k R[m, k] HS_k) against the MS, on the MS bands the
+  HS spectrum covers: ``PSNR_MS`` (peak: the MS's maximum), ``CC_MS`` (mean per-band correlation) and ``Q_MS``
+  (mean UIQI, 32x32 sliding window). It assumes both images in the same physical units, as the pipeline fuses them.
+
+An HS delivered on the MS grid (ratio 1) stands in for its native self after both it and the fused image are
+degraded by ``ratio``, as the pansharpening full-resolution indices do with an MS on the PAN grid.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -17,20 +51,34 @@ from typing import Any
 import numpy as np
 from rasterio.windows import Window
 
-from spatialx.align import align, common_grid, nest
-from spatialx.errors import InputMismatchError
+from spatialx.align import CommonGrid, align, common_grid, nest
+from spatialx.errors import InputMismatchError, SpatialxError
 from spatialx.io.read import RasterInfo, ThreadLocalReader, open_raster
 from spatialx.io.write import gdal_env
 from spatialx.methods import create_method
 from spatialx.methods.base import fuse_arrays
-from spatialx.metrics import full_indices, reduced_indices
+from spatialx.metrics import cc, cut_border, ergas, full_indices, psnr, q2n, q_index, reduced_indices, sam, scc, ssim
 from spatialx.pipeline import resolve_bands
 from spatialx.protocols import ReducedScene, reduce_scene
+from spatialx.scene import SceneInputs
 from spatialx.sensors import SensorProfile, get_sensor
+from spatialx.tasks import HMIF, get_task
 
 DEFAULT_CUT = 21
 REDUCED_KEYS = ("Q2n", "Q", "SAM", "ERGAS", "SCC", "PSNR", "SSIM", "CC")
 FULL_KEYS = ("D_lambda", "D_s", "QNR", "D_lambda_K", "HQNR")
+#: Full-resolution hmif indices: spectral consistency with the HS, then spatial consistency with the MS.
+HMIF_FULL_KEYS = ("SAM_HS", "ERGAS_HS", "PSNR_HS", "PSNR_MS", "CC_MS", "Q_MS")
+#: The tasks ``evaluate`` judges.
+TASKS = ("pansharpen", "hmif")
+#: Sensors of the hmif inputs when none is named (the ``spatialx hmif`` command's defaults).
+HMIF_SENSORS = {"hs": "prisma_l2d", "ms": "s2_l2a"}
+#: Q2n is computed up to this many bands: above, its 2^k-dimensional hypercomplex products (4^k operations per
+#: pixel, k = 6 or more) cost minutes and gigabytes on a scene.
+Q2N_MAX_BANDS = 32
+#: MTF gain at Nyquist for bands whose profile states none: PRISMA's value in the toolbox, and the convention for
+#: sensors without a published one (GF-2 in the implementation notes).
+DEFAULT_MTF_GAIN = 0.3
 
 
 def _read(info: RasterInfo, window: Window, bands: list[int] | None = None) -> np.ndarray:
@@ -119,25 +167,46 @@ def _rounded(values: Mapping[str, float]) -> dict[str, float]:
     return {key: float(value) for key, value in values.items()}
 
 
-def evaluate_reduced(pan: str | PathLike[str], ms: str | PathLike[str], sensor: str | SensorProfile,
-                     methods: Sequence[str], *, ratio: int | None = None, cut: int = DEFAULT_CUT,
-                     bands: str | None = None,
-                     method_options: Mapping[str, Any] | None = None) -> dict[str, dict[str, float]]:
-    """Wald's protocol on the user's scene: degrade, fuse with each method, compare with the original MS.
+def evaluate_reduced(pan: str | PathLike[str], ms: str | PathLike[str],
+                     sensor: str | SensorProfile | Mapping[str, str | SensorProfile], methods: Sequence[str], *,
+                     ratio: int | None = None, cut: int | None = None, bands: str | Mapping[str, str] | None = None,
+                     method_options: Mapping[str, Any] | None = None, task: str = "pansharpen",
+                     read_options: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Wald's protocol on the user's scene: degrade, fuse with each method, compare with the original.
 
-    Returns ``{method: {"Q2n", "Q", "SAM", "ERGAS", "SCC", "PSNR", "SSIM", "CC"}}``.
+    Pansharpening (``task="pansharpen"``): ``pan`` and ``ms`` with one ``sensor``; the reference is the MS. Returns
+    ``{method: {"Q2n", "Q", "SAM", "ERGAS", "SCC", "PSNR", "SSIM", "CC"}}``; ``cut`` defaults to the toolbox's 21.
+
+    hmif (``task="hmif"``): ``pan`` is the HS, ``sensor`` a ``{"hs": ..., "ms": ...}`` mapping (or one sensor for
+    both), ``bands`` selects HS bands (or ``{role: selection}``), ``read_options`` are the product readers' (as
+    ``spatialx hmif`` passes them); the reference is the HS (see the module docstring). Same keys, Q2n ``None`` above
+    :data:`Q2N_MAX_BANDS` bands; ``cut`` defaults to the ratio. The result is a :class:`Scores`, whose ``notes`` say
+    which defaults were used and what was skipped.
     """
-    scene = _load(pan, ms, sensor, bands)
+    if _task(task) == "hmif":
+        scene = read_hmif(pan, ms, sensor, bands=bands, read_options=read_options)
+        reduced = reduce_hmif(scene.hs, scene.ms, scene.sensors, scene.grid_ratio, ratio)
+        cut = reduced.ratio if cut is None else cut
+        results = Scores(notes=[*scene.notes, *reduced.notes, *_q2n_note(reduced.reference.shape[0])])
+        for name in methods:
+            results[name] = score_reduced_hmif(reduced, name, cut, _network_options(name, "hmif", method_options))
+        return results
+    cut = DEFAULT_CUT if cut is None else cut
+    scene = _load(pan, ms, sensor, bands)  # type: ignore[arg-type]
     ratio = int(ratio or scene.sensor.ratio)
     reduced = reduce_scene(scene.pan, scene.ms, scene.sensor.mtf_gains, ratio, scene.pan_to_ms)
-    from spatialx.methods import get_method_info
-
     results = {}
     for name in methods:
-        # Options such as weights and adaptation belong to the learned methods of the comparison.
-        options = method_options if get_method_info(name, "pansharpen").kind == "network" else None
+        options = _network_options(name, "pansharpen", method_options)
         results[name] = _rounded(score_reduced(reduced, name, scene.sensor, cut, options))
     return results
+
+
+def _network_options(name: str, task: str, options: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """Options such as weights and adaptation belong to the learned methods of the comparison."""
+    from spatialx.methods import get_method_info
+
+    return options if get_method_info(name, task).kind == "network" else None
 
 
 def fuse_reduced(reduced: ReducedScene, method: str, sensor: SensorProfile,
@@ -154,14 +223,32 @@ def score_reduced(reduced: ReducedScene, method: str, sensor: SensorProfile, cut
 
 
 def evaluate_full(pan: str | PathLike[str], ms: str | PathLike[str], fused: str | PathLike[str],
-                  sensor: str | SensorProfile, *, ratio: int | None = None, bands: str | None = None,
-                  cut: int = 0, block: int = 32) -> dict[str, float]:
+                  sensor: str | SensorProfile | Mapping[str, str | SensorProfile], *, ratio: int | None = None,
+                  bands: str | Mapping[str, str] | None = None, cut: int = 0, block: int = 32,
+                  task: str = "pansharpen",
+                  read_options: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """No-reference quality of ``fused`` (on the PAN grid): D_lambda, D_s, QNR, Khan's D_lambda and HQNR.
 
     ``cut`` drops a border first, rounded up to whole MS pixels so the grids stay nested (the toolbox computes
     these indices on the whole image: default 0).
+
+    hmif (``task="hmif"``; ``pan`` is the HS, ``sensor``/``bands``/``read_options`` as for
+    :func:`evaluate_reduced`): ``fused`` on the MS grid, keys :data:`HMIF_FULL_KEYS` (module docstring), the cut
+    rounded up to whole HS pixels; ``ratio`` is needed only when the HS lies on the MS grid. Returns a
+    :class:`Scores` with notes.
     """
-    scene = _load(pan, ms, sensor, bands, extra={"fused": fused})
+    if _task(task) == "hmif":
+        scene = read_hmif(pan, ms, sensor, bands=bands, read_options=read_options, fused=fused)
+        assert scene.fused is not None
+        hs_image, ms_image, image = scene.hs, scene.ms, scene.fused
+        if cut:
+            lr = math.ceil(cut / scene.grid_ratio)
+            hr = lr * scene.grid_ratio
+            hs_image = hs_image[:, lr:-lr, lr:-lr]
+            ms_image, image = ms_image[:, hr:-hr, hr:-hr], image[:, hr:-hr, hr:-hr]
+        values, notes = score_full_hmif(hs_image, ms_image, image, scene.sensors, scene.grid_ratio, ratio)
+        return Scores(values, notes=[*scene.notes, *notes])
+    scene = _load(pan, ms, sensor, bands, extra={"fused": fused})  # type: ignore[arg-type]
     image = scene.extra["fused"]
     if image.shape[0] != scene.ms.shape[0]:
         raise InputMismatchError(f"fused image has {image.shape[0]} bands, the MS {scene.ms.shape[0]}",
@@ -195,8 +282,14 @@ def score_full(pan: np.ndarray, ms: np.ndarray, fused: np.ndarray, sensor: Senso
 
 
 def evaluate_compare(reference: str | PathLike[str], fused: str | PathLike[str], *, ratio: float,
-                     max_value: float, cut: int = DEFAULT_CUT) -> dict[str, float]:
-    """The reference-based indices between two aligned rasters of the same shape and bands."""
+                     max_value: float | None, cut: int = DEFAULT_CUT) -> dict[str, Any]:
+    """The reference-based indices between two aligned rasters of the same shape and bands, whatever the task.
+
+    Up to :data:`Q2N_MAX_BANDS` bands with a ``max_value`` these are the toolbox's (:func:`reduced_indices`). Above,
+    Q2n is ``None`` (a 200-band HS pair is compared like any other). ``max_value=None`` is for physical values
+    (reflectance): the data range is the reference's maximum, as :func:`hmif_indices` takes it. The result is a
+    :class:`Scores`; its notes say what was skipped.
+    """
     ref_info, fused_info = open_raster(reference, role="reference"), open_raster(fused, role="fused")
     if ref_info.grid.shape != fused_info.grid.shape or ref_info.count != fused_info.count:
         raise InputMismatchError(
@@ -209,7 +302,9 @@ def evaluate_compare(reference: str | PathLike[str], fused: str | PathLike[str],
     with gdal_env():
         window = Window(0, 0, ref_info.grid.width, ref_info.grid.height)
         ref, image = _read(ref_info, window), _read(fused_info, window)
-    return _rounded(reduced_indices(ref, image, ratio=ratio, max_value=max_value, cut=cut))
+    if max_value is not None and ref_info.count <= Q2N_MAX_BANDS:
+        return _rounded(reduced_indices(ref, image, ratio=ratio, max_value=max_value, cut=cut))
+    return Scores(hmif_indices(ref, image, ratio, cut, max_value=max_value), notes=_q2n_note(ref_info.count))
 
 
 def quality_report(pan: str | PathLike[str], ms: str | PathLike[str], fused: str | PathLike[str],
@@ -242,3 +337,469 @@ def quality_report(pan: str | PathLike[str], ms: str | PathLike[str], fused: str
     summary = {key: float(np.mean([w[key] for w in windows])) for key in FULL_KEYS}
     return {"protocol": "full resolution (no reference), mean over sampled windows", "sensor": plan.sensor.key,
             "ratio": ratio, "indices": summary, "windows": windows}
+
+
+# ------------------------------------------------------------------------------------------------------------- hmif
+
+
+class Scores(dict):
+    """Index values as a plain mapping (JSON writes it as one) and ``notes``: how they were computed (defaults
+    used, indices skipped), for the CLI to print."""
+
+    def __init__(self, values: Mapping[str, Any] | None = None, notes: Sequence[str] = ()):
+        super().__init__(values or {})
+        self.notes = list(notes)
+
+
+def _task(task: str) -> str:
+    name = get_task(task).name
+    if name not in TASKS:
+        raise SpatialxError(f"evaluate does not judge the {name} task", hint=f"choose one of: {', '.join(TASKS)}")
+    return name
+
+
+def _q2n_note(bands: int) -> list[str]:
+    if bands <= Q2N_MAX_BANDS:
+        return []
+    return [f"Q2n not computed: {bands} bands need a hypercomplex algebra of dimension "
+            f"{1 << (bands - 1).bit_length()} (it is computed up to {Q2N_MAX_BANDS} bands)"]
+
+
+@dataclass
+class HMIFScene:
+    """The HS on its own grid and the MS on its grid over their common, exactly nested extent (physical values)."""
+
+    hs: np.ndarray  # (HS bands, h, w)
+    ms: np.ndarray  # (MS bands, h * grid_ratio, w * grid_ratio)
+    grid_ratio: int  # MS pixels per HS pixel (1: the HS was delivered on the MS grid)
+    sensors: dict[str, SensorProfile]  # each role's profile as it describes the file
+    fused: np.ndarray | None = None  # a fused image on the MS grid over the same extent
+    notes: list[str] = field(default_factory=list)
+
+
+def _hmif_sensors(sensor: str | SensorProfile | Mapping[str, str | SensorProfile] | None,
+                  ) -> dict[str, str | SensorProfile]:
+    if sensor is None:
+        return dict(HMIF_SENSORS)
+    if isinstance(sensor, Mapping):
+        return {**HMIF_SENSORS, **sensor}
+    return {"hs": sensor, "ms": sensor}
+
+
+class _HMIFPlan:
+    """Where the exactly nested common extent of HS, MS (and a fused image on the MS grid) lies in each file.
+
+    Boxes are counted in blocks of the common grid (one HS pixel, ``grid_ratio`` MS pixels, each way).
+    """
+
+    def __init__(self, hs: str | PathLike[str], ms: str | PathLike[str],
+                 sensor: str | SensorProfile | Mapping[str, str | SensorProfile] | None,
+                 bands: str | Mapping[str, str] | None, read_options: Mapping[str, Mapping[str, Any]] | None,
+                 fused: str | PathLike[str] | None):
+        from spatialx.options import RunOptions
+        from spatialx.pipeline import open_scene
+
+        options = RunOptions(bands=bands, read_options=dict(read_options or {}))
+        scene, profiles = open_scene(HMIF, {"hs": hs, "ms": ms}, _hmif_sensors(sensor), options)
+        self.scene: SceneInputs = scene
+        self.sensors = profiles
+        self.notes = [n for n in scene.alignment.notes if "reprojected" in n or "common footprint" in n]
+        hs_info = scene.rasters["hs"]
+        hs_nest = nest(scene.alignment.resamplers["hs"], "HS")
+        if hs_nest.scale < 1 or hs_nest.scale.denominator != 1:
+            raise InputMismatchError(f"the HS:MS grid ratio {hs_nest.scale} is not a whole number >= 1",
+                                     path=hs_info.path, hint="the indices need each HS pixel to cover whole MS pixels")
+        common = common_grid({"hs": hs_nest}, scene.alignment.grid.shape)
+        if isinstance(common, str):
+            raise InputMismatchError(f"the inputs have no common extent ({common})", path=hs_info.path)
+        self.common: CommonGrid = common
+        self.grid_ratio = int(hs_nest.scale)
+        self.fused: RasterInfo | None = None
+        self.fused_origin = (0, 0)  # the output grid's first pixel in the fused file (row, col)
+        self._fused_linear: tuple[np.ndarray, np.ndarray] | None = None
+        if fused is not None:
+            self.fused = open_raster(fused, role="fused")
+            if self.fused.count != len(profiles["hs"].bands):
+                raise InputMismatchError(f"the fused image has {self.fused.count} bands, the HS "
+                                         f"{len(profiles['hs'].bands)}", path=self.fused.path,
+                                         hint="give the product fused from these inputs (and the same --bands)")
+            self.fused_origin = self._locate_fused(self.fused)
+            self._fused_linear = _gdal_linear(self.fused)
+
+    @property
+    def blocks(self) -> tuple[int, int]:
+        return self.common.blocks
+
+    def _locate_fused(self, info: RasterInfo) -> tuple[int, int]:
+        """The output grid's first pixel in the fused file: the fused image must lie on the MS grid."""
+        grid, own = self.scene.alignment.grid, info.grid
+        if (grid.crs is None) != (own.crs is None) or (grid.crs is not None and grid.crs != own.crs):
+            raise InputMismatchError("the fused image is not in the MS CRS", path=info.path,
+                                     hint="give the product fused from these inputs, on the MS grid")
+        a, e = grid.transform.a, grid.transform.e
+        if abs(own.transform.a - a) > 1e-6 * abs(a) or abs(own.transform.e - e) > 1e-6 * abs(e):
+            raise InputMismatchError(f"the fused image's pixels ({own.transform.a:g}) are not the MS's ({a:g})",
+                                     path=info.path, hint="give the product fused on the MS grid")
+        col = (grid.transform.c - own.transform.c) / a
+        row = (grid.transform.f - own.transform.f) / e
+        if abs(col - round(col)) > 1e-3 or abs(row - round(row)) > 1e-3:
+            raise InputMismatchError("the fused image's pixels do not line up with the MS pixels", path=info.path,
+                                     hint="give the product fused on the MS grid")
+        return round(row), round(col)
+
+    def out_window(self, row: int, col: int, rows: int, cols: int) -> Window:
+        block_r, block_c = self.common.block
+        return Window(self.common.col_start + col * block_c, self.common.row_start + row * block_r,
+                      cols * block_c, rows * block_r)
+
+    def read(self, row: int = 0, col: int = 0, rows: int | None = None,
+             cols: int | None = None) -> tuple[HMIFScene, bool]:
+        """The box of ``rows x cols`` blocks from block (row, col) and whether every pixel of it holds data.
+
+        The readers must be open (``with plan.scene:``).
+        """
+        rows, cols = rows or self.blocks[0], cols or self.blocks[1]
+        scene = self.scene
+        window = self.out_window(row, col, rows, cols)
+        windows = {"ms": scene.guide_window(window), "hs": self.common.source_window("hs", window)}
+        arrays = {role: scene.read_native(role, w) for role, w in windows.items()}
+        valid = all(scene.readers[role].read_valid(w, scene.bands[role]).all()
+                    for role, w in windows.items() if scene.rasters[role].has_mask)
+        fused = None
+        if self.fused is not None:
+            r0, c0 = self.fused_origin
+            fused_window = Window(c0 + window.col_off, r0 + window.row_off, window.width, window.height)
+            if (fused_window.col_off < 0 or fused_window.row_off < 0
+                    or fused_window.col_off + fused_window.width > self.fused.grid.width
+                    or fused_window.row_off + fused_window.height > self.fused.grid.height):
+                raise InputMismatchError("the fused image does not cover the common extent of the HS and MS",
+                                         path=self.fused.path, hint="give the product fused from these inputs")
+            with ThreadLocalReader(self.fused) as reader:
+                fused = reader.read(fused_window)
+                if self.fused.has_mask:
+                    valid &= bool(reader.read_valid(fused_window).all())
+            if self._fused_linear is not None:
+                fused = fused * self._fused_linear[0] + self._fused_linear[1]
+        images = [arrays["hs"], arrays["ms"], *([] if fused is None else [fused])]
+        valid &= all(bool(np.isfinite(a).all()) for a in images)
+        return HMIFScene(arrays["hs"], arrays["ms"], self.grid_ratio, self.sensors, fused, list(self.notes)), valid
+
+
+def _gdal_linear(info: RasterInfo) -> tuple[np.ndarray, np.ndarray] | None:
+    """The band scales and offsets GDAL records (a uint16 product storing reflectance / 1e-4), or None."""
+    import rasterio
+
+    if info.opener is not None:  # a product a format reader opens delivers its values itself
+        return None
+    with gdal_env(), rasterio.open(info.path) as src:
+        scales, offsets = np.asarray(src.scales, np.float64), np.asarray(src.offsets, np.float64)
+    if np.all(scales == 1) and np.all(offsets == 0):
+        return None
+    return scales[:, None, None].astype(np.float32), offsets[:, None, None].astype(np.float32)
+
+
+def read_hmif(hs: str | PathLike[str], ms: str | PathLike[str],
+              sensor: str | SensorProfile | Mapping[str, str | SensorProfile] | None = None, *,
+              bands: str | Mapping[str, str] | None = None,
+              read_options: Mapping[str, Mapping[str, Any]] | None = None,
+              fused: str | PathLike[str] | None = None) -> HMIFScene:
+    """Open an hmif pair with the pipeline's readers and read the HS (own grid), the MS (own grid) and optionally a
+    fused image (MS grid) over their whole, exactly nested common extent.
+
+    ``sensor`` is ``{"hs": ..., "ms": ...}`` (missing roles default to :data:`HMIF_SENSORS`) or one sensor for both.
+    Nodata anywhere in the extent is refused: the indices need complete images.
+    """
+    plan = _HMIFPlan(hs, ms, sensor, bands, read_options, fused)
+    with gdal_env(), plan.scene:
+        scene, valid = plan.read()
+    if not valid:
+        raise InputMismatchError("the inputs have nodata (or non-finite) pixels in their common extent",
+                                 path=plan.scene.rasters["hs"].path,
+                                 hint="the indices need complete images: crop the inputs to their valid area")
+    return scene
+
+
+def _mtf_gains(sensor: SensorProfile, role: str) -> tuple[list[float], list[str]]:
+    """Each band's MTF gain, :data:`DEFAULT_MTF_GAIN` where the profile states none (and a note saying so)."""
+    gains = [DEFAULT_MTF_GAIN if band.mtf_gain is None else float(band.mtf_gain) for band in sensor.bands]
+    missing = [band.name for band in sensor.bands if band.mtf_gain is None]
+    if not missing:
+        return gains, []
+    which = "every band" if len(missing) == len(gains) else f"bands {', '.join(missing)}"
+    return gains, [f"{role} MTF: sensor {sensor.key} states no MTF gain for {which}; the default "
+                   f"{DEFAULT_MTF_GAIN} at Nyquist is used"]
+
+
+def degrade(image: np.ndarray, gains: Sequence[float], ratio: int) -> np.ndarray:
+    """``image`` (bands, r h, r w) as a sensor with these MTF gains records it at ``ratio`` times coarser pixels:
+    each band blurred by its MTF-matched Gaussian (unit DC gain, replicated borders), one sample per ``ratio x
+    ratio`` block at the block's centre (:func:`~spatialx.filters.decimate_centred`: where a coarser pixel nested on
+    the same origin has its centre). ``ratio`` 1 returns the image (float64)."""
+    from spatialx.filters import decimate_centred, mtf_filter, mtf_kernel
+
+    arr = np.asarray(image, dtype=np.float64)
+    if ratio == 1:
+        return arr
+    blurred = mtf_filter(arr, list(gains), ratio)
+    # The toolbox's kernels pass ~99.9 % of the mean; physical values must keep theirs.
+    dc = np.array([mtf_kernel(g, ratio).sum() for g in gains])
+    return decimate_centred(blurred / dc[:, None, None], ratio)
+
+
+@dataclass(frozen=True)
+class HMIFReducedScene:
+    """Inputs of one reduced-resolution hmif fusion and the HS it must reproduce (all (bands, rows, cols))."""
+
+    reference: np.ndarray  # the original HS, cropped to a multiple of the ratio
+    ms: np.ndarray  # the MS on the reference grid (degraded by the HS:MS grid ratio; as read when that is 1)
+    hs_lr: np.ndarray  # the reference degraded by the ratio
+    hs_up: np.ndarray  # hs_lr resampled back onto the reference grid (Keys cubic)
+    ratio: int
+    sensors: Mapping[str, SensorProfile]
+    notes: tuple[str, ...] = ()
+
+
+def reduce_hmif(hs: np.ndarray, ms: np.ndarray, sensors: Mapping[str, SensorProfile], grid_ratio: int,
+                ratio: int | None = None) -> HMIFReducedScene:
+    """Degrade an HS (B, h, w) and MS (M, h g, w g) pair for Wald's protocol with the HS as reference.
+
+    The MS is degraded by the grid ratio ``g`` with its own MTF (onto the HS grid), the HS by ``ratio`` (default
+    ``g``; required when ``g`` is 1) with the HS MTF; the reference is cropped to a multiple of ``ratio``
+    (bottom/right).
+    """
+    from spatialx.filters import imresize_bicubic
+
+    if ms.shape[1:] != (hs.shape[1] * grid_ratio, hs.shape[2] * grid_ratio):
+        raise InputMismatchError(f"MS {ms.shape[1:]} is not HS {hs.shape[1:]} x {grid_ratio}")
+    if ratio is None:
+        if grid_ratio == 1:
+            raise InputMismatchError("the HS and MS are on the same grid: the degradation ratio cannot be read "
+                                     "from the grids", hint="give it with --ratio (e.g. 3 for 30 m over 10 m)")
+        ratio = grid_ratio
+    ratio = int(ratio)
+    if ratio < 2:
+        raise InputMismatchError(f"ratio {ratio}: the reduced-resolution protocol degrades the HS by 2 or more",
+                                 hint="give --ratio 2 or more")
+    rows, cols = (hs.shape[1] // ratio) * ratio, (hs.shape[2] // ratio) * ratio
+    if rows < 4 * ratio or cols < 4 * ratio:
+        raise InputMismatchError(f"HS of {hs.shape[2]}x{hs.shape[1]} pixels is too small for ratio {ratio}",
+                                 hint=f"the HS needs at least {4 * ratio} pixels each way")
+    hs_gains, hs_notes = _mtf_gains(sensors["hs"], "HS")
+    notes = list(hs_notes)
+    reference = np.asarray(hs[:, :rows, :cols], dtype=np.float64)
+    ms_ref = np.asarray(ms[:, : rows * grid_ratio, : cols * grid_ratio], dtype=np.float64)
+    if grid_ratio > 1:
+        ms_gains, ms_notes = _mtf_gains(sensors["ms"], "MS")
+        notes.extend(ms_notes)
+        ms_ref = degrade(ms_ref, ms_gains, grid_ratio)
+    else:
+        notes.append("HS and MS on the same grid: the MS is used as read, the HS degraded by the ratio")
+    hs_lr = degrade(reference, hs_gains, ratio)
+    hs_up = imresize_bicubic(hs_lr, ratio)
+    return HMIFReducedScene(reference=reference.astype(np.float32), ms=ms_ref.astype(np.float32),
+                            hs_lr=hs_lr.astype(np.float32), hs_up=hs_up.astype(np.float32), ratio=ratio,
+                            sensors=dict(sensors), notes=tuple(notes))
+
+
+def fuse_reduced_hmif(reduced: HMIFReducedScene, method: str,
+                      method_options: Mapping[str, Any] | None = None) -> np.ndarray:
+    """Fuse a reduced-resolution hmif scene with ``method`` on whole arrays."""
+    from spatialx.methods.base import MethodContext
+
+    ratio = float(reduced.ratio)
+    context = MethodContext(HMIF, dict(reduced.sensors), ratio, {"hs": ratio})
+    fusion = create_method(method, context, **dict(method_options or {}))
+    return fuse_arrays(fusion, {"hs": reduced.hs_up, "ms": reduced.ms}, {"hs": reduced.hs_lr})
+
+
+def score_reduced_hmif(reduced: HMIFReducedScene, method: str, cut: int | None = None,
+                       method_options: Mapping[str, Any] | None = None) -> dict[str, float | None]:
+    fused = fuse_reduced_hmif(reduced, method, method_options)
+    return hmif_indices(reduced.reference, fused, reduced.ratio, reduced.ratio if cut is None else cut)
+
+
+def _q2n_physical(ref: np.ndarray, fused: np.ndarray, block: int) -> float:
+    """Q2n of physical values: the toolbox rounds to uint16, which would flatten reflectance to 0 and 1, so both
+    images are first scaled by one common factor (Q2n normalises each block, so the factor cancels)."""
+    top = max(float(np.max(ref)), float(np.max(fused)))
+    factor = 65535.0 / top if top > 0 else 1.0
+    return q2n(ref * factor, fused * factor, block, block)
+
+
+def hmif_indices(ref: np.ndarray, fused: np.ndarray, ratio: float, cut: int = 0, block: int = 32,
+                 max_value: float | None = None) -> dict[str, float | None]:
+    """The reference-based indices of :data:`REDUCED_KEYS` for physical values (any number of bands).
+
+    As :func:`~spatialx.metrics.reduced_indices` (border cut unless the image is too small, Q in a ``block``
+    window, ERGAS with ``ratio``), except: the data range of PSNR/SSIM is ``max_value`` or else the reference's
+    maximum; Q2n is computed on rescaled values (see :func:`_q2n_physical`) and is ``None`` above
+    :data:`Q2N_MAX_BANDS` bands.
+    """
+    r, f = np.asarray(ref, dtype=np.float64), np.asarray(fused, dtype=np.float64)
+    if r.shape != f.shape:
+        raise InputMismatchError(f"fused {f.shape} and reference {r.shape} differ")
+    h, w = r.shape[1:]
+    if cut > 0 and min(h, w) > 2 * cut:
+        r, f = cut_border(r, cut), cut_border(f, cut)
+    peak = float(np.max(r)) if max_value is None else float(max_value)
+    quality = None
+    if r.shape[0] <= Q2N_MAX_BANDS:
+        quality = q2n(r, f, block, block) if max_value is not None else _q2n_physical(r, f, block)
+    return {"Q2n": quality, "Q": q_index(r, f, block), "SAM": sam(r, f), "ERGAS": ergas(r, f, ratio),
+            "SCC": scc(r, f), "PSNR": psnr(r, f, peak), "SSIM": ssim(r, f, peak), "CC": cc(r, f)}
+
+
+def spectral_response_matrix(hs: SensorProfile, ms: SensorProfile, step_nm: float = 1.0) -> np.ndarray:
+    """``R`` (MS bands, HS bands): MS band ``m`` synthesised from the HS bands, ``MS_m ~ sum_k R[m, k] HS_k``.
+
+    ``R[m, k]`` is the integral of MS band ``m``'s relative response against HS band ``k``'s (each from its profile:
+    the tabulated curve, or a Gaussian of centre and FWHM), normalised over ``k`` so that a flat spectrum maps onto
+    itself (CNMF's spectral response, Yokoya et al. 2012). An MS band no HS band overlaps gets a row of zeros.
+    """
+    lo, hi = math.inf, -math.inf
+    for band in (*hs.bands, *ms.bands):
+        if band.response is not None:
+            lo, hi = min(lo, band.response.wavelengths_nm[0]), max(hi, band.response.wavelengths_nm[-1])
+        elif band.center_nm is not None and band.width_nm:
+            # a Gaussian is below 1e-7 of its peak 2.5 FWHM from its centre
+            lo, hi = min(lo, band.center_nm - 2.5 * band.width_nm), max(hi, band.center_nm + 2.5 * band.width_nm)
+    if not math.isfinite(lo):
+        lo, hi = 0.0, 1.0  # no band has a spectral description: response_curve below says which and what to add
+    wavelengths = np.arange(math.floor(lo), math.ceil(hi) + step_nm, step_nm)
+
+    def table(sensor: SensorProfile) -> np.ndarray:
+        curves = np.stack([band.response_curve(wavelengths) for band in sensor.bands])
+        peak = curves.max(axis=1, keepdims=True)
+        return np.divide(curves, peak, out=np.zeros_like(curves), where=peak > 0)
+
+    a = table(ms) @ table(hs).T
+    total = a.sum(axis=1, keepdims=True)
+    # Far Gaussian tails give ~1e-300 integrals: such bands do not overlap in any useful sense.
+    return np.divide(a, total, out=np.zeros_like(a), where=total > 1e-6)
+
+
+def score_full_hmif(hs: np.ndarray, ms: np.ndarray, fused: np.ndarray, sensors: Mapping[str, SensorProfile],
+                    grid_ratio: int, ratio: int | None = None, block: int = 32) -> tuple[dict[str, float], list[str]]:
+    """Full-resolution hmif indices (:data:`HMIF_FULL_KEYS`, defined in the module docstring) and notes.
+
+    ``hs`` (B, h, w) on its grid, ``ms`` and ``fused`` (M or B, h g, w g) on the MS grid, ``g = grid_ratio``. When
+    ``g`` is 1 the HS and the fused image are both degraded by ``ratio`` first.
+    """
+    hs_sensor, ms_sensor = sensors["hs"], sensors["ms"]
+    if fused.shape[0] != hs.shape[0] or fused.shape[1:] != ms.shape[1:]:
+        raise InputMismatchError(f"fused image {fused.shape} does not match the HS bands ({hs.shape[0]}) on the MS "
+                                 f"grid {ms.shape[1:]}")
+    gains, notes = _mtf_gains(hs_sensor, "HS")
+    hs_ref = np.asarray(hs, dtype=np.float64)
+    if grid_ratio == 1:
+        if not ratio or ratio < 2:
+            raise InputMismatchError("the HS lies on the MS grid: the spectral consistency needs the ratio to "
+                                     "degrade both by", hint="give it with --ratio (e.g. 3)")
+        rows, cols = (hs.shape[1] // ratio) * ratio, (hs.shape[2] // ratio) * ratio
+        hs_ref = degrade(hs_ref[:, :rows, :cols], gains, ratio)
+        degraded = degrade(fused[:, :rows, :cols], gains, ratio)
+        scale = ratio
+        notes.append(f"HS on the MS grid: the HS and the fused image are both degraded by {ratio} for the spectral "
+                     f"consistency")
+    else:
+        if ratio and ratio != grid_ratio:
+            notes.append(f"the fused image is compared with the HS on its own grid: grid ratio {grid_ratio} used, "
+                         f"not {ratio}")
+        degraded = degrade(fused, gains, grid_ratio)
+        scale = grid_ratio
+    matrix = spectral_response_matrix(hs_sensor, ms_sensor)
+    covered = [m for m in range(matrix.shape[0]) if matrix[m].sum() > 0]
+    if not covered:
+        raise InputMismatchError(f"no band of the MS sensor {ms_sensor.key} overlaps the spectrum of the HS sensor "
+                                 f"{hs_sensor.key}", hint="check the sensors given for the two inputs")
+    if len(covered) < matrix.shape[0]:
+        names = [ms_sensor.bands[m].name for m in range(matrix.shape[0]) if m not in covered]
+        notes.append(f"MS bands outside the HS spectrum left out of the spatial consistency: {', '.join(names)}")
+    synthetic = np.tensordot(matrix[covered], np.asarray(fused, dtype=np.float64), axes=1)
+    ms_ref = np.asarray(ms, dtype=np.float64)[covered]
+    values = {"SAM_HS": sam(hs_ref, degraded), "ERGAS_HS": ergas(hs_ref, degraded, scale),
+              "PSNR_HS": psnr(hs_ref, degraded, float(hs_ref.max())),
+              "PSNR_MS": psnr(ms_ref, synthetic, float(ms_ref.max())), "CC_MS": cc(ms_ref, synthetic),
+              "Q_MS": q_index(ms_ref, synthetic, block)}
+    return values, notes
+
+
+def _report_sensors(sensors: str | SensorProfile | Mapping[str, str | SensorProfile],
+                    fused: str | PathLike[str]) -> tuple[dict[str, str | SensorProfile], list[str]]:
+    """Each role's sensor for a report. ``spatialx.fuse`` hands its reports the output-like role's sensor only (the
+    HS's); the MS's is then the one the product's provenance names (``SPATIALX_SENSOR``: ``{"HS": .., "MS": ..}``, or
+    one key when a single sensor served both roles)."""
+    import json
+
+    import rasterio
+
+    if isinstance(sensors, Mapping) and "ms" in sensors:
+        return _hmif_sensors(sensors), []
+    hs = sensors["hs"] if isinstance(sensors, Mapping) else sensors
+    with gdal_env(), rasterio.open(fused) as src:
+        tag = src.tags().get("SPATIALX_SENSOR")
+    if tag is None:
+        return {"hs": hs, "ms": HMIF_SENSORS["ms"]}, [
+            f"the product names no MS sensor (no SPATIALX_SENSOR tag): {HMIF_SENSORS['ms']} assumed"]
+    try:
+        named = json.loads(tag)
+    except ValueError:
+        named = tag  # a single key is written as it is
+    return {"hs": hs, "ms": named.get("MS", HMIF_SENSORS["ms"]) if isinstance(named, dict) else named}, []
+
+
+def quality_report_hmif(hs: str | PathLike[str], ms: str | PathLike[str], fused: str | PathLike[str],
+                        sensors: str | SensorProfile | Mapping[str, str | SensorProfile], *, ratio: int | None = None,
+                        bands: str | Mapping[str, str] | None = None, samples: int = 16, window: int = 256,
+                        read_options: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """Full-resolution hmif indices (:data:`HMIF_FULL_KEYS`) on a regular sample of ``samples`` windows of about
+    ``window`` MS pixels: the report of ``spatialx hmif --report``, whose cost does not grow with the scene.
+
+    ``sensors`` is ``{"hs": ..., "ms": ...}``, or the HS's sensor alone (what ``spatialx.fuse`` passes; the MS's is
+    then read from the product's provenance, see :func:`_report_sensors`). Windows holding nodata are skipped. The
+    summary is the mean over windows; each window's values are listed too, with its position in product pixels.
+    """
+    chosen, notes = _report_sensors(sensors, fused)
+    plan = _HMIFPlan(hs, ms, chosen, bands, read_options, fused)
+    grid_ratio, block = plan.grid_ratio, plan.common.block[0]
+    if grid_ratio == 1 and (not ratio or ratio < 2):
+        raise InputMismatchError("the HS lies on the MS grid: the report needs the ratio to degrade by",
+                                 path=plan.scene.rasters["hs"].path, hint="give it with --ratio (e.g. 3)")
+    unit = grid_ratio if grid_ratio > 1 else int(ratio)  # type: ignore[arg-type]
+    # MS pixels per side: a multiple of the degradation, at least 8 pixels of the coarser grid.
+    size = max(unit * 8, (window // unit) * unit)
+    size_r = min(size, (plan.blocks[0] * block // unit) * unit) // block
+    size_c = min(size, (plan.blocks[1] * block // unit) * unit) // block
+    if size_r * block < 4 * unit or size_c * block < 4 * unit:
+        raise InputMismatchError("the common extent of the HS and MS is too small for a quality report",
+                                 path=Path(fused))
+    per_side = max(1, math.isqrt(samples))
+    starts_r = np.unique(np.linspace(0, plan.blocks[0] - size_r, per_side).astype(int))
+    starts_c = np.unique(np.linspace(0, plan.blocks[1] - size_c, per_side).astype(int))
+    windows, skipped = [], 0
+    origin_r, origin_c = plan.fused_origin
+    with gdal_env(), plan.scene:
+        for r in starts_r:
+            for c in starts_c:
+                scene, valid = plan.read(int(r), int(c), size_r, size_c)
+                if not valid:
+                    skipped += 1
+                    continue
+                assert scene.fused is not None
+                values, window_notes = score_full_hmif(scene.hs, scene.ms, scene.fused, plan.sensors, grid_ratio,
+                                                       ratio)
+                notes.extend(n for n in window_notes if n not in notes)
+                out = plan.out_window(int(r), int(c), size_r, size_c)
+                windows.append({"row": int(out.row_off) + origin_r, "col": int(out.col_off) + origin_c,
+                                "size": [int(out.height), int(out.width)], **_rounded(values)})
+    if not windows:
+        raise InputMismatchError(f"every one of the {skipped} sampled windows holds nodata", path=Path(fused),
+                                 hint="the report needs windows where the HS, the MS and the product all hold data")
+    if skipped:
+        notes.append(f"{skipped} of {skipped + len(windows)} sampled windows hold nodata and were skipped")
+    summary = {key: float(np.mean([w[key] for w in windows])) for key in HMIF_FULL_KEYS}
+    return {"protocol": "full resolution (no reference): spectral consistency with the HS, spatial consistency "
+                        "with the MS; mean over sampled windows",
+            "sensor": {"HS": plan.sensors["hs"].key, "MS": plan.sensors["ms"].key},
+            "ratio": grid_ratio if grid_ratio > 1 else int(ratio),  # type: ignore[arg-type]
+            "indices": summary, "windows": windows, "notes": notes}

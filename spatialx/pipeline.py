@@ -344,7 +344,7 @@ def fuse(task: str | TaskSpec, inputs: Mapping[str, str | PathLike[str]], output
 
 
 #: Quality reports per task: the function that scores a product from the task's inputs (sampled windows).
-_REPORTS = {"pansharpen": "spatialx.evaluate:quality_report"}
+_REPORTS = {"pansharpen": "spatialx.evaluate:quality_report", "hmif": "spatialx.evaluate:quality_report_hmif"}
 
 
 def report_path(output: str | PathLike[str]) -> Path:

@@ -1,10 +1,16 @@
-"""``spatialx evaluate reduced|full|compare``: quality indices as the reference toolbox computes them."""
+"""``spatialx evaluate reduced|full|compare``: quality indices as the reference toolbox computes them.
+
+``reduced`` and ``full`` judge pansharpening (``--task pansharpen``, the default: PAN + MS and one ``--sensor``) or
+hyperspectral + multispectral fusion (``--task hmif``: HS + MS, ``--hs-sensor`` and ``--ms-sensor``, inputs read as
+``spatialx hmif`` reads them). ``compare`` is the same for every task: two rasters on one grid.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -16,14 +22,28 @@ app = typer.Typer(help="Judge fusion results with the community's quality indice
 
 Ratio = Annotated[int | None, typer.Option("--ratio", min=1, help="Resolution ratio [default: the sensor's].",
                                            show_default=False)]
-Cut = Annotated[int, typer.Option("--cut", min=0, help="Border dropped before computing indices (pixels).")]
+Cut = Annotated[int | None, typer.Option(
+    "--cut", min=0, help="Border dropped before computing indices (pixels) [default: 21 for pansharpen, the ratio for "
+                         "hmif].", show_default=False)]
+Task = Annotated[str, typer.Option("--task", help="What is judged: pansharpen (PAN + MS) or hmif (HS + MS).")]
+Sensor = Annotated[str | None, typer.Option(
+    "--sensor", "-s", help="Sensor profile (see `spatialx sensors`), pansharpen [default: wv3].", show_default=False)]
+HsSensor = Annotated[str | None, typer.Option(
+    "--hs-sensor", help="hmif: sensor profile of the HS cube [default: prisma_l2d].", show_default=False)]
+MsSensor = Annotated[str | None, typer.Option(
+    "--ms-sensor", help="hmif: sensor profile of the MS image [default: s2_l2a].", show_default=False)]
+MsBands = Annotated[str | None, typer.Option(
+    "--ms-bands", help="hmif: MS bands to use, by name or number (as `spatialx hmif --ms-bands`); --bands selects "
+                       "HS bands.", show_default=False)]
+First = Annotated[Path, typer.Argument(metavar="PAN|HS", help="Panchromatic raster (pansharpen) or hyperspectral "
+                                                               "cube (hmif).", show_default=False)]
 JsonPath = Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON here.",
                                                show_default=False)]
 CsvPath = Annotated[Path | None, typer.Option("--csv", help="Also write the results as CSV here.",
                                               show_default=False)]
 
 
-def _print(title: str, rows: dict[str, dict[str, float]], first: str) -> None:
+def _print(title: str, rows: dict[str, dict[str, float | None]], first: str, notes: Sequence[str] = ()) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -33,8 +53,58 @@ def _print(title: str, rows: dict[str, dict[str, float]], first: str) -> None:
     for key in keys:
         table.add_column(key, justify="right")
     for name, values in rows.items():
-        table.add_row(name, *(f"{values[k]:.2f}" if k == "PSNR" else f"{values[k]:.4f}" for k in keys))
+        table.add_row(name, *(_cell(k, values[k]) for k in keys))
     Console().print(table)
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+
+
+def _cell(key: str, value: float | None) -> str:
+    if value is None:  # an index not computed (Q2n of many bands): the notes say why
+        return "n/a"
+    return f"{value:.2f}" if key.startswith("PSNR") else f"{value:.4f}"
+
+
+def _task(task: str) -> str:
+    """The task judged, refused in one line before any input is opened."""
+    from spatialx.errors import SpatialxError
+    from spatialx.evaluate import TASKS
+
+    name = task.strip().lower()
+    if name not in TASKS:
+        raise SpatialxError(f"--task {task}: evaluate judges {' or '.join(TASKS)}",
+                            hint="pansharpen for PAN + MS, hmif for HS + MS")
+    return name
+
+
+def _sensors(task: str, sensor: str | None, hs_sensor: str | None, ms_sensor: str | None,
+             ms_bands: str | None) -> None:
+    """Refuse the other task's sensor options, so that a forgotten --task is not silently judged as another task."""
+    from spatialx.errors import SpatialxError
+
+    if task == "hmif" and sensor is not None:
+        raise SpatialxError("--sensor is for pansharpening", hint="with --task hmif give --hs-sensor and --ms-sensor")
+    given = [name for name, value in (("--hs-sensor", hs_sensor), ("--ms-sensor", ms_sensor),
+                                      ("--ms-bands", ms_bands)) if value is not None]
+    if task == "pansharpen" and given:
+        raise SpatialxError(f"{', '.join(given)}: only with --task hmif", hint="pansharpening takes --sensor")
+
+
+def _hmif_inputs(ms: Path, hs_sensor: str | None, ms_sensor: str | None, hs_bands: str | None,
+                 ms_bands: str | None) -> tuple[dict[str, str], dict[str, str] | None, dict[str, dict[str, object]]]:
+    """Sensors, band selections and reader options of an hmif pair, as ``spatialx hmif`` builds them."""
+    from spatialx.evaluate import HMIF_SENSORS
+    from spatialx.io.read import product_format_name
+
+    sensors = {"hs": hs_sensor or HMIF_SENSORS["hs"], "ms": ms_sensor or HMIF_SENSORS["ms"]}
+    bands: dict[str, str] = {"hs": hs_bands} if hs_bands else {}
+    read_options: dict[str, dict[str, object]] = {}
+    if ms_bands:
+        if product_format_name(ms) == "Sentinel-2 L2A":  # the reader picks the bands and checks their grid
+            read_options["ms"] = {"bands": tuple(b.strip() for b in ms_bands.split(",") if b.strip())}
+        else:
+            bands["ms"] = ms_bands
+    return sensors, bands or None, read_options
 
 
 def _check_outputs(inputs: dict[str, Path | None], json_path: Path | None, csv_path: Path | None,
@@ -70,55 +140,90 @@ def _save(data: dict, json_path: Path | None, csv_path: Path | None, first: str)
 
 @app.command("reduced", no_args_is_help=True)
 def reduced(
-    pan: Annotated[Path, typer.Argument(help="Panchromatic raster.", show_default=False)],
-    ms: Annotated[Path, typer.Argument(help="Multispectral raster (the reference at reduced scale).",
+    pan: First,
+    ms: Annotated[Path, typer.Argument(help="Multispectral raster (the reference at reduced scale for pansharpen; "
+                                            "for hmif a Sentinel-2 L2A product or a multiband GeoTIFF).",
                                        show_default=False)],
-    sensor: opt.Sensor = "wv3",
+    task: Task = "pansharpen",
+    sensor: Sensor = None,
+    hs_sensor: HsSensor = None,
+    ms_sensor: MsSensor = None,
     methods: Annotated[list[str] | None, typer.Option(
-        "--method", "-m", help="Method to judge (repeat for several) [default: every classical method].",
+        "--method", "-m", help="Method to judge (repeat for several) [default: every classical method of the task].",
         show_default=False)] = None,
     weights: opt.Weights = None,
     adapt_steps: opt.AdaptSteps = 0,
-    ratio: Ratio = None,
-    cut: Cut = 21,
+    ratio: Annotated[int | None, typer.Option(
+        "--ratio", min=1, help="Resolution ratio [default: the sensor's; hmif: the HS:MS grid ratio, required when "
+                               "the grids coincide].", show_default=False)] = None,
+    cut: Cut = None,
     bands: opt.Bands = None,
+    ms_bands: MsBands = None,
     json_path: JsonPath = None,
     csv_path: CsvPath = None,
     overwrite: opt.Overwrite = False,
 ) -> None:
-    """Wald's protocol on your scene: degrade PAN and MS, fuse, compare with the original MS."""
+    """Wald's protocol on your scene: degrade the inputs, fuse, compare with the original MS (pansharpen) or HS
+    (hmif)."""
     from spatialx.evaluate import evaluate_reduced
     from spatialx.methods import list_methods
 
-    _check_outputs({"PAN": pan, "MS": ms}, json_path, csv_path, overwrite, weights)
-    names = methods or [m.name for m in list_methods("pansharpen") if m.kind == "classical"]
-    results = evaluate_reduced(pan, ms, sensor, names, ratio=ratio, cut=cut, bands=bands,
-                               method_options=opt.method_options(weights, adapt_steps))
-    _print(f"Reduced resolution ({ms.name}, cut {cut})", results, "method")
+    task = _task(task)
+    _sensors(task, sensor, hs_sensor, ms_sensor, ms_bands)
+    labels = ("PAN", "MS") if task == "pansharpen" else ("HS", "MS")
+    _check_outputs(dict(zip(labels, (pan, ms), strict=True)), json_path, csv_path, overwrite, weights)
+    names = methods or [m.name for m in list_methods(task) if m.kind == "classical"]
+    options = opt.method_options(weights, adapt_steps)
+    if task == "pansharpen":
+        cut = 21 if cut is None else cut
+        results = evaluate_reduced(pan, ms, sensor or "wv3", names, ratio=ratio, cut=cut, bands=bands,
+                                   method_options=options)
+        _print(f"Reduced resolution ({ms.name}, cut {cut})", results, "method")
+    else:
+        sensors, selection, read_options = _hmif_inputs(ms, hs_sensor, ms_sensor, bands, ms_bands)
+        results = evaluate_reduced(pan, ms, sensors, names, ratio=ratio, cut=cut, bands=selection,
+                                   method_options=options, task="hmif", read_options=read_options)
+        _print(f"Reduced resolution, hmif ({pan.name} + {ms.name}, cut {'the ratio' if cut is None else cut})",
+               results, "method", results.notes)
     _save(results, json_path, csv_path, "method")
 
 
 @app.command("full", no_args_is_help=True)
 def full(
-    pan: Annotated[Path, typer.Argument(help="Panchromatic raster.", show_default=False)],
+    pan: First,
     ms: Annotated[Path, typer.Argument(help="Multispectral raster (native resolution).", show_default=False)],
-    fused: Annotated[Path, typer.Argument(help="Fused raster on the PAN grid.", show_default=False)],
-    sensor: opt.Sensor = "wv3",
+    fused: Annotated[Path, typer.Argument(help="Fused raster on the PAN grid (pansharpen) or the MS grid (hmif).",
+                                          show_default=False)],
+    task: Task = "pansharpen",
+    sensor: Sensor = None,
+    hs_sensor: HsSensor = None,
+    ms_sensor: MsSensor = None,
     ratio: Ratio = None,
     cut: Annotated[int, typer.Option(
-        "--cut", min=0, help="Border dropped before computing indices, rounded up to whole MS pixels (the toolbox "
-                             "computes full-resolution indices on the whole image, hence 0).")] = 0,
+        "--cut", min=0, help="Border dropped before computing indices, rounded up to whole MS (hmif: HS) pixels (the "
+                             "toolbox computes full-resolution indices on the whole image, hence 0).")] = 0,
     bands: opt.Bands = None,
+    ms_bands: MsBands = None,
     json_path: JsonPath = None,
     csv_path: CsvPath = None,
     overwrite: opt.Overwrite = False,
 ) -> None:
-    """Full resolution, no reference: D_lambda, D_s, QNR, Khan's D_lambda and HQNR."""
+    """Full resolution, no reference. pansharpen: D_lambda, D_s, QNR, Khan's D_lambda and HQNR. hmif: spectral
+    consistency with the HS (SAM_HS, ERGAS_HS, PSNR_HS of the product degraded to the HS grid) and spatial consistency
+    with the MS (PSNR_MS, CC_MS, Q_MS of the product projected onto the MS bands)."""
     from spatialx.evaluate import evaluate_full
 
-    _check_outputs({"PAN": pan, "MS": ms, "fused": fused}, json_path, csv_path, overwrite)
-    results = evaluate_full(pan, ms, fused, sensor, ratio=ratio, bands=bands, cut=cut)
-    _print(f"Full resolution ({fused.name})", {fused.name: results}, "image")
+    task = _task(task)
+    _sensors(task, sensor, hs_sensor, ms_sensor, ms_bands)
+    labels = ("PAN", "MS", "fused") if task == "pansharpen" else ("HS", "MS", "fused")
+    _check_outputs(dict(zip(labels, (pan, ms, fused), strict=True)), json_path, csv_path, overwrite)
+    if task == "pansharpen":
+        results = evaluate_full(pan, ms, fused, sensor or "wv3", ratio=ratio, bands=bands, cut=cut)
+    else:
+        sensors, selection, read_options = _hmif_inputs(ms, hs_sensor, ms_sensor, bands, ms_bands)
+        results = evaluate_full(pan, ms, fused, sensors, ratio=ratio, bands=selection, cut=cut, task="hmif",
+                                read_options=read_options)
+    _print(f"Full resolution ({fused.name})", {fused.name: results}, "image", getattr(results, "notes", ()))
     _save(results, json_path, csv_path, "image")
 
 
@@ -128,17 +233,28 @@ def compare(
     fused: Annotated[Path, typer.Argument(help="Raster to judge, on the same grid.", show_default=False)],
     sensor: opt.Sensor = "wv3",
     ratio: Ratio = None,
-    cut: Cut = 21,
+    max_value: Annotated[float | None, typer.Option(
+        "--max-value", help="Data range of PSNR and SSIM, e.g. 1 for reflectance [default: the sensor's].",
+        show_default=False)] = None,
+    cut: Annotated[int, typer.Option("--cut", min=0, help="Border dropped before computing indices (pixels).")] = 21,
     json_path: JsonPath = None,
     csv_path: CsvPath = None,
     overwrite: opt.Overwrite = False,
 ) -> None:
-    """The reference-based indices between two aligned rasters."""
+    """The reference-based indices between two aligned rasters, for any task: Q2n is left out (n/a) above 32
+    bands."""
+    from spatialx.errors import SpatialxError
     from spatialx.evaluate import evaluate_compare
     from spatialx.sensors import get_sensor
 
+    if max_value is not None and not max_value > 0:
+        raise SpatialxError(f"--max-value {max_value:g}: the data range must be positive")
     _check_outputs({"reference": reference, "fused": fused}, json_path, csv_path, overwrite)
     profile = get_sensor(sensor)
-    results = evaluate_compare(reference, fused, ratio=ratio or profile.ratio, max_value=profile.max_value, cut=cut)
-    _print(f"{fused.name} against {reference.name}", {fused.name: results}, "image")
+    scale = ratio or profile.ratio
+    if scale is None:
+        raise SpatialxError(f"sensor {profile.key} has no PAN:MS ratio for ERGAS", hint="give it with --ratio")
+    results = evaluate_compare(reference, fused, ratio=scale, max_value=max_value or profile.max_value, cut=cut)
+    _print(f"{fused.name} against {reference.name}", {fused.name: results}, "image",
+           getattr(results, "notes", ()))
     _save(results, json_path, csv_path, "image")
