@@ -275,9 +275,16 @@ def plan_fusion(task: TaskSpec, inputs: Mapping[str, str | PathLike[str] | Raste
     fusion: FusionMethod = create_method(method, context, **dict(options.method_options))
     fusion.device = options.device
     overlap = fusion.default_overlap if options.overlap is None else options.overlap
+    tile, step = options.tile, fusion.align
+    if step > 1 and (tile % step or overlap % step):
+        # Methods that decimate need tiles on their decimation phase: round up rather than refuse a default.
+        rounded = -(-tile // step) * step, -(-overlap // step) * step
+        alignment.notes.append(f"tile {tile} px and overlap {overlap} px rounded up to {rounded[0]} and "
+                               f"{rounded[1]} px (multiples of {step} for {method})")
+        tile, overlap = rounded
     grid = alignment.grid
     try:
-        tiles = TilePlan(grid.height, grid.width, tile=options.tile, overlap=overlap, halo=fusion.halo,
+        tiles = TilePlan(grid.height, grid.width, tile=tile, overlap=overlap, halo=fusion.halo,
                          align=fusion.align)
     except ValueError as exc:
         raise SpatialxError(f"invalid tiling: {exc}", hint="adjust --tile / --overlap") from None
@@ -291,7 +298,7 @@ def plan_fusion(task: TaskSpec, inputs: Mapping[str, str | PathLike[str] | Raste
     if physical:
         nodata = 0.0 if integer else None
     encoder = _Encoder(dtype, nodata, output_sensor.max_value if integer and not physical else None, scale)
-    params = {"ratio": round(ratio, 6), "grid_ratio": round(grid_ratio, 6), "tile": options.tile,
+    params = {"ratio": round(ratio, 6), "grid_ratio": round(grid_ratio, 6), "tile": tile,
               "overlap": overlap, "halo": fusion.halo}
     if scale != 1.0:
         params["scale"] = scale
