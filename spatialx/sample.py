@@ -24,13 +24,21 @@ round-off depends on the array size).
 The layout scales with ``size`` (parcels, river and lake grow with the scene) while small objects (houses,
 cars, tree crowns, crop rows) keep their size in pixels, so a 64 px scene is a close-up and a 16384 px scene a
 landscape; scenes of different sizes with the same seed are different landscapes.
+
+The same landscape also makes a hyperspectral + multispectral scene (:func:`write_hmif_sample`, ``spatialx sample
+DIR --task hmif``): reflectance at the bands of a PRISMA-like grid (:func:`prisma_band_grid`; the endmember spectra
+continued to 2500 nm) as the 10 m truth, the PRISMA cube at 30 m (the truth MTF-degraded by 3) as an L2D HE5 and a
+GeoTIFF, and Sentinel-2's 10 m bands (the truth integrated against their spectral responses) as band COGs with a STAC
+item; written in strips that reuse the rows they share, so memory stays flat (about 1.5 GB at 3000 px x 230 bands).
+Objects keep their sizes in pixels, so at 10 m houses are blocks and roads broad: the scene is a test of spectral
+and spatial fidelity at the MS scale, not a map of a real place.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import IntEnum
 from os import PathLike
@@ -39,7 +47,7 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 
-from spatialx.errors import OutputError
+from spatialx.errors import OutputError, SpatialxError
 from spatialx.filters import DEFAULT_TAPS, decimate_centred, mtf_filter
 from spatialx.sensors import SensorProfile, get_sensor
 
@@ -49,13 +57,20 @@ __all__ = [
     "DEFAULT_ORIGIN",
     "ENDMEMBERS",
     "GSD_PAN_M",
+    "HMIF_BANDS",
+    "HMIF_SIZE",
     "LandCover",
+    "PrismaBandGrid",
     "SceneStrip",
     "SyntheticScene",
     "band_reflectance",
+    "default_hmif_strip_rows",
     "default_strip_rows",
     "generate_scene",
     "iter_strips",
+    "prisma_band_grid",
+    "s2_response_weights",
+    "write_hmif_sample",
     "write_sample",
 ]
 
@@ -858,21 +873,35 @@ def _render_reference(lay: _Layout, profile: SensorProfile, y0: int, y1: int,
     """Reference DN ``(C, y1 - y0, size)`` float32 and land-cover labels of rows ``y0:y1``."""
     canvas, w = _render(lay, y0, y1)
     emat, shade, haze = _band_tables(profile)
-    gain = np.float32(REFLECTANCE_SCALE * profile.max_value)
-    abundance = canvas.abundance
-    active = [k for k in range(len(_MATERIALS)) if abundance[k].any()]
-    n = abundance.shape[1]
     bands = len(profile.bands)
-    keys = [_band_key(lay, b) for b in range(bands)]
-    out = np.empty((bands, n), np.float32)
+    out = np.empty((bands, canvas.abundance.shape[1]), np.float32)
+    _mix_bands(canvas, w, y0, emat, shade, haze, [_band_key(lay, b) for b in range(bands)], out,
+               gain=np.float32(REFLECTANCE_SCALE * profile.max_value))
+    return out.reshape(bands, y1 - y0, w), canvas.label.reshape(y1 - y0, w)
+
+
+def _mix_bands(canvas: _Canvas, w: int, y0: int, emat: np.ndarray, shade: np.ndarray, haze: np.ndarray,
+               keys: list[int], out: np.ndarray, gain: np.float32 | None = None, start: int = 0,
+               stop: int | None = None, active: list[int] | None = None) -> None:
+    """Each band of the canvas's pixels ``start:stop`` into ``out`` (bands, pixels): reflectance, or with ``gain``
+    DN = 1 + reflectance * gain.
+
+    Reflectance = (abundance-weighted endmembers * brightness * shadow factor + haze) * (1 + band noise), clipped
+    to [0, 1]. Every pixel is computed on its own, in a fixed order, so any split into strips or pixel ranges gives
+    bit-identical values.
+    """
+    abundance = canvas.abundance
+    if active is None:
+        active = [k for k in range(len(_MATERIALS)) if abundance[k].any()]
+    stop = abundance.shape[1] if stop is None else stop
     tmp = np.empty(_BLOCK, np.float32)
     dark = np.empty(_BLOCK, np.float32)
-    for s in range(0, n, _BLOCK):  # blocks that stay in cache; every operation is elementwise
-        e = min(n, s + _BLOCK)
+    for s in range(start, stop, _BLOCK):  # blocks that stay in cache; every operation is elementwise
+        e = min(stop, s + _BLOCK)
         t, sh = tmp[:e - s], dark[:e - s]
         flat = np.arange(s, e)
         ix, iy = flat % w, flat // w + y0
-        for b in range(bands):
+        for b in range(len(keys)):
             acc = out[b, s:e]
             acc.fill(0)
             for k in active:  # an explicit, fixed-order sum: bit-identical whatever the strip's size
@@ -885,9 +914,9 @@ def _render_reference(lay: _Layout, profile: SensorProfile, y0: int, y1: int,
             acc += haze[b]
             acc *= np.float32(1) + np.float32(BAND_NOISE) * _signed(_hash2(ix, iy, keys[b]))
             np.clip(acc, 0, 1, out=acc)
-            acc *= gain
-            acc += np.float32(1)
-    return out.reshape(len(profile.bands), y1 - y0, w), canvas.label.reshape(y1 - y0, w)
+            if gain is not None:
+                acc *= gain
+                acc += np.float32(1)
 
 
 def _pan_from_reference(ref: np.ndarray, profile: SensorProfile, lay: _Layout, y0: int) -> np.ndarray:
@@ -1195,3 +1224,547 @@ def write_sample(out_dir: str | PathLike[str], sensor: str | SensorProfile = "wv
             discard(tmp)
         raise
     return paths
+
+
+# ------------------------------------------------------------------------------------------------------------
+# hyperspectral + multispectral (hmif): a PRISMA-like cube at 30 m and Sentinel-2's 10 m bands
+
+HMIF_MS_GSD_M = 10.0
+"""Pixel of the Sentinel-2 10 m bands and of the truth (``reference.tif``)."""
+
+HMIF_RATIO = 3
+"""HS pixel / MS pixel: PRISMA's 30 m over Sentinel-2's 10 m; every HS pixel covers exactly 3 x 3 MS pixels."""
+
+HMIF_HS_MTF_GAIN = 0.3
+"""PRISMA's MTF gain at its Nyquist frequency (the ``prisma_l2d`` profile's, from the pansharpening toolbox)."""
+
+HMIF_BANDS = 230
+"""PRISMA bands as a reader delivers them (VNIR below the SWIR range, then SWIR): about what real files hold."""
+
+HMIF_MIN_BANDS, HMIF_MAX_BANDS = 8, 240
+
+HMIF_SIZE = 384
+"""Default side of an hmif scene in MS (10 m) pixels: 3.84 km, 128 HS pixels."""
+
+HMIF_S2_BANDS = ("B02", "B03", "B04", "B08")
+"""The Sentinel-2 bands written: those at 10 m, the MS grid."""
+
+S2_QUANTIFICATION = 10000.0
+S2_BASELINE = "02.14"
+"""Processing baseline stated in the STAC item: before 04.00, so no BOA_ADD_OFFSET, as ``raster:bands`` says too."""
+
+HMIF_ROW_UNIT = 48
+"""Strips are a multiple of this many MS rows: of 3 (whole HS pixels) and of 16 (the reference's tile height and
+the HE5 chunk height in HS rows), so that every strip completes whole tiles and chunks and nothing is buffered."""
+
+HMIF_MARGIN = 21
+"""Truth rows rendered above and below a strip for the MTF blur: the 41-tap kernel reaches 20; a multiple of 3."""
+
+HMIF_STRIP_VALUES = 1 << 27
+"""Truth values (float32) held per strip by default, margins included: 512 MB, about 140 rows at 3000 px x 240."""
+
+HMIF_START_TIME = "2020-05-24T10:37:04.529"
+"""Acquisition time written into both products (a same-day PRISMA / Sentinel-2 pair)."""
+
+_HMIF_UNUSED_SLOTS = (3, 2)
+"""Zero-wavelength (unused) slots after the used ones in the VNIR and SWIR cubes, as real files have."""
+
+_HMIF_BLOCK, _HMIF_HS_BLOCK, _HMIF_CHUNK_COLS = 256, 128, 64
+
+# Endmember reflectance beyond 1000 nm (continuing ENDMEMBERS, which stops there): liquid-water absorptions of
+# leaves and wet soil at 1200, 1450 and 1940 nm, cellulose/lignin at 2100 nm (dry vegetation), clay minerals at
+# 2200 nm (soil, tiles), carbonate near 2340 nm (concrete), hydrocarbons near 1730 and 2300 nm (asphalt); water
+# absorbs nearly everything. The overall levels follow the USGS and ECOSTRESS spectral libraries' shapes.
+_SWIR_WAVELENGTHS = np.array([1100, 1200, 1300, 1400, 1450, 1500, 1650, 1800, 1900, 1950, 2000, 2100, 2200, 2300,
+                              2400, 2500], float)
+_SWIR_ENDMEMBERS: dict[str, tuple[float, ...]] = {
+    "vegetation": (.465, .430, .420, .300, .180, .210, .330, .290, .120, .080, .100, .160, .190, .150, .100, .070),
+    "trees": (.365, .335, .325, .220, .130, .150, .240, .210, .080, .055, .065, .110, .135, .100, .070, .050),
+    "dry_vegetation":
+        (.350, .360, .370, .340, .300, .320, .400, .390, .320, .290, .300, .270, .330, .300, .270, .250),
+    "soil": (.350, .360, .370, .360, .330, .345, .390, .400, .360, .340, .360, .380, .330, .360, .340, .320),
+    "wet_soil": (.172, .170, .170, .140, .100, .110, .150, .140, .080, .060, .075, .100, .090, .095, .075, .060),
+    "water": (.002, .0015, .001, .0008, .0005, .0006, .0008, .0006, .0004, .0003, .0004, .0005, .0005, .0004,
+              .0003, .0003),
+    "turbid_water": (.004, .003, .002, .0015, .001, .001, .0012, .001, .0006, .0005, .0006, .0007, .0007, .0006,
+                     .0005, .0005),
+    "asphalt": (.103, .106, .108, .110, .108, .110, .118, .118, .115, .113, .118, .122, .118, .110, .115, .112),
+    "concrete": (.365, .365, .362, .345, .315, .330, .350, .345, .305, .285, .300, .315, .310, .290, .285, .275),
+    "red_tiles": (.390, .400, .410, .400, .380, .390, .415, .420, .395, .375, .385, .400, .360, .390, .370, .350),
+    "dark_roof": (.097, .098, .100, .101, .100, .101, .104, .105, .103, .102, .103, .105, .104, .102, .101, .100),
+    "metal_roof": (.242, .238, .234, .229, .226, .224, .218, .212, .208, .206, .204, .199, .195, .190, .186, .182),
+    "white_paint": (.595, .585, .575, .530, .460, .490, .520, .500, .420, .380, .400, .430, .410, .360, .330, .300),
+}
+
+
+@dataclass(frozen=True)
+class PrismaBandGrid:
+    """Band centres and FWHM (nm) of a synthetic PRISMA cube, camera by camera as its HE5 file lists them.
+
+    ``wavelengths[:vnir_count]`` are the VNIR camera's bands, ascending, the last few inside the SWIR range (the
+    cameras overlap around 920-1010 nm, as in real files); the rest are the SWIR camera's, ascending.
+    """
+
+    wavelengths: np.ndarray
+    fwhm: np.ndarray
+    vnir_count: int
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Band names as the PRISMA reader gives them: VNIR01.., SWIR001.., counted per camera."""
+        swir = len(self.wavelengths) - self.vnir_count
+        return (*(f"VNIR{i:02d}" for i in range(1, self.vnir_count + 1)),
+                *(f"SWIR{i:03d}" for i in range(1, swir + 1)))
+
+    @property
+    def kept(self) -> np.ndarray:
+        """Indices of the bands a reader keeps (VNIR bands at or above the first SWIR centre dropped), in
+        ascending wavelength: the bands of ``hs.tif``, ``reference.tif`` and of a fused product."""
+        first_swir = self.wavelengths[self.vnir_count]
+        vnir = np.flatnonzero(self.wavelengths[:self.vnir_count] < first_swir)
+        return np.concatenate([vnir, np.arange(self.vnir_count, len(self.wavelengths))])
+
+
+def prisma_band_grid(bands: int = HMIF_BANDS) -> PrismaBandGrid:
+    """A PRISMA-like band grid of ``bands`` bands as read (the VNIR/SWIR overlap dropped), plus the overlap.
+
+    VNIR centres from 402 to 915 nm, then the VNIR camera's overlap bands on the same spacing up to 1010 nm (at least
+    one); SWIR centres from 920 to 2497 nm; a quarter of the bands in the VNIR, as in real products; FWHM from 10 to
+    12 nm (VNIR, growing with wavelength) and from 12 to 10 nm (SWIR). Centres are rounded to 6 significant digits
+    (0.001 nm below 1000 nm, 0.01 nm above), which the HE5's float32 attributes and the ``%g`` wavelength tags of
+    fused products both hold exactly: a product's wavelengths then equal the file's.
+    """
+    bands = _check_int(bands, "bands")
+    if not HMIF_MIN_BANDS <= bands <= HMIF_MAX_BANDS:
+        raise SpatialxError(f"--bands {bands}: a PRISMA-like cube has {HMIF_MIN_BANDS} to {HMIF_MAX_BANDS} bands",
+                            hint=f"real products have about {HMIF_BANDS}; tests use fewer, e.g. 60")
+    n_vnir = max(3, round(bands * 0.25))
+    vnir = np.linspace(402.0, 915.0, n_vnir)
+    step = vnir[1] - vnir[0]
+    # Overlap bands must lie at or above the first SWIR centre (920 nm), so that a reader drops them: step > 5 nm.
+    overlap = (915.0 + step * np.arange(1, int(95.0 // step) + 1)) if step <= 95.0 else np.array([1000.0])
+    swir = np.linspace(920.0, 2497.0, bands - n_vnir)
+    vnir = np.concatenate([vnir, overlap])
+    wavelengths = np.array([float(f"{w:.6g}") for w in np.concatenate([vnir, swir])])
+    fwhm = np.round(np.concatenate([10.0 + 2.0 * (vnir - 402.0) / 608.0, 12.0 - 2.0 * (swir - 920.0) / 1577.0]), 3)
+    return PrismaBandGrid(wavelengths=wavelengths, fwhm=fwhm, vnir_count=len(vnir))
+
+
+def _check_int(value: object, name: str, path: Path | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise SpatialxError(f"{name} must be an integer, got {value!r}", path=path)
+    return int(value)
+
+
+def _hs_band_tables(grid: PrismaBandGrid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Endmember matrix (B, K), shadow factor (B,) and path radiance (B,) of the HS bands, float32.
+
+    Each band is the boxcar mean of the spectra over its FWHM, as :func:`band_reflectance` does for the MS sensors;
+    the spectra are ENDMEMBERS continued by the SWIR table.
+    """
+    table = np.concatenate([_WAVELENGTHS, _SWIR_WAVELENGTHS])
+    spectra = np.array([ENDMEMBERS[m] + _SWIR_ENDMEMBERS[m] for m in _MATERIALS])  # (K, wavelengths)
+    offsets = np.linspace(-0.5, 0.5, 33)
+    emat = np.empty((len(grid.wavelengths), len(_MATERIALS)), np.float32)
+    for b, (centre, width) in enumerate(zip(grid.wavelengths, grid.fwhm, strict=True)):
+        samples = centre + width * offsets
+        emat[b] = [np.mean(np.interp(samples, table, spectrum)) for spectrum in spectra]
+    swl, sval = zip(*_SHADOW_TABLE, strict=True)
+    # Beyond 1000 nm the diffuse skylight in shadow keeps falling; the table's last value is kept (0.10).
+    shade = np.interp(grid.wavelengths, swl, sval).astype(np.float32)
+    haze = (0.012 * (450.0 / grid.wavelengths) ** 4).astype(np.float32)
+    return emat, shade, haze
+
+
+def s2_response_weights(grid: PrismaBandGrid, bands: tuple[str, ...] = HMIF_S2_BANDS) -> np.ndarray:
+    """``W`` (len(bands), kept HS bands): Sentinel-2 band ``m`` = ``sum_k W[m, k] * truth_k``, rows summing to 1.
+
+    The truth spectrum (known at the kept HS band centres, ascending) integrated against the band's
+    :meth:`~spatialx.sensors.Band.response_curve` by the trapezoidal rule, divided by the response's own integral
+    on the same grid: ``trapezoid(r * truth, wl) / trapezoid(r, wl)``. The trapezoid weights handle the uneven
+    spacing where the VNIR grid meets the SWIR grid.
+    """
+    from spatialx.sensors import get_sensor
+
+    wl = grid.wavelengths[grid.kept]
+    steps = np.diff(wl)
+    spacing = np.concatenate([[steps[0]], steps[:-1] + steps[1:], [steps[-1]]]) / 2.0
+    s2 = get_sensor("s2_l2a")
+    weights = np.stack([s2.layer(band).response_curve(wl) * spacing for band in bands])
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def default_hmif_strip_rows(size: int, bands: int) -> int:
+    """Strip height used when none is given: about :data:`HMIF_STRIP_VALUES` truth values with the margins, a
+    multiple of :data:`HMIF_ROW_UNIT`, at least one unit and no more than the scene needs."""
+    rows = HMIF_STRIP_VALUES // (size * bands) - 2 * HMIF_MARGIN
+    rows = max(HMIF_ROW_UNIT, rows // HMIF_ROW_UNIT * HMIF_ROW_UNIT)
+    return int(min(rows, -(-size // HMIF_ROW_UNIT) * HMIF_ROW_UNIT))
+
+
+@dataclass
+class _HmifStrip:
+    """MS rows ``row0:row1`` of an hmif scene; ``truth`` is a view into a buffer the next strip overwrites."""
+
+    row0: int
+    row1: int
+    truth: np.ndarray  # (all HS bands, rows, W) float32 reflectance at 10 m, the HE5's band order
+    hs: np.ndarray  # (all HS bands, rows / 3, W / 3) float32 reflectance at 30 m
+    ms: np.ndarray  # (len(HMIF_S2_BANDS), rows, W) float32 reflectance at 10 m
+
+
+def _workers() -> int:
+    import os
+
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def _hmif_strips(size: int, grid: PrismaBandGrid, seed: int, rows: int,
+                 on_truth: Callable[[int, int, np.ndarray], Future | None] | None = None) -> Iterator[_HmifStrip]:
+    """Render the truth strip by strip, each with :data:`HMIF_MARGIN` rows of context for the blur; the margin
+    rows shared with the previous strip are moved, not rendered again. Peak memory: one strip of truth.
+
+    ``on_truth(row0, row1, truth)`` is called as soon as a strip's truth is ready, before its blur; the future it
+    may return (a write running in another thread) is waited for before the buffer changes again.
+    """
+    from spatialx.filters import mtf_kernel
+
+    lay = _layout(size, seed)
+    emat, shade, haze = _hs_band_tables(grid)
+    count = len(grid.wavelengths)
+    keys = [_band_key(lay, b) for b in range(count)]
+    kept = grid.kept
+    weights = s2_response_weights(grid)
+    # Responses fall below 1e-7 of their peak weight a few FWHM out: those bands cannot change a DN.
+    terms = [[(int(kept[k]), np.float32(w[k])) for k in np.flatnonzero(w >= 1e-7 * w.max())] for w in weights]
+    # The kernel's DC gain is 0.9989 (the toolbox does not renormalise it); a flat field must keep its reflectance.
+    dc = np.float32(mtf_kernel(HMIF_HS_MTF_GAIN, HMIF_RATIO).sum())
+    margin = HMIF_MARGIN
+    buf = np.empty((count, min(size, rows + 2 * margin), size), np.float32)
+    have0 = have1 = 0  # scene rows held in buf[:, :have1 - have0]
+    workers = _workers()
+    pending: Future | None = None
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for y0 in range(0, size, rows):
+            y1 = min(size, y0 + rows)
+            e0, e1 = max(0, y0 - margin), min(size, y1 + margin)
+            if pending is not None:
+                pending.result()
+            keep = have1 - e0 if have0 <= e0 < have1 else 0
+            if keep:
+                buf[:, :keep] = buf[:, e0 - have0:have1 - have0]  # numpy copies through a temporary on overlap
+            _render_truth(lay, e0 + keep, e1, emat, shade, haze, keys, buf[:, keep:e1 - e0], pool, workers)
+            have0, have1 = e0, e1
+            view = buf[:, :e1 - e0]
+            top = (y0 - e0) // HMIF_RATIO  # e0 and y0 are multiples of 3: decimation keeps the scene's phase
+            hs = np.empty((count, (y1 - y0) // HMIF_RATIO, size // HMIF_RATIO), np.float32)
+
+            def degrade(b: int, view: np.ndarray = view, hs: np.ndarray = hs, top: int = top) -> None:
+                # one band at a time: the filter works in float64, and this keeps its copies small
+                low = decimate_centred(mtf_filter(view[b], HMIF_HS_MTF_GAIN, HMIF_RATIO), HMIF_RATIO)
+                np.divide(low[top:top + hs.shape[1]], dc, out=hs[b])
+
+            truth = view[:, y0 - e0:y1 - e0]
+            pending = on_truth(y0, y1, truth) if on_truth is not None else None
+            list(pool.map(degrade, range(count)))
+            ms = np.zeros((len(terms), y1 - y0, size), np.float32)
+            scratch = np.empty((y1 - y0, size), np.float32)
+            for m, band_terms in enumerate(terms):
+                for b, w in band_terms:  # fixed order: the same sums whatever the strip
+                    np.multiply(truth[b], w, out=scratch)
+                    ms[m] += scratch
+            yield _HmifStrip(row0=y0, row1=y1, truth=truth, hs=hs, ms=ms)
+        if pending is not None:
+            pending.result()
+
+
+def _render_truth(lay: _Layout, r0: int, r1: int, emat: np.ndarray, shade: np.ndarray, haze: np.ndarray,
+                  keys: list[int], out: np.ndarray, pool: ThreadPoolExecutor, workers: int) -> None:
+    """Reflectance of scene rows ``r0:r1`` in every HS band into ``out`` (bands, r1 - r0, W), pixel ranges in
+    parallel (numpy releases the GIL on each block; the results do not depend on the split)."""
+    if r1 <= r0:
+        return
+    canvas, w = _render(lay, r0, r1)
+    flat = out.reshape(out.shape[0], -1)  # a view: each band's rows are contiguous (checked below)
+    n = flat.shape[1]
+    active = [k for k in range(len(_MATERIALS)) if canvas.abundance[k].any()]
+    chunk = -(-n // (workers * _BLOCK)) * _BLOCK
+    jobs = [pool.submit(_mix_bands, canvas, w, r0, emat, shade, haze, keys, flat, None, s, min(n, s + chunk),
+                        active) for s in range(0, n, chunk)]
+    for job in jobs:
+        job.result()
+    if not np.shares_memory(flat, out):
+        out[...] = flat.reshape(out.shape)
+
+
+class _He5Writer:
+    """A PRISMA L2D HE5 file in the layout of :func:`spatialx.io.prisma.write_prisma_l2d`, written in row strips.
+
+    :func:`~spatialx.io.prisma.write_prisma_l2d` needs the whole cube in memory; this writes the same datasets and
+    attributes strip by strip. The reflectance range of each cube is fixed to [0, 1] (``L2Scale*Min/Max``; the truth
+    is clipped to it and the MTF blur stays inside), since it must be known before the first strip. The error
+    matrices are all 0 (every pixel good): they are created with fill value 0 and left unwritten, which HDF5 reads
+    back as 0 without storing a byte.
+    """
+
+    def __init__(self, path: Path, grid: PrismaBandGrid, rows: int, cols: int, crs_epsg: int,
+                 ul_centre: tuple[float, float]):
+        import h5py
+
+        from spatialx.io.prisma import CAMERAS, _fields_path
+
+        self.f = h5py.File(path, "w")
+        self.parts = {"VNIR": slice(0, grid.vnir_count), "SWIR": slice(grid.vnir_count, len(grid.wavelengths))}
+        self.unused = dict(zip(CAMERAS, _HMIF_UNUSED_SLOTS, strict=True))
+        self.cubes = {}
+        fields = _fields_path("2D")
+        attrs = self.f.attrs
+        for camera in CAMERAS:
+            part, extra = self.parts[camera], self.unused[camera]
+            slots = part.stop - part.start + extra
+            chunks = (min(rows, HMIF_ROW_UNIT // HMIF_RATIO), slots, min(cols, _HMIF_CHUNK_COLS))
+            self.cubes[camera] = self.f.create_dataset(f"{fields}/{camera}_Cube", shape=(rows, slots, cols),
+                                                       dtype=np.uint16, chunks=chunks, compression="gzip")
+            self.f.create_dataset(f"{fields}/{camera}_PIXEL_L2_ERR_MATRIX", shape=(rows, slots, cols), dtype=np.uint8,
+                                  chunks=chunks, compression="gzip", fillvalue=0)
+            title = camera.capitalize()
+            pad = np.zeros(extra, np.float32)
+            # Stored in descending wavelength, unused slots last, as real products (and write_prisma_l2d) do.
+            attrs[f"List_Cw_{title}"] = np.concatenate([grid.wavelengths[part][::-1].astype(np.float32), pad])
+            attrs[f"List_Fwhm_{title}"] = np.concatenate([grid.fwhm[part][::-1].astype(np.float32), pad])
+            attrs[f"List_Cw_{title}_Flags"] = np.concatenate([np.ones(slots - extra, np.int8),
+                                                              np.zeros(extra, np.int8)])
+            attrs[f"L2Scale{title}Min"] = np.float32(0.0)
+            attrs[f"L2Scale{title}Max"] = np.float32(1.0)
+        attrs["Processing_Level"] = np.bytes_("2D")
+        attrs["Product_StartTime"] = np.bytes_(HMIF_START_TIME)
+        attrs["Epsg_Code"] = np.int32(crs_epsg)
+        east, north = ul_centre
+        right, bottom = east + (cols - 1) * HMIF_MS_GSD_M * HMIF_RATIO, north - (rows - 1) * HMIF_MS_GSD_M * HMIF_RATIO
+        for corner, (x, y) in {"UL": (east, north), "UR": (right, north), "LL": (east, bottom),
+                               "LR": (right, bottom)}.items():
+            attrs[f"Product_{corner}corner_easting"] = np.float64(x)
+            attrs[f"Product_{corner}corner_northing"] = np.float64(y)
+
+    def write(self, hs: np.ndarray, row: int) -> None:
+        """``hs`` (all bands, rows, cols) reflectance at HS rows ``row:row + rows``."""
+        from spatialx.io.prisma import DN_MAX
+
+        for camera, cube in self.cubes.items():
+            part = hs[self.parts[camera]]
+            dn = np.rint(np.clip(part, 0.0, 1.0) * np.float32(DN_MAX)).astype(np.uint16)
+            block = np.zeros((part.shape[1], cube.shape[1], part.shape[2]), np.uint16)
+            block[:, :part.shape[0]] = np.moveaxis(dn[::-1], 0, 1)  # (rows, slots, cols), descending
+            cube[row:row + part.shape[1]] = block
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def _hmif_band_tags(dst, names: tuple[str, ...], wavelengths: np.ndarray, fwhm: np.ndarray) -> None:
+    """Band descriptions and wavelength tags as :class:`spatialx.io.write.RasterWriter` writes them."""
+    dst.descriptions = names
+    for i, (centre, width) in enumerate(zip(wavelengths, fwhm, strict=True), start=1):
+        # repr-exact decimals (not %g): the tags then equal the HE5's float32 centres as a reader prints them
+        dst.update_tags(i, wavelength=repr(float(centre)), wavelength_units="nm", fwhm=repr(float(width)))
+        dst.update_tags(i, ns="IMAGERY", CENTRAL_WAVELENGTH_UM=f"{centre / 1000:.6g}", FWHM_UM=f"{width / 1000:.6g}")
+
+
+def _stac_item(size: int, transform: Affine, crs: str, seed: int) -> dict:
+    """A minimal STAC item for the band COGs: ``raster:bands`` scale 0.0001 and offset 0 state the radiometry."""
+    from rasterio.warp import transform_geom
+
+    from spatialx.sensors import get_sensor
+
+    s2 = get_sensor("s2_l2a")
+    x0, y0 = transform.c, transform.f
+    x1, y1 = x0 + size * transform.a, y0 + size * transform.e
+    ring = [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+    geometry = transform_geom(crs, "EPSG:4326", {"type": "Polygon", "coordinates": [ring]})
+    lons, lats = zip(*geometry["coordinates"][0], strict=True)
+    common = {"B02": "blue", "B03": "green", "B04": "red", "B08": "nir"}
+    assets = {}
+    for name in HMIF_S2_BANDS:
+        band = s2.layer(name)
+        assets[name] = {
+            "href": f"./{name}.tif", "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+            "roles": ["data", "reflectance"],
+            "eo:bands": [{"name": name, "common_name": common[name], "center_wavelength": band.center_nm / 1000,
+                          "full_width_half_max": band.width_nm / 1000}],
+            "raster:bands": [{"nodata": 0, "data_type": "uint16", "spatial_resolution": HMIF_MS_GSD_M,
+                              "scale": 1.0 / S2_QUANTIFICATION, "offset": 0.0}],
+            "proj:shape": [size, size], "proj:transform": list(transform)[:6],
+        }
+    return {
+        "type": "Feature", "stac_version": "1.0.0",
+        "stac_extensions": ["https://stac-extensions.github.io/eo/v1.1.0/schema.json",
+                            "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
+                            "https://stac-extensions.github.io/projection/v1.1.0/schema.json"],
+        "id": f"spatialx-sample-hmif-s2-seed{seed}",
+        "geometry": geometry, "bbox": [min(lons), min(lats), max(lons), max(lats)],
+        "properties": {"datetime": HMIF_START_TIME[:19] + "Z", "platform": "sentinel-2a", "constellation": "sentinel-2",
+                       "instruments": ["msi"], "s2:product_type": "S2MSI2A", "s2:processing_baseline": S2_BASELINE,
+                       "proj:epsg": int(crs.split(":")[1]), "description": "synthetic (spatialx sample --task hmif)"},
+        "assets": assets, "links": [],
+    }
+
+
+def write_hmif_sample(out_dir: str | PathLike[str], size: int = HMIF_SIZE, bands: int = HMIF_BANDS, seed: int = 0,
+                      overwrite: bool = False, strip_rows: int | None = None) -> dict[str, Path]:
+    """Write a synthetic PRISMA + Sentinel-2 scene for hyperspectral-multispectral fusion into ``out_dir``.
+
+    ``size`` is the side in MS (10 m) pixels, a multiple of 3; ``bands`` the PRISMA bands as read (see
+    :func:`prisma_band_grid`). The landscape is the pansharpening scene's (:func:`iter_strips`), at 10 m, with each
+    material's spectrum now continued to 2500 nm. Files:
+
+    * ``hs.he5`` (role ``"hs"``): the PRISMA L2D cube at 30 m in the real HE5 layout, uint16 over [0, 1], both
+      cameras with their overlap, 3 and 2 unused slots, UL/LR corners at the corner-pixel centres;
+    * ``hs.tif`` (``"hs_tif"``): the same cube as float32 reflectance, the bands a reader keeps, before the HE5's
+      16-bit quantisation;
+    * ``ms/`` (``"ms"``): Sentinel-2 B02, B03, B04, B08 at 10 m as band COGs ``B02.tif``.. of uint16 DN =
+      reflectance * 10000 (no offset; clipped to 1..32767, DN 0 being no data) with ``item.json``, a STAC item
+      whose ``raster:bands`` state scale 0.0001 and offset 0 (baseline 02.14);
+    * ``reference.tif`` (``"reference"``): the truth at 10 m, float32 reflectance, the bands of ``hs.tif``.
+
+    The truth is reflectance at the HS band centres (each band the mean of the spectra over its FWHM); the HS is the
+    truth blurred by PRISMA's MTF (:func:`spatialx.filters.mtf_filter`, gain :data:`HMIF_HS_MTF_GAIN` at Nyquist,
+    ratio 3, the kernel scaled to unit DC gain) and sampled at the centre of each 3 x 3 block, so the HS grid (same
+    upper-left corner, 30 m) nests the MS grid exactly; each Sentinel-2 band is the truth integrated against its
+    response (:func:`s2_response_weights`). Everything is generated and written in strips of ``strip_rows`` MS rows
+    (a multiple of :data:`HMIF_ROW_UNIT`; default :func:`default_hmif_strip_rows`), so peak memory is set by one strip
+    (its truth buffer, outputs and the blur's copies), whatever the scene's height: 1.45 GB peak RSS measured for
+    the 3000 px, 230-band benchmark scene (8 GB of truth; 135 s on 2 cores). The same arguments give the same
+    files. Existing files are refused unless ``overwrite``; everything is written under temporary names and renamed
+    at the end. Returns ``{"hs": ..., "hs_tif": ..., "ms": ..., "reference": ...}``.
+    """
+    import json
+
+    import rasterio
+    import rasterio.shutil
+
+    from spatialx.io.outputs import discard, new_temporary, publish
+
+    out = Path(out_dir)
+    size = _check_int(size, "size", out)
+    if size < 4 * HMIF_RATIO or size % HMIF_RATIO:
+        raise SpatialxError(f"size {size}: an hmif scene's side is a multiple of {HMIF_RATIO} MS pixels, at least "
+                            f"{4 * HMIF_RATIO}", path=out, hint="e.g. --size 192 (64 PRISMA pixels)")
+    try:
+        grid = prisma_band_grid(bands)
+    except SpatialxError as exc:
+        raise SpatialxError(exc.message, path=out, hint=exc.hint) from None
+    seed = _check_int(seed, "seed", out)
+    if strip_rows is None:
+        rows = default_hmif_strip_rows(size, len(grid.wavelengths))
+    else:
+        rows = _check_int(strip_rows, "strip_rows", out)
+        if rows <= 0 or rows % HMIF_ROW_UNIT:
+            raise SpatialxError(f"strip_rows {rows}: must be a positive multiple of {HMIF_ROW_UNIT}", path=out)
+    if out.exists() and not out.is_dir():
+        raise OutputError("not a directory", path=out, hint="give a directory to write the scene into")
+    ms_dir = out / "ms"
+    band_paths = {name: ms_dir / f"{name}.tif" for name in HMIF_S2_BANDS}
+    item_path = ms_dir / "item.json"
+    files = {"hs": out / "hs.he5", "hs_tif": out / "hs.tif", "reference": out / "reference.tif",
+             **{f"ms_{name}": path for name, path in band_paths.items()}, "item": item_path}
+    if ms_dir.exists() and not ms_dir.is_dir():
+        raise OutputError("not a directory", path=ms_dir, hint="remove it: the Sentinel-2 bands go into ms/")
+    if ms_dir.is_dir():
+        # The Sentinel-2 reader takes every band file and STAC item of the folder for part of the product.
+        ours = {p.name for p in (*band_paths.values(), item_path)}
+        foreign = sorted(p.name for p in ms_dir.iterdir() if p.name not in ours and not p.name.startswith("."))
+        if foreign:
+            raise OutputError(f"the Sentinel-2 folder holds other files ({', '.join(foreign[:3])})", path=ms_dir,
+                              hint="a reader would take them for part of the product: remove them, or write the "
+                                   "scene into another directory")
+    for path in files.values():
+        if path.exists() and not overwrite:
+            raise OutputError("output exists", path=path, hint="pass --overwrite")
+    try:
+        ms_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output directory: {exc.strerror}", path=ms_dir) from None
+
+    hs_size = size // HMIF_RATIO
+    x0, y0 = DEFAULT_ORIGIN
+    gsd_hs = HMIF_MS_GSD_M * HMIF_RATIO
+    ms_transform = Affine(HMIF_MS_GSD_M, 0.0, x0, 0.0, -HMIF_MS_GSD_M, y0)
+    hs_transform = Affine(gsd_hs, 0.0, x0, 0.0, -gsd_hs, y0)
+    epsg = int(DEFAULT_CRS.split(":")[1])
+    kept = grid.kept
+    names = tuple(grid.names[k] for k in kept)
+    tags = {"generator": "spatialx.sample", "task": "hmif", "seed": seed, "units": "reflectance"}
+    temps: dict[str, Path] = {}
+    staging: dict[str, Path] = {}
+    datasets = []
+    he5 = None
+    try:
+        temps = {role: new_temporary(path, "" if role == "item" else path.suffix) for role, path in files.items()}
+        staging = {name: new_temporary(path, ".tif") for name, path in band_paths.items()}
+        with rasterio.Env(GDAL_CACHEMAX=256 * 1024 * 1024):
+            common = {"driver": "GTiff", "crs": DEFAULT_CRS, "tiled": True, "compress": "deflate", "zlevel": 1,
+                      "num_threads": "ALL_CPUS", "BIGTIFF": "IF_SAFER", "interleave": "band"}
+            # band-interleaved: each band's tiles are complete after one strip, so GDAL never holds all the bands
+            hs_tif = rasterio.open(temps["hs_tif"], "w", width=hs_size, height=hs_size, count=len(kept),
+                                   dtype="float32", transform=hs_transform, blockxsize=_HMIF_HS_BLOCK,
+                                   blockysize=_HMIF_HS_BLOCK, predictor=3, **common)
+            datasets.append(hs_tif)
+            reference = rasterio.open(temps["reference"], "w", width=size, height=size, count=len(kept),
+                                      dtype="float32", transform=ms_transform, blockxsize=_HMIF_BLOCK,
+                                      blockysize=HMIF_ROW_UNIT, predictor=3, **common)
+            datasets.append(reference)
+            for dst, sensor in ((hs_tif, "prisma_l2d"), (reference, "prisma_l2d")):
+                _hmif_band_tags(dst, names, grid.wavelengths[kept], grid.fwhm[kept])
+                dst.update_tags(sensor=sensor, **tags)
+            s2 = {}
+            for name in HMIF_S2_BANDS:
+                # uncompressed staging, rewritten as a COG at the end (the COG driver cannot write in strips)
+                dst = rasterio.open(staging[name], "w", driver="GTiff", width=size, height=size, count=1,
+                                    dtype="uint16", crs=DEFAULT_CRS, transform=ms_transform, nodata=0)
+                datasets.append(dst)
+                dst.descriptions = (name,)
+                s2[name] = dst
+            he5 = _He5Writer(temps["hs"], grid, hs_size, hs_size, epsg, (x0 + gsd_hs / 2, y0 - gsd_hs / 2))
+            hs_rows = _RowWriter(hs_tif, _HMIF_HS_BLOCK)
+            from rasterio.windows import Window
+
+            def write_truth(row0: int, row1: int, truth: np.ndarray) -> None:
+                window = Window(0, row0, size, row1 - row0)
+                for i, k in enumerate(kept, start=1):
+                    reference.write(truth[k], i, window=window)
+
+            # The reference (the largest file) is compressed while the strip's HS is computed; nothing else
+            # touches that dataset, and the strip generator waits for the write before reusing its buffer.
+            with ThreadPoolExecutor(max_workers=1) as writer:
+                for strip in _hmif_strips(size, grid, seed, rows,
+                                          lambda r0, r1, truth: writer.submit(write_truth, r0, r1, truth)):
+                    hs_rows.add(strip.hs[kept])
+                    he5.write(strip.hs, strip.row0 // HMIF_RATIO)
+                    dn = np.clip(np.rint(strip.ms * np.float32(S2_QUANTIFICATION)), 1, 32767).astype(np.uint16)
+                    window = Window(0, strip.row0, size, strip.row1 - strip.row0)
+                    for m, name in enumerate(HMIF_S2_BANDS):
+                        s2[name].write(dn[m], 1, window=window)
+            hs_rows.close()
+            he5.close()
+            for dst in datasets:
+                dst.close()
+            for name in HMIF_S2_BANDS:
+                final = temps[f"ms_{name}"]
+                final.unlink()
+                rasterio.shutil.copy(staging[name], final, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES",
+                                     BLOCKSIZE=512, RESAMPLING="AVERAGE", NUM_THREADS="ALL_CPUS")
+        item = _stac_item(size, ms_transform, DEFAULT_CRS, seed)
+        temps["item"].write_text(json.dumps(item, indent=2) + "\n", encoding="utf-8")
+        for role, tmp in temps.items():
+            publish(tmp, files[role])
+        for tmp in staging.values():
+            discard(tmp)
+    except BaseException:
+        if he5 is not None:
+            he5.close()
+        for dst in datasets:
+            dst.close()
+        for tmp in (*temps.values(), *staging.values()):
+            discard(tmp)
+        raise
+    return {"hs": files["hs"], "hs_tif": files["hs_tif"], "ms": ms_dir, "reference": files["reference"]}

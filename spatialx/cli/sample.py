@@ -1,4 +1,4 @@
-"""``spatialx sample OUT_DIR``: the bundled synthetic scene."""
+"""``spatialx sample OUT_DIR``: the bundled synthetic scenes (pansharpening, or hyperspectral + multispectral)."""
 
 from __future__ import annotations
 
@@ -9,24 +9,57 @@ import typer
 
 from spatialx.cli import options as opt
 
+TASKS = ("pansharpen", "hmif")
+DEFAULT_SENSOR = "wv3"
+DEFAULT_SIZE = 1024
+
 
 def command(
-    out_dir: Annotated[Path, typer.Argument(help="Directory to write pan.tif, ms.tif and reference.tif into.",
-                                            show_default=False)],
-    sensor: opt.Sensor = "wv3",
-    size: Annotated[int, typer.Option("--size", min=16, help="PAN side in pixels (a multiple of the ratio).")] = 1024,
+    out_dir: Annotated[Path, typer.Argument(help="Directory to write the scene into: pan.tif, ms.tif and "
+                                                 "reference.tif (pansharpen); hs.he5, hs.tif, ms/ and reference.tif "
+                                                 "(hmif).", show_default=False)],
+    task: Annotated[str, typer.Option("--task", help="pansharpen: PAN + MS of --sensor. hmif: a PRISMA L2D HE5 "
+                                                     "at 30 m + Sentinel-2 band COGs at 10 m.")] = "pansharpen",
+    sensor: Annotated[str | None, typer.Option(
+        "--sensor", "-s", help=f"Sensor profile (see `spatialx sensors`); pansharpen only [default: {DEFAULT_SENSOR}].",
+        show_default=False)] = None,
+    size: Annotated[int | None, typer.Option(
+        "--size", min=16, help=f"Side in pixels: PAN pixels, a multiple of the ratio (pansharpen) [default: "
+                               f"{DEFAULT_SIZE}]; Sentinel-2 10 m pixels, a multiple of 3 (hmif) [default: 384].",
+        show_default=False)] = None,
+    bands: Annotated[int | None, typer.Option(
+        "--bands", help="hmif: PRISMA bands as read, the VNIR/SWIR overlap dropped (8-240) [default: 230].",
+        show_default=False)] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same scene.")] = 0,
     overwrite: opt.Overwrite = False,
 ) -> None:
-    """Generate a deterministic, georeferenced synthetic scene (PAN, MS, and the high-resolution reference)."""
+    """Generate a deterministic, georeferenced synthetic scene: PAN, MS and the high-resolution reference
+    (pansharpen), or a PRISMA-like hyperspectral cube, Sentinel-2 bands and the 10 m reference (hmif)."""
     from spatialx.cli.progress import console
-    from spatialx.errors import OutputError
-    from spatialx.sample import write_sample
+    from spatialx.errors import OutputError, SpatialxError
 
-    if not out_dir.exists():
-        if not out_dir.parent.is_dir():
-            raise OutputError("parent directory does not exist", path=out_dir.parent, hint="create it first")
-        out_dir.mkdir()
-    paths = write_sample(out_dir, sensor=sensor, size=size, seed=seed, overwrite=overwrite)
+    name = task.strip().lower()
+    if name not in TASKS:
+        raise SpatialxError(f"--task {task}: sample writes {' or '.join(TASKS)} scenes",
+                            hint="pansharpen for PAN + MS, hmif for HS + MS")
+    # Refuse the other task's options rather than ignore them: a forgotten --task would write the wrong scene.
+    if name == "hmif" and sensor is not None:
+        raise SpatialxError("--sensor is for pansharpen scenes",
+                            hint="an hmif scene is always PRISMA L2D (HS) + Sentinel-2 L2A (MS): drop --sensor")
+    if name == "pansharpen" and bands is not None:
+        raise SpatialxError("--bands is for hmif scenes", hint="add --task hmif, or drop --bands")
+    # The writers create out_dir themselves, after checking their arguments: a refused size leaves nothing behind.
+    if not out_dir.exists() and not out_dir.parent.is_dir():
+        raise OutputError("parent directory does not exist", path=out_dir.parent, hint="create it first")
+    if name == "hmif":
+        from spatialx.sample import HMIF_BANDS, HMIF_SIZE, write_hmif_sample
+
+        paths = write_hmif_sample(out_dir, size=HMIF_SIZE if size is None else size,
+                                  bands=HMIF_BANDS if bands is None else bands, seed=seed, overwrite=overwrite)
+    else:
+        from spatialx.sample import write_sample
+
+        paths = write_sample(out_dir, sensor=sensor or DEFAULT_SENSOR, size=DEFAULT_SIZE if size is None else size,
+                             seed=seed, overwrite=overwrite)
     for role, path in paths.items():
         console.print(f"wrote {role}: {path}")
