@@ -649,35 +649,6 @@ def hmif_indices(ref: np.ndarray, fused: np.ndarray, ratio: float, cut: int = 0,
             "SCC": scc(r, f), "PSNR": psnr(r, f, peak), "SSIM": ssim(r, f, peak), "CC": cc(r, f)}
 
 
-def spectral_response_matrix(hs: SensorProfile, ms: SensorProfile, step_nm: float = 1.0) -> np.ndarray:
-    """``R`` (MS bands, HS bands): MS band ``m`` synthesised from the HS bands, ``MS_m ~ sum_k R[m, k] HS_k``.
-
-    ``R[m, k]`` is the integral of MS band ``m``'s relative response against HS band ``k``'s (each from its profile:
-    the tabulated curve, or a Gaussian of centre and FWHM), normalised over ``k`` so that a flat spectrum maps onto
-    itself (CNMF's spectral response, Yokoya et al. 2012). An MS band no HS band overlaps gets a row of zeros.
-    """
-    lo, hi = math.inf, -math.inf
-    for band in (*hs.bands, *ms.bands):
-        if band.response is not None:
-            lo, hi = min(lo, band.response.wavelengths_nm[0]), max(hi, band.response.wavelengths_nm[-1])
-        elif band.center_nm is not None and band.width_nm:
-            # a Gaussian is below 1e-7 of its peak 2.5 FWHM from its centre
-            lo, hi = min(lo, band.center_nm - 2.5 * band.width_nm), max(hi, band.center_nm + 2.5 * band.width_nm)
-    if not math.isfinite(lo):
-        lo, hi = 0.0, 1.0  # no band has a spectral description: response_curve below says which and what to add
-    wavelengths = np.arange(math.floor(lo), math.ceil(hi) + step_nm, step_nm)
-
-    def table(sensor: SensorProfile) -> np.ndarray:
-        curves = np.stack([band.response_curve(wavelengths) for band in sensor.bands])
-        peak = curves.max(axis=1, keepdims=True)
-        return np.divide(curves, peak, out=np.zeros_like(curves), where=peak > 0)
-
-    a = table(ms) @ table(hs).T
-    total = a.sum(axis=1, keepdims=True)
-    # Far Gaussian tails give ~1e-300 integrals: such bands do not overlap in any useful sense.
-    return np.divide(a, total, out=np.zeros_like(a), where=total > 1e-6)
-
-
 def score_full_hmif(hs: np.ndarray, ms: np.ndarray, fused: np.ndarray, sensors: Mapping[str, SensorProfile],
                     grid_ratio: int, ratio: int | None = None, block: int = 32) -> tuple[dict[str, float], list[str]]:
     """Full-resolution hmif indices (:data:`HMIF_FULL_KEYS`, defined in the module docstring) and notes.
@@ -707,6 +678,8 @@ def score_full_hmif(hs: np.ndarray, ms: np.ndarray, fused: np.ndarray, sensors: 
                          f"not {ratio}")
         degraded = degrade(fused, gains, grid_ratio)
         scale = grid_ratio
+    from spatialx.methods.classical._spectral import spectral_response_matrix
+
     matrix = spectral_response_matrix(hs_sensor, ms_sensor)
     covered = [m for m in range(matrix.shape[0]) if matrix[m].sum() > 0]
     if not covered:

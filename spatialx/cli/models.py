@@ -50,14 +50,17 @@ def _method_rows(networks: set[str]) -> list[dict[str, Any]]:
     """The registered methods that are not networks of the model registry (classical: 0 parameters)."""
     from spatialx.methods import list_methods
 
-    rows = []
+    rows: dict[str, dict[str, Any]] = {}
     for info in list_methods():
         if info.name in networks:
             continue
+        if info.name in rows:  # one name, task-specific implementations (gsa for pansharpen and hmif)
+            rows[info.name]["tasks"] += [task for task in info.tasks if task not in rows[info.name]["tasks"]]
+            continue
         classical = info.kind == "classical"
-        rows.append({"name": info.name, "config": "", "kind": info.kind, "tasks": list(info.tasks),
-                     "params": 0 if classical else None, "gflops": None, "paper": "", "summary": info.summary})
-    return rows
+        rows[info.name] = {"name": info.name, "config": "", "kind": info.kind, "tasks": list(info.tasks),
+                           "params": 0 if classical else None, "gflops": None, "paper": "", "summary": info.summary}
+    return list(rows.values())
 
 
 def command(

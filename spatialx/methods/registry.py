@@ -139,3 +139,9 @@ register("pnn", "spatialx.methods.network:PNNMethod", model="pnn", kind="network
          summary="PNN (Masi et al. 2016), 3-layer CNN; needs --weights or --adapt-steps")
 register("lemamba", "spatialx.methods.network:LEMambaMethod", model="lemamba", kind="network",
          summary="LE-Mamba (Cao et al. 2024), local-enhanced vision Mamba U-Net; needs --weights or --adapt-steps")
+register("gsa", "spatialx.methods.classical.hypersharpen:HyperGSA", tasks=("hmif",), kind="classical",
+         summary="GSA hypersharpening (Selva et al. 2015): per HS band, a synthetic band regressed from the MS")
+register("mtf-glp-hpm", "spatialx.methods.classical.hypersharpen:HyperMTFGLPHPM", tasks=("hmif",), kind="classical",
+         summary="MTF-GLP-HPM hypersharpening: each HS band modulated by its MS-regressed synthetic band")
+register("cnmf", "spatialx.methods.classical.cnmf:CNMF", tasks=("hmif",), kind="classical",
+         summary="coupled NMF unmixing (Yokoya et al. 2012), endmembers fitted on the first pass")
