@@ -35,7 +35,6 @@ redistributed, so tests and ``spatialx sample`` make their own.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from os import PathLike
@@ -51,7 +50,7 @@ from rasterio.windows import Window
 
 from spatialx.errors import ReadError
 from spatialx.grid import Grid
-from spatialx.io.read import ProductFormat, RasterInfo
+from spatialx.io.read import PerThreadHandles, ProductFormat, RasterInfo
 
 CAMERAS = ("VNIR", "SWIR")
 #: Hyperspectral ground sampling distance in the PRISMA specification, used when a file gives no LR corner.
@@ -336,7 +335,7 @@ def _date(start: Any) -> str | None:
 FORMAT = ProductFormat(name="PRISMA L2D", probe=probe, open=open_prisma)
 
 
-class PrismaReader:
+class PrismaReader(PerThreadHandles):
     """Windowed reflectance reads from a PRISMA L2D file, safe to call from many threads.
 
     h5py serialises all calls with one global lock, so threads do not read in parallel; each still reads through
@@ -347,24 +346,18 @@ class PrismaReader:
     def __init__(self, info: RasterInfo):
         if not isinstance(info.source, _Layout):
             raise TypeError("PrismaReader reads a RasterInfo made by open_prisma")
-        self.info = info
+        super().__init__(info)
         self._layout: _Layout = info.source
-        self._local = threading.local()
-        self._handles: list[h5py.File] = []
-        self._lock = threading.Lock()
 
     def _file(self) -> h5py.File:
-        f = getattr(self._local, "f", None)
-        if f is None:
+        def opener() -> h5py.File:
             try:
-                f = h5py.File(self.info.path, "r")
+                return h5py.File(self.info.path, "r")
             except OSError as exc:
                 raise ReadError(f"cannot reopen ({_first_line(str(exc))})", path=self.info.path,
                                 hint="the file may have been moved, truncated or replaced") from None
-            with self._lock:
-                self._handles.append(f)
-            self._local.f = f
-        return f
+
+        return self.handle("h5", opener)
 
     def _slices(self, window: Window) -> tuple[slice, slice]:
         r0, c0 = int(window.row_off), int(window.col_off)
@@ -410,10 +403,11 @@ class PrismaReader:
         selected = self._bands(bands)
         out = np.empty((len(selected), rows.stop - rows.start, cols.stop - cols.start), dtype=np.float32)
         try:
-            for camera, (positions, indexes) in self._by_camera(selected).items():
-                lo, hi = self._layout.scales[camera]
-                dn = self._read(self._layout.cubes[camera], rows, cols, indexes)
-                out[positions] = dn.astype(np.float32) * np.float32((hi - lo) / DN_MAX) + np.float32(lo)
+            with self.reading():
+                for camera, (positions, indexes) in self._by_camera(selected).items():
+                    lo, hi = self._layout.scales[camera]
+                    dn = self._read(self._layout.cubes[camera], rows, cols, indexes)
+                    out[positions] = dn.astype(np.float32) * np.float32((hi - lo) / DN_MAX) + np.float32(lo)
         except OSError as exc:
             raise ReadError(f"read failed at {window} ({_first_line(str(exc))})", path=self.info.path,
                             hint="the file may be truncated or corrupt; re-download it") from None
@@ -428,28 +422,16 @@ class PrismaReader:
         flagged = np.zeros(shape, dtype=bool)
         fill = np.full(shape, bool(selected))
         try:
-            for camera, (_, indexes) in self._by_camera(selected).items():
-                fill &= np.all(self._read(self._layout.cubes[camera], rows, cols, indexes) == 0, axis=0)
-                err_path = self._layout.errors[camera]
-                if err_path is not None:
-                    flagged |= np.any(self._read(err_path, rows, cols, indexes) != 0, axis=0)
+            with self.reading():
+                for camera, (_, indexes) in self._by_camera(selected).items():
+                    fill &= np.all(self._read(self._layout.cubes[camera], rows, cols, indexes) == 0, axis=0)
+                    err_path = self._layout.errors[camera]
+                    if err_path is not None:
+                        flagged |= np.any(self._read(err_path, rows, cols, indexes) != 0, axis=0)
         except OSError as exc:
             raise ReadError(f"mask read failed at {window} ({_first_line(str(exc))})", path=self.info.path,
                             hint="the file may be truncated or corrupt; re-download it") from None
         return ~(flagged | fill)
-
-    def close(self) -> None:
-        with self._lock:
-            for f in self._handles:
-                f.close()
-            self._handles.clear()
-        self._local = threading.local()
-
-    def __enter__(self) -> PrismaReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def write_prisma_l2d(path: str | PathLike[str], reflectance: np.ndarray, wavelengths: Sequence[float],

@@ -239,22 +239,34 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else "unknown GDAL error"
 
 
-class ThreadLocalReader:
-    """Windowed reads from one raster, safe to call from many threads."""
+class PerThreadHandles:
+    """What every file reader needs to be safe from many threads: one open handle per thread and file (neither
+    GDAL's nor h5py's handles may be shared across threads), and reads in flight counted, so that :meth:`close`
+    (an interrupt, a failing tile) waits for them instead of freeing a handle under a worker thread, which would
+    crash the process. Subclasses read inside ``with self.reading():`` through :meth:`handle`.
+    """
 
     def __init__(self, info: RasterInfo):
         self.info = info
         self._local = threading.local()
-        self._handles: list[rasterio.DatasetReader] = []
+        self._handles: list[Any] = []
         self._lock = threading.Lock()
-        # Reads in flight, so that close() (an interrupt, a failing tile) never frees a GDAL handle under a read
-        # still running in a worker thread: GDAL would crash the process.
         self._idle = threading.Condition()
         self._active = 0
         self._closed = False
 
+    def handle(self, key: Any, opener: Callable[[], Any]) -> Any:
+        """This thread's handle called ``key``, opened by ``opener`` on first use."""
+        per_thread = self._local.__dict__.setdefault("handles", {})
+        if key not in per_thread:
+            opened = opener()
+            with self._lock:
+                self._handles.append(opened)
+            per_thread[key] = opened
+        return per_thread[key]
+
     @contextmanager
-    def _reading(self) -> Iterator[None]:
+    def reading(self) -> Iterator[None]:
         with self._idle:
             if self._closed:
                 raise ReadError("read after the run stopped", path=self.info.path)
@@ -266,24 +278,38 @@ class ThreadLocalReader:
                 self._active -= 1
                 self._idle.notify_all()
 
+    def close(self, timeout: float = 30.0) -> None:
+        """Close every thread's handles once the reads in flight have finished (new reads are refused)."""
+        with self._idle:
+            self._closed = True
+            self._idle.wait_for(lambda: self._active == 0, timeout=timeout)
+        with self._lock:
+            for opened in reversed(self._handles):  # e.g. a warped VRT before the dataset it reads
+                opened.close()
+            self._handles.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> PerThreadHandles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ThreadLocalReader(PerThreadHandles):
+    """Windowed reads from one raster, safe to call from many threads."""
+
     def _dataset(self) -> rasterio.DatasetReader:
-        src = getattr(self._local, "src", None)
-        if src is None:
-            src = _open(self.info.path)
-            with self._lock:
-                self._handles.append(src)
-            if self.info.warp_crs is not None:
-                src = _warped(src, self.info.warp_crs, self.info.warp_resampling)
-                with self._lock:
-                    self._handles.append(src)
-            self._local.src = src
-        return src
+        src = self.handle("dataset", lambda: _open(self.info.path))
+        if self.info.warp_crs is None:
+            return src
+        return self.handle("warped", lambda: _warped(src, self.info.warp_crs, self.info.warp_resampling))
 
     def read(self, window: Window, bands: list[int] | None = None) -> np.ndarray:
         """Read ``window`` (which must lie inside the raster) as float32, shape (bands, rows, cols)."""
         indexes = bands if bands is not None else list(range(1, self.info.count + 1))
         try:
-            with self._reading():
+            with self.reading():
                 return self._dataset().read(indexes, window=window, out_dtype="float32")
         except RasterioError as exc:
             raise ReadError(f"read failed at {window} ({_first_line(str(exc))})", path=self.info.path,
@@ -294,25 +320,8 @@ class ThreadLocalReader:
         alpha bands and internal masks alike)."""
         indexes = bands if bands is not None else list(range(1, self.info.count + 1))
         try:
-            with self._reading():
+            with self.reading():
                 masks = self._dataset().read_masks(indexes, window=window)
         except RasterioError as exc:
             raise ReadError(f"mask read failed at {window} ({_first_line(str(exc))})", path=self.info.path) from None
         return np.all(masks != 0, axis=0)
-
-    def close(self, timeout: float = 30.0) -> None:
-        """Close every thread's handle once the reads in flight have finished (new reads are refused)."""
-        with self._idle:
-            self._closed = True
-            self._idle.wait_for(lambda: self._active == 0, timeout=timeout)
-        with self._lock:
-            for src in reversed(self._handles):  # a warped VRT before the dataset it reads
-                src.close()
-            self._handles.clear()
-        self._local = threading.local()
-
-    def __enter__(self) -> ThreadLocalReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

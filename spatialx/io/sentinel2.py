@@ -22,7 +22,6 @@ import json
 import math
 import os
 import re
-import threading
 import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -37,7 +36,7 @@ from rasterio.windows import Window
 
 from spatialx.errors import ReadError, SpatialxError
 from spatialx.grid import Grid
-from spatialx.io.read import ProductFormat, RasterInfo
+from spatialx.io.read import PerThreadHandles, ProductFormat, RasterInfo
 from spatialx.sensors import Band, SensorProfile, get_sensor
 
 __all__ = ["FORMAT", "Sentinel2Product", "Sentinel2Reader", "open_sentinel2", "probe_sentinel2"]
@@ -579,29 +578,17 @@ def _from_tags(wanted: tuple[str, ...], files: Mapping[str, Path], role: str, pa
 # -------------------------------------------------------------------------------------------------------- reader
 
 
-class Sentinel2Reader:
+class Sentinel2Reader(PerThreadHandles):
     """Windowed reflectance reads of a Sentinel-2 product, one dataset handle per file per thread."""
 
     def __init__(self, info: RasterInfo):
         if not isinstance(info.source, Sentinel2Product):
             raise TypeError("Sentinel2Reader reads RasterInfo from open_sentinel2")
-        self.info = info
+        super().__init__(info)
         self.product: Sentinel2Product = info.source
-        self._local = threading.local()
-        self._handles: list[rasterio.DatasetReader] = []
-        self._lock = threading.Lock()
 
     def _dataset(self, path: Path) -> rasterio.DatasetReader:
-        handles = getattr(self._local, "handles", None)
-        if handles is None:
-            handles = self._local.handles = {}
-        src = handles.get(path)
-        if src is None:
-            src = _open_file(path, "input")
-            with self._lock:
-                self._handles.append(src)
-            handles[path] = src
-        return src
+        return self.handle(path, lambda: _open_file(path, "input"))
 
     def _indexes(self, bands: list[int] | None) -> list[int]:
         indexes = bands if bands is not None else list(range(1, self.info.count + 1))
@@ -613,7 +600,8 @@ class Sentinel2Reader:
     def _dn(self, i: int, window: Window) -> np.ndarray:
         path = self.product.files[i]
         try:
-            return self._dataset(path).read(1, window=window)
+            with self.reading():
+                return self._dataset(path).read(1, window=window)
         except RasterioError as exc:
             raise ReadError(f"read failed at {window} ({_first_line(str(exc))})", path=path,
                             hint="the file may be truncated or corrupt") from None
@@ -661,25 +649,13 @@ class Sentinel2Reader:
         r0, r1 = int(scl_rows[row_in].min()), int(scl_rows[row_in].max())
         c0, c1 = int(scl_cols[col_in].min()), int(scl_cols[col_in].max())
         try:
-            block = self._dataset(product.scl).read(1, window=Window(c0, r0, c1 - c0 + 1, r1 - r0 + 1))
+            with self.reading():
+                block = self._dataset(product.scl).read(1, window=Window(c0, r0, c1 - c0 + 1, r1 - r0 + 1))
         except RasterioError as exc:
             raise ReadError(f"SCL read failed ({_first_line(str(exc))})", path=product.scl,
                             hint="the file may be truncated or corrupt") from None
         out[np.ix_(row_in, col_in)] = block[np.ix_(scl_rows[row_in] - r0, scl_cols[col_in] - c0)]
         return out
-
-    def close(self) -> None:
-        with self._lock:
-            for src in self._handles:
-                src.close()
-            self._handles.clear()
-        self._local = threading.local()
-
-    def __enter__(self) -> Sentinel2Reader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 FORMAT = ProductFormat(name="Sentinel-2 L2A", probe=probe_sentinel2, open=open_sentinel2)
