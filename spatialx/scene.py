@@ -23,8 +23,13 @@ from spatialx.methods.base import SceneSample, SceneWindow
 from spatialx.sensors import Band, SensorProfile
 from spatialx.tasks import TaskSpec
 
-#: First-pass budget: scenes up to this many output pixels are sampled at every pixel (exact statistics).
+#: First-pass budget: scenes up to this many output pixels are sampled at every pixel (exact statistics) ...
 SAMPLE_PIXELS = 1 << 22
+#: ... and at most this many values of all roles' bands together (a 230-band cube samples fewer pixels; a
+#: WorldView-3 PAN + 8-band MS pair, 9 bands, keeps the full pixel budget).
+SAMPLE_VALUES = 9 * SAMPLE_PIXELS
+#: Scene windows for learning methods hold at most this many values (four 512 px windows of PAN + 8 bands).
+WINDOW_VALUES = 4 * 512 * 512 * 9
 STRIP_ROWS = 256
 
 
@@ -161,6 +166,11 @@ class SceneInputs:
         return self.task.guide
 
     @property
+    def band_count(self) -> int:
+        """Bands of every role together (what one pixel of the first pass costs)."""
+        return sum(len(bands) for bands in self.bands.values())
+
+    @property
     def resampled(self) -> tuple[str, ...]:
         """The non-guide roles this run has (optional roles may be absent)."""
         return tuple(role for role in self.task.resampled if role in self.rasters)
@@ -229,8 +239,13 @@ def _strided(reader_read: Callable[[Window], np.ndarray], height: int, width: in
     return np.concatenate(strips, axis=-2)
 
 
-def first_pass(inputs: SceneInputs, pixel_budget: int = SAMPLE_PIXELS) -> SceneSample:
-    """Sample the whole scene for the method's global statistics (every pixel when it fits the budget)."""
+def first_pass(inputs: SceneInputs, pixel_budget: int | None = None) -> SceneSample:
+    """Sample the whole scene for the method's global statistics (every pixel when it fits the budget).
+
+    The default budget bounds the sample's memory whatever the band count (:data:`SAMPLE_VALUES`).
+    """
+    if pixel_budget is None:
+        pixel_budget = min(SAMPLE_PIXELS, SAMPLE_VALUES // max(1, inputs.band_count))
     grid = inputs.alignment.grid
     stride = max(1, math.ceil(math.sqrt(grid.width * grid.height / pixel_budget)))
     guide, guide_role = inputs.readers[inputs.guide], inputs.guide
@@ -301,9 +316,11 @@ def scene_windows(inputs: SceneInputs, whole: bool, count: int = 8,
         boxes = [(0, 0, blocks_r, blocks_c)]
     else:
         coarsest = max(n.scale for n in nests.values())
-        height = max(1, min(blocks_r, round(size * coarsest / block_r)))
-        width = max(1, min(blocks_c, round(size * coarsest / block_c)))
         per_side = max(1, math.isqrt(count))
+        # Windows of many-band inputs are smaller, so that their memory stays within WINDOW_VALUES.
+        side = min(size * coarsest, math.isqrt(WINDOW_VALUES // (per_side**2 * max(1, inputs.band_count))))
+        height = max(1, min(blocks_r, round(side / block_r)))
+        width = max(1, min(blocks_c, round(side / block_c)))
         boxes = [(int(r), int(c), height, width)
                  for r in np.unique(np.linspace(0, blocks_r - height, per_side).astype(int))
                  for c in np.unique(np.linspace(0, blocks_c - width, per_side).astype(int))]
