@@ -25,7 +25,7 @@ class RunOptions:
     method_options: Mapping[str, Any] = field(default_factory=dict)
     bands: str | Mapping[str, str] | None = None
     ratio: float | None = None
-    tile: int = 512
+    tile: int | None = None  # output pixels per tile side; None: 512, or 256 for outputs of over 32 bands
     overlap: int | None = None
     workers: int = 1
     device: str = "cpu"

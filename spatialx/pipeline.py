@@ -29,7 +29,7 @@ from spatialx import __version__
 from spatialx.align import align
 from spatialx.errors import InputMismatchError, SpatialxError
 from spatialx.io.read import RasterInfo, open_raster
-from spatialx.io.write import BandInfo, OutputSpec, RasterWriter, gdal_env
+from spatialx.io.write import BandInfo, OutputSpec, RasterWriter, block_size_for, gdal_env
 from spatialx.methods import FusionMethod, create_method, get_method_info
 from spatialx.methods.base import MethodContext, SensorArg, role_sensors
 from spatialx.options import Progress, RunOptions
@@ -212,6 +212,12 @@ INTEGER_SCALES = {"reflectance": 1e-4, "K": 0.01}
 MAX_RATIO = 32
 
 
+def default_tile(bands: int) -> int:
+    """512 px tiles; 256 px for outputs of over 32 bands, whose tiles would hold gigabytes (a 512 px tile of a
+    230-band cube is 241 MB per copy, and fusing one takes several)."""
+    return 512 if bands <= 32 else 256
+
+
 def _output_dtype(requested: str | None, input_dtype: str) -> str:
     dtype = requested or input_dtype
     if dtype not in OUTPUT_DTYPES:
@@ -275,7 +281,7 @@ def plan_fusion(task: TaskSpec, inputs: Mapping[str, str | PathLike[str] | Raste
     fusion: FusionMethod = create_method(method, context, **dict(options.method_options))
     fusion.device = options.device
     overlap = fusion.default_overlap if options.overlap is None else options.overlap
-    tile, step = options.tile, fusion.align
+    tile, step = options.tile or default_tile(len(output_sensor.bands)), fusion.align
     if step > 1 and (tile % step or overlap % step):
         # Methods that decimate need tiles on their decimation phase: round up rather than refuse a default.
         rounded = -(-tile // step) * step, -(-overlap // step) * step
@@ -321,7 +327,7 @@ def fuse_scene(task: TaskSpec, inputs: Mapping[str, str | PathLike[str]], output
         plan.params.update(plan.fusion.params())
         spec = OutputSpec(path=out_path, grid=grid, dtype=plan.dtype, bands=_output_bands(plan.output_sensor),
                           nodata=plan.nodata, tags=plan.tags(method, options), overwrite=options.overwrite,
-                          scale=plan.encoder.scale)
+                          scale=plan.encoder.scale, blocksize=block_size_for(len(plan.output_sensor.bands)))
         with RasterWriter(spec, workers=options.workers) as writer:
             _run_tiles(scene, plan.fusion, plan.tiles, len(plan.output_sensor.bands), plan.encoder, writer,
                        options.workers, options.progress)

@@ -34,7 +34,7 @@ def command(
     weights: opt.Weights = None,
     adapt_steps: opt.AdaptSteps = 0,
     ratio: opt.Ratio = None,
-    tile: opt.Tile = 512,
+    tile: opt.Tile = None,
     overlap: opt.Overlap = None,
     workers: opt.Workers = 1,
     device: opt.Device = "auto",

@@ -11,7 +11,9 @@ InputPath = Annotated[Path, typer.Argument(help="Input raster (GeoTIFF or any GD
 OutputPath = Annotated[Path, typer.Argument(help="Output GeoTIFF (written as a COG).", show_default=False)]
 Sensor = Annotated[str, typer.Option("--sensor", "-s", help="Sensor profile (see `spatialx sensors`).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace the output if it exists.")]
-Tile = Annotated[int, typer.Option("--tile", min=16, help="Tile size in output pixels.")]
+Tile = Annotated[int | None, typer.Option(
+    "--tile", min=16, help="Tile size in output pixels [default: 512; 256 for outputs of over 32 bands].",
+    show_default=False)]
 Overlap = Annotated[int | None, typer.Option(
     "--overlap", min=0, help="Cross-fade width between tiles in pixels [default: the method's].",
     show_default=False)]

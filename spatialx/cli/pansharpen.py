@@ -21,7 +21,7 @@ def command(
     adapt_steps: opt.AdaptSteps = 0,
     bands: opt.Bands = None,
     ratio: opt.Ratio = None,
-    tile: opt.Tile = 512,
+    tile: opt.Tile = None,
     overlap: opt.Overlap = None,
     workers: opt.Workers = 1,
     device: opt.Device = "auto",

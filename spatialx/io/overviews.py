@@ -9,6 +9,7 @@ VRT then presents the base image with these levels as its overviews, and the COG
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
@@ -77,6 +78,17 @@ def _sum_cells(values: np.ndarray, dtype: type) -> np.ndarray:
     return total
 
 
+#: Values one overview window may read (its 2x2 source), so that a 230-band cube reads smaller windows.
+WINDOW_VALUES = (2 * WINDOW) ** 2 * 16
+
+
+def window_for(bands: int) -> int:
+    """The overview window side for ``bands`` bands: :data:`WINDOW`, smaller for many bands (a multiple of 16).
+
+    The means do not depend on it: every window starts on an even source pixel."""
+    return max(16, min(WINDOW, math.isqrt(WINDOW_VALUES // (4 * max(1, bands))) // 16 * 16))
+
+
 def _downsample_file(src_path: Path, dst_path: Path, size: tuple[int, int], nodata: float | None,
                      blocksize: int) -> None:
     with rasterio.open(src_path) as src:
@@ -87,10 +99,11 @@ def _downsample_file(src_path: Path, dst_path: Path, size: tuple[int, int], noda
             "interleave": "pixel", "bigtiff": "IF_SAFER", "crs": src.crs,
             "transform": src.transform @ Affine.scale(src.width / width, src.height / height),
         }
+        step = window_for(src.count)
         with rasterio.open(dst_path, "w", **profile) as dst:
-            for row in range(0, height, WINDOW):
-                for col in range(0, width, WINDOW):
-                    out = Window(col, row, min(WINDOW, width - col), min(WINDOW, height - row))
+            for row in range(0, height, step):
+                for col in range(0, width, step):
+                    out = Window(col, row, min(step, width - col), min(step, height - row))
                     read = Window(2 * col, 2 * row, min(2 * out.width, src.width - 2 * col),
                                   min(2 * out.height, src.height - 2 * row))
                     dst.write(downsample_mean(src.read(window=read), nodata), window=out)

@@ -79,6 +79,12 @@ class OutputSpec:
     scale: float = 1.0
 
 
+def block_size_for(bands: int) -> int:
+    """The COG tile side: 512 px, 128 px for many-band products (a pixel-interleaved 512 px tile of a 230-band
+    cube is 241 MB before compression, and GDAL holds several while it writes)."""
+    return 512 if bands <= 32 else 128
+
+
 def check_output_path(path: str | PathLike[str], overwrite: bool) -> Path:
     """Fail early, before any work, if ``path`` cannot be (re)written: one output of any kind, with no inputs to
     compare it with. Kept for existing callers; a run with inputs or several outputs uses
