@@ -42,11 +42,11 @@ def ensure_scene(workdir: Path, size: int, bands: int, seed: int) -> dict[str, P
     return paths
 
 
-def measure_fusion(paths: dict[str, Path], workdir: Path, method: str, threads: int, tile: int) -> dict:
+def measure_fusion(paths: dict[str, Path], workdir: Path, method: str, threads: int, tile: int | None) -> dict:
     out = workdir / f"hmif-{method}.tif"
     out.unlink(missing_ok=True)
     cmd = [str(Path(sys.executable).with_name("spatialx")), "hmif", paths["hs"], paths["ms"], out, "-m", method,
-           "-j", str(threads), "--tile", str(tile), "-q", "--overwrite"]
+           "-j", str(threads), "-q", "--overwrite", *(["--tile", str(tile)] if tile else [])]
     step = run_child(f"hmif {method}", cmd, child_env(threads), workdir / "hmif.log")
     size = out.stat().st_size
     out.unlink(missing_ok=True)
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bands", type=int, default=230, help="PRISMA bands of the scenes")
     parser.add_argument("--method", default="gsa")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--tile", type=int, default=510)
+    parser.add_argument("--tile", type=int, default=None, help="fusion tile (default: spatialx's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     args = parser.parse_args(argv)
