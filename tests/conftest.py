@@ -64,3 +64,27 @@ def torch_single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def spatialx(capfd, monkeypatch):
+    """The console entry point (``spatialx.cli.main.run``, with its signal guard) in-process: ``spatialx(*args,
+    cwd=...)`` returns a CompletedProcess with the exit status and the captured stdout/stderr."""
+    import subprocess
+    import sys
+
+    from spatialx.cli.main import run
+
+    def invoke(*args, cwd: Path) -> subprocess.CompletedProcess:
+        monkeypatch.chdir(cwd)
+        monkeypatch.setattr(sys, "argv", ["spatialx", *map(str, args)])
+        capfd.readouterr()
+        code = 0
+        try:
+            run()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capfd.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return invoke

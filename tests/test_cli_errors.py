@@ -20,26 +20,6 @@ def spatialx_process(*args: str | Path, cwd: Path) -> subprocess.CompletedProces
                           text=True, env=env, timeout=120)
 
 
-@pytest.fixture
-def spatialx(capfd, monkeypatch):
-    """The same entry point (``spatialx.cli.main.run``) in-process: fast enough to try every bad input."""
-    from spatialx.cli.main import run
-
-    def invoke(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
-        monkeypatch.chdir(cwd)
-        monkeypatch.setattr(sys, "argv", ["spatialx", *map(str, args)])
-        capfd.readouterr()
-        code = 0
-        try:
-            run()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        out, err = capfd.readouterr()
-        return subprocess.CompletedProcess(args, code, out, err)
-
-    return invoke
-
-
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return write_pair(tmp_path_factory.mktemp("pair"), pan_size=(64, 64))

@@ -42,26 +42,6 @@ def error_line(result: subprocess.CompletedProcess, *fragments: str) -> str:
 
 
 @pytest.fixture
-def spatialx(capfd, monkeypatch):
-    """The console entry point (``spatialx.cli.main.run``, with its signal guard) in-process."""
-    from spatialx.cli.main import run
-
-    def invoke(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
-        monkeypatch.chdir(cwd)
-        monkeypatch.setattr(sys, "argv", ["spatialx", *map(str, args)])
-        capfd.readouterr()
-        code = 0
-        try:
-            run()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        out, err = capfd.readouterr()
-        return subprocess.CompletedProcess(args, code, out, err)
-
-    return invoke
-
-
-@pytest.fixture
 def scene(tmp_path: Path) -> tuple[Path, Path, Path]:
     """pan.tif, ms.tif and a fused.tif on the PAN grid (the MS, pixels repeated: enough for `evaluate`)."""
     pan, ms = write_pair(tmp_path, pan_size=(64, 64))
