@@ -59,9 +59,10 @@ def resolve_bands(info: RasterInfo, sensor: SensorProfile, bands: str | None,
             return sensor, indexes
         sensor = sensor.select(items)
     if info.count != len(sensor.bands):
+        names = sensor.band_names
+        listed = ", ".join(names) if len(names) <= 12 else f"{', '.join(names[:3])}, ..., {names[-1]}"
         raise InputMismatchError(
-            f"{label} has {info.count} bands, {sensor.name} expects {len(sensor.bands)} "
-            f"({', '.join(sensor.band_names)})", path=info.path,
+            f"{label} has {info.count} bands, {sensor.name} expects {len(sensor.bands)} ({listed})", path=info.path,
             hint="pick the sensor that matches, or select bands with --bands (numbers or names)")
     return sensor, list(range(1, info.count + 1))
 
@@ -133,7 +134,14 @@ def physical_profile(info: RasterInfo, sensor: SensorProfile) -> tuple[SensorPro
     A conversion that needs a number only the product states (Sentinel-2's ``BOA_ADD_OFFSET``) takes it from the
     metadata the reader found, or fails with a line saying which number is missing.
     """
-    linear = [band.linear(info.metadata or None) for band in sensor.bands]
+    from spatialx.sensors import ProductMetadataError
+
+    try:
+        linear = [band.linear(info.metadata or None) for band in sensor.bands]
+    except ProductMetadataError as exc:
+        raise ProductMetadataError(f"{exc.message}: this file does not state it", path=info.path,
+                                   hint="give the product itself (for Sentinel-2: the .SAFE folder, its "
+                                        "MTD_MSIL2A.xml, or the band COGs with their STAC item)") from None
     if all(scale == 1.0 and offset == 0.0 for scale, offset in linear):
         return sensor, None
     coefficients = np.array(linear, dtype=np.float32).T[:, :, None, None]
