@@ -20,7 +20,8 @@ import pytest
 import rasterio
 import yaml
 from affine import Affine
-from scenes import smooth_field, write_tif
+from scenes import HMIF_EPSG as EPSG
+from scenes import HMIF_ORIGIN, HMIF_RATIO, S2_BANDS, smooth_field, write_hmif_pair, write_tif
 
 import spatialx
 from spatialx.errors import InputMismatchError, SpatialxError
@@ -35,59 +36,23 @@ from spatialx.evaluate import (
     quality_report_hmif,
     reduce_hmif,
 )
-from spatialx.io.prisma import write_prisma_l2d
-from spatialx.io.read import open_raster
 from spatialx.metrics import q2n
 from spatialx.sensors import get_sensor
 
-X0, Y0, EPSG = 600000.0, 5000000.0, 32631
-RATIO = 3
-S2_BANDS = ("B02", "B03", "B04", "B08")
+X0, Y0 = HMIF_ORIGIN
+RATIO = HMIF_RATIO
 SENSORS = {"hs": "prisma_l2d", "ms": "s2_l2a"}
 #: The hmif methods being written next to `exp`; the comparisons run on those registered.
 SHARPENING = ("gsa", "mtf-glp-hpm", "cnmf")
 
 
-def _spectra(wavelengths: np.ndarray) -> np.ndarray:
-    """Three materials: vegetation (red edge), soil (rising), water (dark, falling)."""
-    wl = np.asarray(wavelengths) / 1000.0
-    vegetation = 0.05 + 0.4 / (1 + np.exp(-(wl - 0.72) * 60)) - 0.25 * (wl > 1.4) * (wl - 1.4)
-    soil = 0.1 + 0.2 * wl
-    water = 0.08 * np.exp(-(wl - 0.4) * 4)
-    return np.stack([vegetation, soil, water]).clip(0.01, 0.9)
-
-
 def _write_scene(directory: Path, ms_size: int) -> dict:
-    """HS = the truth averaged over 3x3 blocks (PRISMA HE5, 30 m); MS = the truth through Sentinel-2's responses."""
-    vnir, swir = np.linspace(420, 980, 24), np.linspace(960, 2400, 24)  # the cameras overlap above 960 nm
-    wavelengths = np.concatenate([vnir, swir])
-    abundances = smooth_field((3, ms_size, ms_size), 5, sigma=2.5) + 0.05
-    abundances /= abundances.sum(axis=0, keepdims=True)
-    truth = np.einsum("mk,myx->kyx", _spectra(wavelengths), abundances).astype(np.float32)
-    n = ms_size // RATIO
-    hs = truth.reshape(len(wavelengths), n, RATIO, n, RATIO).mean(axis=(2, 4))
-    he5 = write_prisma_l2d(directory / "PRS_L2D_test.he5", hs, wavelengths, np.full(len(wavelengths), 11.0), EPSG,
-                           X0 + 15.0, Y0 - 15.0, pixel_size=30.0, vnir_count=len(vnir))
-    s2 = get_sensor("s2_l2a")
-    fine = np.linspace(400, 2500, 2101)
-    ms_dir = directory / "S2A_TEST_L2A"
-    ms_dir.mkdir()
-    for band in S2_BANDS:
-        response = s2.layer(band).response_curve(fine)
-        per_material = _spectra(fine) @ (response / response.sum())  # the mixture is linear: integrate once
-        reflectance = np.tensordot(per_material, abundances, axes=1)
-        write_tif(ms_dir / f"{band}.tif", np.rint(reflectance * 10000)[None].astype("uint16"),
-                  Affine(10.0, 0, X0, 0, -10.0, Y0), f"EPSG:{EPSG}")
-    raster = [{"nodata": 0, "data_type": "uint16", "scale": 0.0001, "offset": 0.0}]
-    item = {"type": "Feature", "stac_version": "1.0.0", "id": "S2A_TEST_L2A",
-            "properties": {"datetime": "2021-06-01T10:50:00Z", "s2:processing_baseline": "03.01"},
-            "assets": {band: {"href": f"{band}.tif", "raster:bands": raster} for band in S2_BANDS}}
-    (ms_dir / "item.json").write_text(json.dumps(item))
-    # The truth for the bands the reader keeps (the VNIR bands inside the SWIR range are dropped once).
-    kept = np.abs(wavelengths[:, None] - np.array(open_raster(he5).wavelengths_nm)[None]).argmin(axis=0)
-    truth_tif = write_tif(directory / "truth.tif", truth[kept], Affine(10.0, 0, X0, 0, -10.0, Y0), f"EPSG:{EPSG}",
-                          nodata=None)
-    return {"hs": he5, "ms": ms_dir, "truth": truth_tif, "dir": directory}
+    """HS = the truth averaged over 3x3 blocks (PRISMA HE5, 30 m); MS = the truth through Sentinel-2's responses;
+    the 10 m truth of the bands the reader keeps as a GeoTIFF."""
+    pair = write_hmif_pair(directory, ms_size, sigma=2.5)
+    truth_tif = write_tif(directory / "truth.tif", pair["truth"], Affine(10.0, 0, X0, 0, -10.0, Y0),
+                          f"EPSG:{EPSG}", nodata=None)
+    return {"hs": pair["hs"], "ms": pair["ms"], "truth": truth_tif, "dir": directory}
 
 
 @pytest.fixture(scope="module")
