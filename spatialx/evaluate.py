@@ -59,7 +59,14 @@ from spatialx.methods import create_method
 from spatialx.methods.base import fuse_arrays
 from spatialx.metrics import cc, cut_border, ergas, full_indices, psnr, q2n, q_index, reduced_indices, sam, scc, ssim
 from spatialx.pipeline import resolve_bands
-from spatialx.protocols import ReducedScene, reduce_scene
+from spatialx.protocols import (
+    HMIFReducedScene,
+    ReducedScene,
+    degrade,
+    mtf_gains,
+    reduce_hmif,
+    reduce_scene,
+)
 from spatialx.scene import SceneInputs
 from spatialx.sensors import SensorProfile, get_sensor
 from spatialx.tasks import HMIF, get_task
@@ -76,11 +83,6 @@ HMIF_SENSORS = {"hs": "prisma_l2d", "ms": "s2_l2a"}
 #: Q2n is computed up to this many bands: above, its 2^k-dimensional hypercomplex products (4^k operations per
 #: pixel, k = 6 or more) cost minutes and gigabytes on a scene.
 Q2N_MAX_BANDS = 32
-#: MTF gain at Nyquist for bands whose profile states none: PRISMA's value in the toolbox, and the convention for
-#: sensors without a published one (GF-2 in the implementation notes).
-DEFAULT_MTF_GAIN = 0.3
-
-
 def _read(info: RasterInfo, window: Window, bands: list[int] | None = None) -> np.ndarray:
     with ThreadLocalReader(info) as reader:
         return reader.read(window, bands)
@@ -519,88 +521,6 @@ def read_hmif(hs: str | PathLike[str], ms: str | PathLike[str],
     return scene
 
 
-def _mtf_gains(sensor: SensorProfile, role: str) -> tuple[list[float], list[str]]:
-    """Each band's MTF gain, :data:`DEFAULT_MTF_GAIN` where the profile states none (and a note saying so)."""
-    gains = [DEFAULT_MTF_GAIN if band.mtf_gain is None else float(band.mtf_gain) for band in sensor.bands]
-    missing = [band.name for band in sensor.bands if band.mtf_gain is None]
-    if not missing:
-        return gains, []
-    which = "every band" if len(missing) == len(gains) else f"bands {', '.join(missing)}"
-    return gains, [f"{role} MTF: sensor {sensor.key} states no MTF gain for {which}; the default "
-                   f"{DEFAULT_MTF_GAIN} at Nyquist is used"]
-
-
-def degrade(image: np.ndarray, gains: Sequence[float], ratio: int) -> np.ndarray:
-    """``image`` (bands, r h, r w) as a sensor with these MTF gains records it at ``ratio`` times coarser pixels:
-    each band blurred by its MTF-matched Gaussian (unit DC gain, replicated borders), one sample per ``ratio x
-    ratio`` block at the block's centre (:func:`~spatialx.filters.decimate_centred`: where a coarser pixel nested on
-    the same origin has its centre). ``ratio`` 1 returns the image (float64)."""
-    from spatialx.filters import decimate_centred, mtf_filter, mtf_kernel
-
-    arr = np.asarray(image, dtype=np.float64)
-    if ratio == 1:
-        return arr
-    blurred = mtf_filter(arr, list(gains), ratio)
-    # The toolbox's kernels pass ~99.9 % of the mean; physical values must keep theirs.
-    dc = np.array([mtf_kernel(g, ratio).sum() for g in gains])
-    return decimate_centred(blurred / dc[:, None, None], ratio)
-
-
-@dataclass(frozen=True)
-class HMIFReducedScene:
-    """Inputs of one reduced-resolution hmif fusion and the HS it must reproduce (all (bands, rows, cols))."""
-
-    reference: np.ndarray  # the original HS, cropped to a multiple of the ratio
-    ms: np.ndarray  # the MS on the reference grid (degraded by the HS:MS grid ratio; as read when that is 1)
-    hs_lr: np.ndarray  # the reference degraded by the ratio
-    hs_up: np.ndarray  # hs_lr resampled back onto the reference grid (Keys cubic)
-    ratio: int
-    sensors: Mapping[str, SensorProfile]
-    notes: tuple[str, ...] = ()
-
-
-def reduce_hmif(hs: np.ndarray, ms: np.ndarray, sensors: Mapping[str, SensorProfile], grid_ratio: int,
-                ratio: int | None = None) -> HMIFReducedScene:
-    """Degrade an HS (B, h, w) and MS (M, h g, w g) pair for Wald's protocol with the HS as reference.
-
-    The MS is degraded by the grid ratio ``g`` with its own MTF (onto the HS grid), the HS by ``ratio`` (default
-    ``g``; required when ``g`` is 1) with the HS MTF; the reference is cropped to a multiple of ``ratio``
-    (bottom/right).
-    """
-    from spatialx.filters import imresize_bicubic
-
-    if ms.shape[1:] != (hs.shape[1] * grid_ratio, hs.shape[2] * grid_ratio):
-        raise InputMismatchError(f"MS {ms.shape[1:]} is not HS {hs.shape[1:]} x {grid_ratio}")
-    if ratio is None:
-        if grid_ratio == 1:
-            raise InputMismatchError("the HS and MS are on the same grid: the degradation ratio cannot be read "
-                                     "from the grids", hint="give it with --ratio (e.g. 3 for 30 m over 10 m)")
-        ratio = grid_ratio
-    ratio = int(ratio)
-    if ratio < 2:
-        raise InputMismatchError(f"ratio {ratio}: the reduced-resolution protocol degrades the HS by 2 or more",
-                                 hint="give --ratio 2 or more")
-    rows, cols = (hs.shape[1] // ratio) * ratio, (hs.shape[2] // ratio) * ratio
-    if rows < 4 * ratio or cols < 4 * ratio:
-        raise InputMismatchError(f"HS of {hs.shape[2]}x{hs.shape[1]} pixels is too small for ratio {ratio}",
-                                 hint=f"the HS needs at least {4 * ratio} pixels each way")
-    hs_gains, hs_notes = _mtf_gains(sensors["hs"], "HS")
-    notes = list(hs_notes)
-    reference = np.asarray(hs[:, :rows, :cols], dtype=np.float64)
-    ms_ref = np.asarray(ms[:, : rows * grid_ratio, : cols * grid_ratio], dtype=np.float64)
-    if grid_ratio > 1:
-        ms_gains, ms_notes = _mtf_gains(sensors["ms"], "MS")
-        notes.extend(ms_notes)
-        ms_ref = degrade(ms_ref, ms_gains, grid_ratio)
-    else:
-        notes.append("HS and MS on the same grid: the MS is used as read, the HS degraded by the ratio")
-    hs_lr = degrade(reference, hs_gains, ratio)
-    hs_up = imresize_bicubic(hs_lr, ratio)
-    return HMIFReducedScene(reference=reference.astype(np.float32), ms=ms_ref.astype(np.float32),
-                            hs_lr=hs_lr.astype(np.float32), hs_up=hs_up.astype(np.float32), ratio=ratio,
-                            sensors=dict(sensors), notes=tuple(notes))
-
-
 def fuse_reduced_hmif(reduced: HMIFReducedScene, method: str,
                       method_options: Mapping[str, Any] | None = None) -> np.ndarray:
     """Fuse a reduced-resolution hmif scene with ``method`` on whole arrays."""
@@ -660,7 +580,7 @@ def score_full_hmif(hs: np.ndarray, ms: np.ndarray, fused: np.ndarray, sensors: 
     if fused.shape[0] != hs.shape[0] or fused.shape[1:] != ms.shape[1:]:
         raise InputMismatchError(f"fused image {fused.shape} does not match the HS bands ({hs.shape[0]}) on the MS "
                                  f"grid {ms.shape[1:]}")
-    gains, notes = _mtf_gains(hs_sensor, "HS")
+    gains, notes = mtf_gains(hs_sensor, "HS")
     hs_ref = np.asarray(hs, dtype=np.float64)
     if grid_ratio == 1:
         if not ratio or ratio < 2:

@@ -41,13 +41,20 @@ AdaptSteps = Annotated[int, typer.Option(
                                  "scene for N steps before fusing.")]
 
 
-def method_options(weights: Path | None, adapt_steps: int = 0) -> dict[str, object]:
+NetworkConfig = Annotated[str | None, typer.Option(
+    "--config", help="Networks without --weights: the architecture's configuration (see `spatialx models`) "
+                     "[default: the one for the task and band counts].", show_default=False)]
+
+
+def method_options(weights: Path | None, adapt_steps: int = 0, config: str | None = None) -> dict[str, object]:
     """Options every fusion command passes to the method it creates (only those the user gave)."""
     options: dict[str, object] = {}
     if weights is not None:
         options["weights"] = weights
     if adapt_steps:
         options["adapt_steps"] = adapt_steps
+    if config is not None:
+        options["config"] = config
     return options
 
 Method = Annotated[str, typer.Option("--method", "-m", help="Fusion method (see `spatialx methods --task ...`).")]
@@ -58,7 +65,8 @@ Report = Annotated[bool, typer.Option("--report", help="Also write full-resoluti
 
 
 def run_fusion(task: str, inputs: dict[str, Path], output: Path, method: str, sensor: object, *, device: str,
-               quiet: bool, weights: Path | None = None, adapt_steps: int = 0, **changes: object) -> None:
+               quiet: bool, weights: Path | None = None, adapt_steps: int = 0, config: str | None = None,
+               **changes: object) -> None:
     """What every fusion command does once its arguments are parsed: pick the device, run ``spatialx.fuse`` under
     a progress bar, print what was written."""
     from spatialx.cli.progress import print_result, tile_progress
@@ -74,7 +82,7 @@ def run_fusion(task: str, inputs: dict[str, Path], output: Path, method: str, se
         target = "cpu"
     with tile_progress(f"{task} {method}", enabled=not quiet) as progress:
         result = fuse(task, inputs, output, method=method, sensor=sensor,  # type: ignore[arg-type]
-                      method_options=method_options(weights, adapt_steps), device=target, progress=progress,
+                      method_options=method_options(weights, adapt_steps, config), device=target, progress=progress,
                       **changes)
     if not quiet:
         print_result(result)

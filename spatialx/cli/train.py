@@ -117,6 +117,12 @@ def command(
                                           "repeat for more scenes. The bottom rows are held out for validation.",
         show_default=False)] = None,
     sensor: opt.Sensor = "wv3",
+    task: Annotated[str, typer.Option("--task", help="pansharpen (--h5 or --scene PAN MS) or hmif (--scene HS MS, "
+                                                     "read like `spatialx hmif` reads them).")] = "pansharpen",
+    hs_sensor: Annotated[str, typer.Option("--hs-sensor", help="hmif: sensor profile of the HS cubes.")]
+    = "prisma_l2d",
+    ms_sensor: Annotated[str, typer.Option("--ms-sensor", help="hmif: sensor profile of the MS images.")]
+    = "s2_l2a",
     steps: Annotated[int, typer.Option("--steps", min=0, help="Optimizer steps in total.")] = 1000,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Examples per step.")] = 8,
     patch: Annotated[int, typer.Option("--patch", min=8, help="Patch size in pixels (--scene).")] = 64,
@@ -149,7 +155,8 @@ def command(
                            scenes=scenes or None, steps=steps, batch_size=batch, patch=patch, lr=lr,
                            weight_decay=weight_decay, seed=seed, device=device, val_every=val_every,
                            checkpoint=checkpoint or resume, checkpoint_every=checkpoint_every, resume=resume,
-                           overwrite=overwrite, workers=workers, progress=progress)
+                           overwrite=overwrite, workers=workers, progress=progress, task=task,
+                           sensors={"hs": hs_sensor, "ms": ms_sensor} if task == "hmif" else None)
     if not quiet:
         result = done.result
         console.print(f"wrote {done.output} and {done.output.with_suffix('.json')} ({done.card['architecture']} "

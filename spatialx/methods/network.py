@@ -19,6 +19,9 @@ import numpy as np
 from spatialx.errors import MethodError, ReadError
 from spatialx.methods.base import FusionMethod, MethodContext, SceneSample
 
+#: Tasks with a reduced-resolution protocol to adapt a network on the scene itself (:mod:`spatialx.training.adapt`).
+ADAPTABLE_TASKS = ("pansharpen", "hmif")
+
 
 class NetworkMethod(FusionMethod):
     """Base of every network method; subclasses name their architecture in the model registry."""
@@ -32,7 +35,6 @@ class NetworkMethod(FusionMethod):
                  adapt_steps: int = 0, adapt_patch: int | None = None, adapt_batch: int | None = None,
                  adapt_lr: float | None = None, config: str | None = None, seed: int = 0, **options: Any):
         super().__init__(context, **options)
-        sensor = self.sensor
         self.network_roles = context.task.network_roles
         if not self.network_roles:
             raise MethodError(f"task {context.task.name} declares no network inputs", hint="use a classical method")
@@ -41,10 +43,12 @@ class NetworkMethod(FusionMethod):
         from spatialx.models.registry import create_model, get_model_spec
         from spatialx.models.weights import load_model, sha256
 
-        if adapt_steps > 0 and context.task.name != "pansharpen":
-            # Wald's protocol for adaptation is written for PAN/MS pairs (power-of-two EXP, a one-band guide).
-            raise MethodError(f"{self.name}: scene adaptation is available for pansharpening, not yet for "
-                              f"{context.task.name}", hint="use --weights trained for this task")
+        if adapt_steps > 0 and context.task.name not in ADAPTABLE_TASKS:
+            raise MethodError(f"{self.name}: scene adaptation is available for {', '.join(ADAPTABLE_TASKS)}, not "
+                              f"yet for {context.task.name}", hint="use --weights trained for this task")
+        if weights is not None and config is not None:
+            raise MethodError(f"{self.name}: --config chooses the architecture of a network built here; weights "
+                              "carry their own", hint="drop --config, or drop --weights to train from scratch")
         if weights is None and adapt_steps <= 0:
             raise MethodError(f"{self.name} needs trained weights (--weights FILE) or scene adaptation "
                               "(--adapt-steps N)", hint="train weights with `spatialx train`, or pass --adapt-steps")
@@ -56,8 +60,14 @@ class NetworkMethod(FusionMethod):
         self.seed = seed
         self.card: dict[str, Any] = {}
         self.adaptation: dict[str, Any] = {}
+        bands, guide_bands = (len(context.sensors[role].bands) for role in self.network_roles[:2])
         if weights is not None:
-            self.model, self.card = load_model(weights, architecture=self.architecture, bands=len(sensor.bands))
+            self.model, self.card = load_model(weights, architecture=self.architecture, bands=bands)
+            trained_guide = self.card.get("config", {}).get("guide_bands", 1)
+            if trained_guide != guide_bands:
+                raise ReadError(f"weights take a {trained_guide}-band {context.task.label(self.network_roles[1])}, "
+                                f"the input has {guide_bands}", path=weights,
+                                hint="select the bands the weights were trained with, or train for these")
             # Cards written before tasks were recorded are pansharpening weights, as everything trained then.
             trained_for = (self.card.get("task", "pansharpen"), tuple(self.card.get("roles", ("ms", "pan"))))
             if trained_for != (context.task.name, tuple(self.network_roles)):
@@ -67,11 +77,11 @@ class NetworkMethod(FusionMethod):
             self.weights_name = Path(weights).name
             self.card["sha256"] = sha256(weights)
         else:
-            spec = get_model_spec(self.architecture)
-            config = config or spec.config_for_bands(len(sensor.bands))
+            config, kwargs = get_model_spec(self.architecture).config_for(
+                context.task.name, bands, guide_bands, config, ratio=max(1, round(context.ratio)))
             torch.manual_seed(seed)
-            self.model = create_model(self.architecture, config)
-            self.card = {"architecture": self.architecture, "config": spec.config(config)}
+            self.model = create_model(self.architecture, config, **kwargs)
+            self.card = {"architecture": self.architecture, "config": kwargs, "config_name": config}
             self.weights_name = None
         self.model.eval()
 
@@ -90,7 +100,7 @@ class NetworkMethod(FusionMethod):
             self.model, [w.arrays[guide] for w in sample.windows], [w.arrays[low] for w in sample.windows],
             self.sensor, round(self.ratio), steps=self.adapt_steps, patch=self.adapt_patch,
             batch_size=self.adapt_batch, lr=self.adapt_lr, seed=self.seed, device=self.device,
-            pan_to_ms=sample.windows[0].factor(low))
+            pan_to_ms=sample.windows[0].factor(low), task=task, sensors=self.context.sensors)
         self.model.eval()
 
     @property

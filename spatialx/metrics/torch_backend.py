@@ -468,6 +468,10 @@ def cc(ref: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------------ bundle
+#: Bands up to which Q2n is computed (as :data:`spatialx.evaluate.Q2N_MAX_BANDS`).
+Q2N_MAX_BANDS = 32
+
+
 def reduced_indices(
     ref: torch.Tensor,
     fused: torch.Tensor,
@@ -480,14 +484,15 @@ def reduced_indices(
 
     Both images are cut with :func:`cut_border` first (``cut=0`` disables it; images too small for the cut
     are evaluated whole). Returns ``{"Q2n", "Q", "SAM", "ERGAS", "SCC", "PSNR", "SSIM", "CC"}``, each a
-    tensor of shape (B,).
+    tensor of shape (B,). Q2n is NaN above :data:`Q2N_MAX_BANDS` bands (hyperspectral cubes: its hypercomplex
+    algebra would have 256 dimensions for 230 bands).
     """
     r, f = _pair(ref, fused)
     h, w = r.shape[2:]
     if cut > 0 and min(h, w) > 2 * cut:
         r, f = cut_border(r, cut), cut_border(f, cut)
     return {
-        "Q2n": q2n(r, f, block, block),
+        "Q2n": q2n(r, f, block, block) if r.shape[1] <= Q2N_MAX_BANDS else r.new_full((r.shape[0],), math.nan),
         "Q": q_index(r, f, block),
         "SAM": sam(r, f),
         "ERGAS": ergas(r, f, ratio),

@@ -23,6 +23,10 @@ class ModelSpec:
     summary: str
     #: What the paper reports, for comparison in ``spatialx models`` (params, gflops, and the config they are for).
     paper: Mapping[str, Any] = field(default_factory=dict)
+    #: Per task, the configurations that serve any band count, the default first: their ``bands`` and
+    #: ``guide_bands`` are replaced by the inputs' (hyperspectral cubes come with as many bands as the sensor and
+    #: the user's selection leave).
+    task_configs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def config(self, name: str) -> dict[str, Any]:
         if name not in self.configs:
@@ -37,6 +41,36 @@ class ModelSpec:
                 return name
         known = ", ".join(f"{n} ({c.get('bands')} bands)" for n, c in self.configs.items())
         raise MethodError(f"{self.name} has no configuration for {bands} bands", hint=f"configurations: {known}")
+
+    def config_for(self, task: str, bands: int, guide_bands: int = 1, name: str | None = None,
+                   ratio: int | None = None) -> tuple[str, dict[str, Any]]:
+        """The configuration (its name and keyword arguments) for ``task`` with these band counts.
+
+        ``name`` picks one; otherwise the first whose band counts match exactly, else the task's any-band-count
+        configuration (:attr:`task_configs`). A configuration serving any band count takes the inputs' counts (and
+        ``ratio``, when given).
+        """
+        if task not in self.tasks:
+            raise MethodError(f"{self.name} is not a network for {task}", hint=f"it serves {', '.join(self.tasks)}")
+        if name is None:
+            name = next((n for n, c in self.configs.items()
+                         if c.get("bands") == bands and c.get("guide_bands", 1) == guide_bands), None)
+        any_count = self.task_configs.get(task, ())
+        if name is None and any_count:
+            name = any_count[0]
+        if name is None:
+            self.config_for_bands(bands)  # raises, listing the configurations
+        kwargs = self.config(name)  # type: ignore[arg-type]
+        if name in any_count:
+            kwargs.update(bands=bands, guide_bands=guide_bands)
+            if ratio is not None and "ratio" in kwargs:
+                kwargs["ratio"] = int(ratio)
+        for key, given in (("bands", bands), ("guide_bands", guide_bands)):
+            if kwargs.get(key, 1 if key == "guide_bands" else given) != given:
+                raise MethodError(f"{self.name} configuration {name!r} takes {kwargs.get(key, 1)} "
+                                  f"{key.replace('_', ' ')}, the inputs have {given}",
+                                  hint=f"configurations: {', '.join(self.configs)}")
+        return name, kwargs  # type: ignore[return-value]
 
 
 _MODELS: dict[str, ModelSpec] = {}

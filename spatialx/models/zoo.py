@@ -24,7 +24,8 @@ register_model(ModelSpec(
 # upsampled to the RGB grid, 3-band RGB guide) is 3.158 M parameters and 9.80 GFLOPs, but its configuration is only
 # in the supplementary material, which we do not have: ``hmif`` doubles the width (64) and uses two blocks per
 # level, otherwise the tiny model (2.96 M parameters, 9.04 GFLOPs at 64 x 64, both within 8 % of the paper);
-# ``hmif-tiny`` is the tiny model on HMIF inputs (0.76 M, 3.56 G).
+# ``hmif-tiny`` is the tiny model on HMIF inputs (0.76 M, 3.56 G). Real HS/MS pairs (PRISMA + Sentinel-2: ~230 bands,
+# a 4-band guide) take either with their own band counts (``hmif`` by default).
 register_model(ModelSpec(
     name="lemamba",
     entry="spatialx.models.lemamba:LEMamba",
@@ -36,6 +37,7 @@ register_model(ModelSpec(
         "hmif-tiny": {"bands": 31, "ratio": 8, "guide_bands": 3},
     },
     tasks=("pansharpen", "hmif"),
+    task_configs={"hmif": ("hmif", "hmif-tiny")},
     summary="LE-Mamba (Cao et al. 2024): U-Net of local-enhanced vision Mamba blocks (windowed + global SS2D) with "
             "state sharing, residual on the upsampled image",
     paper={"params": 0.74e6, "gflops": 3.58, "config": "wv3", "hmif": {"params": 3.158e6, "gflops": 9.80}},

@@ -9,7 +9,7 @@ optimizer as training; the EMA of the weights is what the network holds at the e
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,17 +18,25 @@ from torch import nn
 
 from spatialx.errors import InputMismatchError
 from spatialx.sensors import SensorProfile, get_sensor
-from spatialx.training.data import ArrayScene, GridPatchSampler, PatchStream, RandomPatchSampler, WaldPatchDataset
+from spatialx.tasks import PANSHARPEN, TaskSpec
+from spatialx.training.data import (
+    ArrayScene,
+    GridPatchSampler,
+    HMIFWaldPatchDataset,
+    PatchStream,
+    RandomPatchSampler,
+    WaldPatchDataset,
+)
 from spatialx.training.loop import LossFn, make_loss, resolve_torch_device, train, validate
 
 
-def _fitting_patch(scene: ArrayScene, patch: int, ratio: int) -> int:
+def _fitting_patch(scene: ArrayScene, patch: int, ratio: int, label: str = "MS") -> int:
     """``patch`` or, for a small scene, the largest multiple of ``ratio`` that fits it."""
     fits = min(scene.ms_rows, scene.ms_cols) // ratio * ratio
     size = min(int(patch) // ratio * ratio, fits)
     if size < 4 * ratio:
-        raise InputMismatchError(f"the scene (MS {scene.ms_cols}x{scene.ms_rows} pixels) is too small to adapt "
-                                 f"on at ratio {ratio}", hint=f"it needs at least {4 * ratio} MS pixels a side")
+        raise InputMismatchError(f"the scene ({label} {scene.ms_cols}x{scene.ms_rows} pixels) is too small to adapt "
+                                 f"on at ratio {ratio}", hint=f"it needs at least {4 * ratio} {label} pixels a side")
     return size
 
 
@@ -53,6 +61,8 @@ def adapt(
     nodata: float | None = None,
     eval_patches: int = 8,
     progress: Callable[..., None] | None = None,
+    task: TaskSpec = PANSHARPEN,
+    sensors: Mapping[str, SensorProfile] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune ``model`` in place on reduced-resolution patches of one scene; returns statistics.
 
@@ -63,18 +73,28 @@ def adapt(
     returned dict holds the reduced-resolution loss of a fixed set of ``eval_patches`` patches before and after
     (``initial_loss``, ``final_loss``), the first and last training losses, ``steps``, ``patch``, ``seconds``
     and ``samples_per_s``. ``progress`` is :func:`~spatialx.training.loop.train`'s callback.
+
+    Other tasks name their guide and low-resolution roles in ``task`` (``guide``, ``output_like``) and give every
+    role's profile in ``sensors``: for hmif, ``pan`` is the MS (the guide), ``ms`` the HS on its own grid, and the
+    HS is the reference (:class:`~spatialx.training.data.HMIFWaldPatchDataset`).
     """
     began = time.perf_counter()
     profile = sensor if isinstance(sensor, SensorProfile) else get_sensor(sensor)
     ratio = int(ratio if ratio is not None else profile.ratio)
     pans, mss = ([pan], [ms]) if isinstance(pan, np.ndarray) else (list(pan), list(ms))
+    one_band_guide = task.name == PANSHARPEN.name
     scenes = [ArrayScene(p, m, pan_to_ms=pan_to_ms, nodata=profile.nodata if nodata is None else nodata,
-                         name=f"window {i}") for i, (p, m) in enumerate(zip(pans, mss, strict=True))]
+                         name=f"window {i}", guide_bands=1 if one_band_guide else None)
+              for i, (p, m) in enumerate(zip(pans, mss, strict=True))]
     if scenes[0].bands != len(profile.bands):
-        raise InputMismatchError(f"the MS has {scenes[0].bands} bands, sensor {profile.key!r} has "
-                                 f"{len(profile.bands)}", hint="pass the sensor the scene comes from")
-    dataset = WaldPatchDataset(scenes, profile, ratio=ratio)
-    patch = min(_fitting_patch(scene, patch, ratio) for scene in scenes)
+        raise InputMismatchError(f"the {task.label(task.output_like)} has {scenes[0].bands} bands, sensor "
+                                 f"{profile.key!r} has {len(profile.bands)}",
+                                 hint="pass the sensor the scene comes from")
+    if task.name == "hmif":
+        dataset: WaldPatchDataset = HMIFWaldPatchDataset(scenes, sensors or {}, ratio=ratio)
+    else:
+        dataset = WaldPatchDataset(scenes, profile, ratio=ratio)
+    patch = min(_fitting_patch(scene, patch, ratio, task.label(task.output_like)) for scene in scenes)
     stream = PatchStream(dataset, RandomPatchSampler(dataset, patch, seed=seed))
     held = PatchStream(dataset, GridPatchSampler(dataset, patch, limit=max(1, eval_patches)))
     torch_device = resolve_torch_device(device)
@@ -82,14 +102,16 @@ def adapt(
 
     def reduced_loss() -> float:
         return validate(model, held, max_value=dataset.max_value, ratio=ratio, batch_size=batch_size,
-                        device=torch_device, loss=loss_fn, indices=False)["loss"]
+                        device=torch_device, loss=loss_fn, indices=False, roles=task.network_roles)["loss"]
 
     model.to(torch_device)
     initial = reduced_loss()
     result = train(model, stream, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, clip=clip,
-                   ema=ema, loss=loss_fn, seed=seed, device=torch_device, progress=progress)
+                   ema=ema, loss=loss_fn, seed=seed, device=torch_device, progress=progress,
+                   roles=task.network_roles)
     final = reduced_loss()
     return {
+        "task": task.name,
         "initial_loss": initial,
         "final_loss": final,
         "first_train_loss": result.losses[0] if result.losses else None,

@@ -229,14 +229,15 @@ class _Scene:
 
 class ArrayScene(_Scene):
     """A scene held in memory: ``pan`` (1, H, W) or (H, W) on the PAN grid, ``ms`` (C, h, w) on its own grid,
-    ``H = pan_to_ms * h`` (a larger PAN is cropped; ``pan_to_ms`` defaults to ``H // h``)."""
+    ``H = pan_to_ms * h`` (a larger PAN is cropped; ``pan_to_ms`` defaults to ``H // h``). For hmif the guide (the
+    MS, several bands) takes the PAN's place and the HS the MS's (``guide_bands=None`` accepts any count)."""
 
     def __init__(self, pan: np.ndarray, ms: np.ndarray, pan_to_ms: int | None = None, nodata: float | None = None,
-                 name: str = "array"):
+                 name: str = "array", guide_bands: int | None = 1):
         pan = np.asarray(pan)
         pan = pan[None] if pan.ndim == 2 else pan
         ms = np.asarray(ms)
-        if pan.ndim != 3 or pan.shape[0] != 1 or ms.ndim != 3:
+        if pan.ndim != 3 or pan.shape[0] != (guide_bands or pan.shape[0]) or ms.ndim != 3:
             raise InputMismatchError(f"expected pan (1, H, W) and ms (C, h, w), got {pan.shape} and {ms.shape}")
         k = pan.shape[1] // ms.shape[1] if pan_to_ms is None else int(pan_to_ms)
         if k < 1 or pan.shape[1] < k * ms.shape[1] or pan.shape[2] < k * ms.shape[2]:
@@ -414,17 +415,30 @@ class WaldPatchDataset(Dataset):
             y1, x1 = dy + query.size + halo, dx + query.size + halo
             if not scene.valid(pan[:, y0 * k:y1 * k, x0 * k:x1 * k], ms[:, y0:y1, x0:x1]):
                 return None
-        reduced = reduce_scene(pan, ms, self.gains, self.ratio, scene.pan_to_ms)
+        target_grid, native_grid = self.reduce(pan, ms, scene.pan_to_ms)
         p, r = query.size, self.ratio
         window = (slice(None), slice(dy, dy + p), slice(dx, dx + p))
         low = (slice(None), slice(dy // r, (dy + p) // r), slice(dx // r, (dx + p) // r))
-        scale = 1.0 / self.max_value
-        return {
-            TARGET: torch.from_numpy(np.ascontiguousarray(reduced.reference[window]) * np.float32(scale)),
-            "ms": torch.from_numpy(np.ascontiguousarray(reduced.ms_up[window]) * np.float32(scale)),
-            "pan": torch.from_numpy(np.ascontiguousarray(reduced.pan[window]) * np.float32(scale)),
-            native_key("ms"): torch.from_numpy(np.ascontiguousarray(reduced.ms_lr[low]) * np.float32(scale)),
-        }
+        example = {}
+        for arrays, where in ((target_grid, window), (native_grid, low)):
+            for key, array in arrays.items():
+                offset, scale = self.scaling(key)
+                values = np.ascontiguousarray(array[where])
+                example[key] = torch.from_numpy((values - np.float32(offset)) * np.float32(scale) if offset
+                                                else values * np.float32(scale))
+        return example
+
+    def reduce(self, pan: np.ndarray, ms: np.ndarray,
+               pan_to_ms: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Wald's protocol on one window pair: the example's arrays on the target's grid, and on the degraded
+        grid (``ratio`` times coarser), by example key."""
+        reduced = reduce_scene(pan, ms, self.gains, self.ratio, pan_to_ms)
+        return ({TARGET: reduced.reference, "ms": reduced.ms_up, "pan": reduced.pan},
+                {native_key("ms"): reduced.ms_lr})
+
+    def scaling(self, key: str) -> tuple[float, float]:
+        """``(offset, scale)`` taking the values of example ``key`` to [0, 1]: the sensor's DN range."""
+        return 0.0, 1.0 / self.max_value
 
     def __getitem__(self, query: PatchQuery) -> Example:
         example = self.example(query)
@@ -435,6 +449,54 @@ class WaldPatchDataset(Dataset):
         names = "; ".join(s.name for s in self.scenes[:4]) + ("; ..." if len(self.scenes) > 4 else "")
         return (f"Wald reduced-resolution patches from {len(self.scenes)} scene(s) ({names}), sensor "
                 f"{self.profile.key}, ratio {self.ratio}")
+
+
+class HMIFWaldPatchDataset(WaldPatchDataset):
+    """Reduced-resolution hmif examples: the HS is the reference (:func:`spatialx.protocols.reduce_hmif`).
+
+    The scenes pair an MS (the guide, in place of the PAN: any band count) with the HS on its own grid (in place of
+    the MS), both in physical units. The MS is degraded onto the HS grid with its MTF, the HS by ``ratio`` (any
+    integer, 3 for PRISMA over Sentinel-2) with the HS MTF and re-expanded with bicubic resizing. Example keys are
+    the hmif roles: ``target`` (the HS), ``hs`` (re-expanded), ``ms`` (on the HS grid), ``hs_native``; each role
+    is scaled to [0, 1] by its sensor's value range.
+    """
+
+    def __init__(self, scenes: Sequence[_Scene], sensors: Mapping[str, SensorProfile], ratio: int,
+                 margin: int | None = None):
+        self.sensors = dict(sensors)
+        self.profile = self.sensors["hs"]
+        self.scenes = list(scenes)
+        if not self.scenes:
+            raise SpatialxError("no training scenes given", hint="pass at least one --scene HS MS")
+        self.ratio = int(ratio)
+        if self.ratio < 2:
+            raise InputMismatchError(f"the degradation ratio must be 2 or more, got {self.ratio}")
+        self.margin = int(8 * self.ratio if margin is None else margin) // self.ratio * self.ratio
+        self.ranges = {role: tuple(map(float, profile.value_range)) for role, profile in self.sensors.items()}
+        self.max_value = self.ranges["hs"][1]
+        self.bands = self.scenes[0].bands
+        for scene in self.scenes:
+            if scene.bands != self.bands:
+                raise InputMismatchError(f"scenes have {self.bands} and {scene.bands} HS bands",
+                                         hint="train on one sensor pair at a time")
+        if self.bands != len(self.profile.bands):
+            raise InputMismatchError(f"the HS has {self.bands} bands, its sensor profile {len(self.profile.bands)}",
+                                     hint="describe the HS with the profile of the file it comes from")
+
+    def reduce(self, pan: np.ndarray, ms: np.ndarray,
+               pan_to_ms: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        from spatialx.protocols import reduce_hmif
+
+        reduced = reduce_hmif(ms, pan, self.sensors, pan_to_ms, self.ratio)
+        return ({TARGET: reduced.reference, "hs": reduced.hs_up, "ms": reduced.ms}, {native_key("hs"): reduced.hs_lr})
+
+    def scaling(self, key: str) -> tuple[float, float]:
+        low, high = self.ranges["hs" if key in (TARGET, native_key("hs")) else key]
+        return low, 1.0 / (high - low)
+
+    def describe(self) -> str:
+        return (f"Wald reduced-resolution hmif patches from {len(self.scenes)} scene(s), sensors "
+                f"{self.sensors['hs'].key} + {self.sensors['ms'].key}, ratio {self.ratio}")
 
 
 def _positions(lo: int, hi: int, size: int, step: int) -> tuple[int, int]:

@@ -40,8 +40,10 @@ from spatialx.errors import InputMismatchError, OutputError, ReadError, Spatialx
 from spatialx.tasks import PANSHARPEN
 from spatialx.training.data import (
     TARGET,
+    ArrayScene,
     EpochSampler,
     GridPatchSampler,
+    HMIFWaldPatchDataset,
     PanCollectionDataset,
     PatchStream,
     RandomPatchSampler,
@@ -536,6 +538,8 @@ def train_model(
     overwrite: bool = False,
     workers: int = 0,
     progress: TrainProgress | None = None,
+    task: str = "pansharpen",
+    sensors: Mapping[str, str] | None = None,
 ) -> TrainModelResult:
     """Train a registered network and write ``output`` (.safetensors) with its card (``spatialx train``).
 
@@ -544,6 +548,11 @@ def train_model(
     into random Wald-protocol patches of ``patch`` pixels, the bottom rows of every scene (``holdout``, at least
     one patch high) held out for validation. At most ``val_patches`` examples are validated. ``config`` defaults
     to the sensor's configuration of the network, else the first with the data's band count.
+
+    ``task="hmif"``: ``scenes`` are (HS, MS) pairs read with the fusion pipeline's readers (PRISMA HE5, Sentinel-2
+    products, cubes with wavelengths), each whole into memory, their sensors in ``sensors`` (``{"hs": ...,
+    "ms": ...}``, default PRISMA L2D and Sentinel-2 L2A); examples follow Wald's protocol with the HS as reference
+    (:class:`~spatialx.training.data.HMIFWaldPatchDataset`) at the pair's grid ratio.
     """
     from spatialx.io.write import check_output_path
     from spatialx.models.registry import create_model, get_model_spec, model_config
@@ -564,8 +573,16 @@ def train_model(
         raise SpatialxError("give training data: either --h5 FILE or --scene PAN MS (not both)")
     if val_h5 is not None and h5 is None:
         raise SpatialxError("--val-h5 goes with --h5", hint="with --scene, validation patches are held out")
-    profile = get_sensor(sensor)
     spec = get_model_spec(model)
+    if task not in spec.tasks:
+        raise SpatialxError(f"{model} is not a network for {task}", hint=f"it serves {', '.join(spec.tasks)}")
+    if task != PANSHARPEN.name and h5 is not None:
+        raise SpatialxError("PanCollection HDF5 files hold pansharpening examples",
+                            hint=f"train {task} on --scene pairs")
+    profile = get_sensor(sensor)
+    guide_bands = 1
+    task_roles = PANSHARPEN.network_roles
+    sensor_card: Any = profile.key
 
     val_data: Any
     if h5 is not None:
@@ -586,7 +603,13 @@ def train_model(
             warnings.warn(f"{Path(h5).name} has {bands} bands, sensor {profile.key!r} has {len(profile.bands)}: "
                           f"check --sensor (it sets the scaling, max {profile.max_value:g})", stacklevel=2)
     else:
-        wald = WaldPatchDataset([tuple(pair) for pair in scenes or ()], profile)
+        if task == "hmif":
+            wald = _hmif_patches(scenes or (), sensors)
+            profile, guide_bands = wald.sensors["hs"], len(wald.sensors["ms"].bands)
+            task_roles = ("hs", "ms")
+            sensor_card = {role: p.key for role, p in wald.sensors.items()}
+        else:
+            wald = WaldPatchDataset([tuple(pair) for pair in scenes or ()], profile)
         patch = wald.check_patch(patch)
         ratio, bands = wald.ratio, wald.bands
         rows = min(scene.ms_rows for scene in wald.scenes)
@@ -607,30 +630,34 @@ def train_model(
     if val_data is not None:
         val_data = _spread(val_data, val_patches)
 
-    config_name = config or (profile.key if profile.key in spec.configs else spec.config_for_bands(bands))
-    kwargs = model_config(model, config_name)
-    if kwargs.get("bands") not in (None, bands):
-        raise InputMismatchError(f"{model} configuration {config_name!r} is for {kwargs.get('bands')} bands, the "
-                                 f"data have {bands}", hint=f"use --config {spec.config_for_bands(bands)}")
-    overrides = {"ratio": int(ratio)} if "ratio" in kwargs and kwargs["ratio"] != ratio else {}
-    kwargs.update(overrides)
+    if task == PANSHARPEN.name:
+        config_name = config or (profile.key if profile.key in spec.configs else spec.config_for_bands(bands))
+        kwargs = model_config(model, config_name)
+        if kwargs.get("bands") not in (None, bands):
+            raise InputMismatchError(f"{model} configuration {config_name!r} is for {kwargs.get('bands')} bands, "
+                                     f"the data have {bands}", hint=f"use --config {spec.config_for_bands(bands)}")
+    else:
+        config_name, kwargs = spec.config_for(task, bands, guide_bands, config, ratio=int(ratio))
+    if "ratio" in kwargs and kwargs["ratio"] != ratio:
+        kwargs["ratio"] = int(ratio)
     torch.manual_seed(seed)  # the initial weights
-    network = create_model(model, config_name, **overrides)
+    network = create_model(model, config_name, **kwargs)
 
     torch_device = resolve_torch_device(device)
     result = train(network, train_data, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                    clip=clip, ema=ema, loss=loss, seed=seed, device=torch_device, val_data=val_data,
-                   val_every=val_every, max_value=profile.max_value, ratio=ratio, checkpoint=checkpoint,
-                   checkpoint_every=checkpoint_every, resume=resume, progress=progress, workers=workers)
+                   val_every=val_every, max_value=wald.max_value if h5 is None else profile.max_value, ratio=ratio,
+                   checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, progress=progress,
+                   workers=workers, roles=task_roles)
     card = {
         "architecture": model,
         "config": kwargs,
         "config_name": config_name,
-        "task": PANSHARPEN.name,
-        "roles": list(PANSHARPEN.network_roles),
-        "sensor": profile.key,
+        "task": task,
+        "roles": list(task_roles),
+        "sensor": sensor_card,
         "bands": list(profile.band_names) if len(profile.bands) == bands else bands,
-        "max_value": profile.max_value,
+        "max_value": profile.max_value if task == PANSHARPEN.name else None,
         "ratio": int(ratio),
         "parameters": sum(p.numel() for p in network.parameters()),
         "training": {"data": description, "steps": result.steps, "batch_size": batch_size, "lr": lr,
@@ -642,6 +669,27 @@ def train_model(
     network.to("cpu")
     save_weights(network, output, card)
     return TrainModelResult(output=output, card=card, result=result)
+
+
+def _hmif_patches(scenes: Sequence[tuple[Any, Any]], sensors: Mapping[str, str] | None) -> HMIFWaldPatchDataset:
+    """hmif training patches from (HS, MS) pairs, each read whole with the fusion pipeline's readers."""
+    from spatialx.evaluate import read_hmif
+
+    pairs = [read_hmif(hs, ms, dict(sensors or {})) for hs, ms in scenes]
+    if not pairs:
+        raise SpatialxError("no training scenes given", hint="pass at least one --scene HS MS")
+    first = pairs[0]
+    for (hs, _), pair in zip(scenes, pairs, strict=True):
+        if pair.grid_ratio != first.grid_ratio or pair.hs.shape[0] != first.hs.shape[0]:
+            raise InputMismatchError(f"the scenes differ: {pair.hs.shape[0]} HS bands at grid ratio "
+                                     f"{pair.grid_ratio}, the first scene {first.hs.shape[0]} at {first.grid_ratio}",
+                                     path=hs, hint="train on one sensor pair and band selection at a time")
+        if pair.grid_ratio < 2:
+            raise InputMismatchError("the HS and MS are on the same grid: nothing to learn between the two "
+                                     "resolutions", path=hs, hint="give the HS on its own, coarser grid")
+    arrays = [ArrayScene(pair.ms, pair.hs, pan_to_ms=pair.grid_ratio, guide_bands=None, name=f"{Path(hs).name} + "
+                         f"{Path(ms).name}") for (hs, ms), pair in zip(scenes, pairs, strict=True)]
+    return HMIFWaldPatchDataset(arrays, first.sensors, ratio=first.grid_ratio)
 
 
 def _finite(value: float) -> float | None:
