@@ -77,11 +77,17 @@ class ProductFormat:
     #: Open it as :class:`RasterInfo` (with ``opener`` set), raising :class:`~spatialx.errors.ReadError`; called as
     #: ``open(path, role, **options)`` with the reader's own options (e.g. PRISMA's ``keep_overlap``).
     open: Callable[..., RasterInfo]
+    #: The reader reprojects onto another CRS itself: ``open`` then also takes ``warp_to`` (a CRS or None) and
+    #: ``warp_resampling`` (a GDAL resampling name) and returns the reprojected raster's description.
+    warps: bool = False
 
 
 _FORMATS: list[ProductFormat] = []
 #: Modules whose ``FORMAT`` is a built-in :class:`ProductFormat`, imported on the first :func:`open_raster`.
-BUILTIN_FORMATS: tuple[str, ...] = ("spatialx.io.prisma", "spatialx.io.sentinel2")
+#: Probed in this order: Landsat and MODIS band files end like Sentinel-2's (``_B10.TIF``, ``_B01.TIF``), so their
+#: stricter probes go first.
+BUILTIN_FORMATS: tuple[str, ...] = ("spatialx.io.prisma", "spatialx.io.landsat", "spatialx.io.modis",
+                                     "spatialx.io.sentinel2")
 _builtins_loaded = False
 
 
@@ -147,7 +153,9 @@ def open_raster(path: str | PathLike[str], role: str = "input", warp_to: CRS | N
         raise ReadError(f"{role} file does not exist", path=path, hint="check the path")
     product = _product_format(path)
     if product is not None:
-        if warp_to is not None:
+        if product.warps:
+            options = {**dict(options or {}), "warp_to": warp_to, "warp_resampling": warp_resampling}
+        elif warp_to is not None:
             raise ReadError(f"{role}: --reproject is not available for {product.name} products", path=path,
                             hint="reproject the product to a GeoTIFF first (gdalwarp)")
         try:
