@@ -283,15 +283,29 @@ def score_full(pan: np.ndarray, ms: np.ndarray, fused: np.ndarray, sensor: Senso
     return full_indices(fused, ms_lr, pan, ratio, sensor.mtf_gains, block=block)
 
 
-def evaluate_compare(reference: str | PathLike[str], fused: str | PathLike[str], *, ratio: float,
-                     max_value: float | None, cut: int = DEFAULT_CUT) -> dict[str, Any]:
+def evaluate_compare(reference: str | PathLike[str], fused: str | PathLike[str], *, ratio: float | None,
+                     max_value: float | None, cut: int | None = None, task: str | None = None) -> dict[str, Any]:
     """The reference-based indices between two aligned rasters of the same shape and bands, whatever the task.
 
     Up to :data:`Q2N_MAX_BANDS` bands with a ``max_value`` these are the toolbox's (:func:`reduced_indices`). Above,
     Q2n is ``None`` (a 200-band HS pair is compared like any other). ``max_value=None`` is for physical values
     (reflectance): the data range is the reference's maximum, as :func:`hmif_indices` takes it. The result is a
-    :class:`Scores`; its notes say what was skipped.
+    :class:`Scores`; its notes say what was skipped. ``cut`` defaults to :data:`DEFAULT_CUT`.
+
+    ``task="stfuse"`` (spatio-temporal fusion: ``fused`` the prediction, ``reference`` the real fine image of that
+    date) gives the indices of :mod:`spatialx.metrics.temporal` instead, over the pixels valid in both files (each
+    file's nodata or mask, and finite values; values scaled by the GDAL scale/offset a file records): a
+    :class:`Scores` with keys :data:`STFUSE_KEYS` (``"pixels"`` the number compared) and ``"bands"``
+    (``{band: {RMSE, MAE, bias, R2, CC, SSIM}}``, named by the reference's band descriptions, else ``"band 1"``,
+    ...). Overall values are means over bands; ``bias`` is prediction minus truth. ``ratio`` is ERGAS's coarse:fine
+    ratio (a convention here; ``None``: 1), ``max_value`` the SSIM data range (``None``: each band's truth range),
+    ``cut`` defaults to 0. Other tasks (``None``, ``"pansharpen"``, ``"hmif"``) compare as above.
     """
+    stfuse = compare_task(task) == "stfuse"
+    if not stfuse:
+        if ratio is None:
+            raise SpatialxError("the resolution ratio is needed for ERGAS", hint="give ratio (e.g. 4)")
+        cut = DEFAULT_CUT if cut is None else cut
     ref_info, fused_info = open_raster(reference, role="reference"), open_raster(fused, role="fused")
     if ref_info.grid.shape != fused_info.grid.shape or ref_info.count != fused_info.count:
         raise InputMismatchError(
@@ -301,12 +315,87 @@ def evaluate_compare(reference: str | PathLike[str], fused: str | PathLike[str],
     if ref_info.grid.crs != fused_info.grid.crs or not ref_info.grid.transform.almost_equals(
             fused_info.grid.transform):
         raise InputMismatchError("fused and reference grids differ (CRS or transform)", path=fused_info.path)
+    if stfuse:
+        return _compare_stfuse(ref_info, fused_info, ratio=1.0 if ratio is None else float(ratio),
+                               data_range=max_value, cut=0 if cut is None else cut)
     with gdal_env():
         window = Window(0, 0, ref_info.grid.width, ref_info.grid.height)
         ref, image = _read(ref_info, window), _read(fused_info, window)
     if max_value is not None and ref_info.count <= Q2N_MAX_BANDS:
         return _rounded(reduced_indices(ref, image, ratio=ratio, max_value=max_value, cut=cut))
     return Scores(hmif_indices(ref, image, ratio, cut, max_value=max_value), notes=_q2n_note(ref_info.count))
+
+
+#: The overall keys of ``evaluate_compare(..., task="stfuse")`` (it adds ``"bands"``, the per-band values).
+STFUSE_KEYS = ("RMSE", "MAE", "bias", "R2", "CC", "SSIM", "SAM", "ERGAS", "pixels")
+#: The tasks ``evaluate_compare`` takes: those of :data:`TASKS`, compared alike, and ``stfuse``.
+COMPARE_TASKS = (*TASKS, "stfuse")
+
+
+def compare_task(task: str | None) -> str | None:
+    """The task of a comparison, or a one-line error."""
+    if task is None:
+        return None
+    name = str(task).strip().lower()
+    if name not in COMPARE_TASKS:
+        raise SpatialxError(f"--task {task}: compare judges {', '.join(COMPARE_TASKS)}",
+                            hint="stfuse for a predicted fine image against the real one; pansharpen and hmif "
+                                 "compare alike")
+    return name
+
+
+def _read_physical(info: RasterInfo) -> tuple[np.ndarray, np.ndarray]:
+    """The whole raster as float32 in the units its GDAL scale/offset give, and where it holds data: its mask
+    (nodata, alpha, internal mask), pixels equal to its nodata in any band, and finite values in every band."""
+    window = Window(0, 0, info.grid.width, info.grid.height)
+    reader = info.reader()  # a sensor product's own reader, else GDAL's
+    try:
+        image = reader.read(window)
+        valid = reader.read_valid(window) if info.has_mask else np.ones(image.shape[1:], dtype=bool)
+    finally:
+        reader.close()
+    if info.nodata is not None and not math.isnan(info.nodata):
+        valid &= ~(image == np.float32(info.nodata)).any(axis=0)
+    valid &= np.isfinite(image).all(axis=0)
+    linear = _gdal_linear(info)
+    if linear is not None:
+        image = image * linear[0] + linear[1]
+    return image, valid
+
+
+def _band_labels(info: RasterInfo) -> list[str]:
+    """Band names for per-band results: the descriptions when each band has its own, else ``band 1``, ..."""
+    names = [str(d).strip() if d else "" for d in info.descriptions]
+    if len(names) == info.count and all(names) and len(set(names)) == len(names):
+        return names
+    return [f"band {b + 1}" for b in range(info.count)]
+
+
+def _compare_stfuse(ref_info: RasterInfo, fused_info: RasterInfo, *, ratio: float, data_range: float | None,
+                    cut: int) -> Scores:
+    """``evaluate_compare(..., task="stfuse")`` on two rasters already checked to share grid and bands."""
+    from spatialx.metrics.temporal import temporal_indices
+
+    if not ratio > 0:
+        raise SpatialxError(f"--ratio {ratio:g}: the resolution ratio must be positive")
+    with gdal_env():
+        truth, truth_valid = _read_physical(ref_info)
+        prediction, prediction_valid = _read_physical(fused_info)
+    valid = truth_valid & prediction_valid
+    h, w = valid.shape
+    if cut > 0 and min(h, w) > 2 * cut:
+        truth, prediction = truth[:, cut:-cut, cut:-cut], prediction[:, cut:-cut, cut:-cut]
+        valid = valid[cut:-cut, cut:-cut]
+    total, compared = valid.size, int(valid.sum())
+    if compared == 0:
+        raise InputMismatchError("the prediction and the reference have no pixel with data in common",
+                                 path=fused_info.path, hint="check the nodata of both files")
+    values = temporal_indices(truth, prediction, valid, ratio=ratio, data_range=data_range,
+                              band_names=_band_labels(ref_info))
+    notes = []
+    if compared < total:
+        notes.append(f"{total - compared} of {total} pixels left out: nodata or not finite in either image")
+    return Scores(values, notes=notes)
 
 
 def quality_report(pan: str | PathLike[str], ms: str | PathLike[str], fused: str | PathLike[str],

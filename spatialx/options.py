@@ -36,6 +36,8 @@ class RunOptions:
     style: bool = True
     report: bool = False
     dates: Mapping[str, str] = field(default_factory=dict)
+    #: Per-pixel layers the method writes besides the product, by name: ``{"uncertainty": "unc.tif"}``.
+    layers: Mapping[str, str | PathLike[str]] = field(default_factory=dict)
     #: Per role, options of the sensor product's reader (e.g. ``{"hs": {"keep_overlap": True}}``).
     read_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     progress: Progress | None = field(default=None, compare=False)

@@ -11,9 +11,10 @@ workers.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -280,6 +281,12 @@ def plan_fusion(task: TaskSpec, inputs: Mapping[str, str | PathLike[str] | Raste
     context = MethodContext(task, sensors, ratio, grid_ratios)
     fusion: FusionMethod = create_method(method, context, **dict(options.method_options))
     fusion.device = options.device
+    unknown = sorted(set(options.layers) - set(fusion.layers))
+    if unknown:
+        offered = ", ".join(fusion.layers) or "none"
+        raise SpatialxError(f"method {method} writes no {', '.join(unknown)} layer",
+                            hint=f"its layers: {offered}")
+    fusion.emit = tuple(options.layers)
     overlap = fusion.default_overlap if options.overlap is None else options.overlap
     tile, step = options.tile or default_tile(len(output_sensor.bands)), fusion.align
     if step > 1 and (tile % step or overlap % step):
@@ -301,8 +308,8 @@ def plan_fusion(task: TaskSpec, inputs: Mapping[str, str | PathLike[str] | Raste
     # Physical values stored as integers keep a scale (GDAL band scale, which QGIS and rioxarray apply).
     scale = INTEGER_SCALES.get(output_sensor.units or "", 1.0) if physical and integer else 1.0
     nodata = out_like.nodata if out_like.nodata is not None else output_sensor.nodata
-    if physical:
-        nodata = 0.0 if integer else None
+    if physical:  # float products declare NaN, so that GIS software masks what the encoder leaves empty
+        nodata = 0.0 if integer else float("nan")
     encoder = _Encoder(dtype, nodata, output_sensor.max_value if integer and not physical else None, scale)
     params = {"ratio": round(ratio, 6), "grid_ratio": round(grid_ratio, 6), "tile": tile,
               "overlap": overlap, "halo": fusion.halo}
@@ -328,9 +335,16 @@ def fuse_scene(task: TaskSpec, inputs: Mapping[str, str | PathLike[str]], output
         spec = OutputSpec(path=out_path, grid=grid, dtype=plan.dtype, bands=_output_bands(plan.output_sensor),
                           nodata=plan.nodata, tags=plan.tags(method, options), overwrite=options.overwrite,
                           scale=plan.encoder.scale, blocksize=block_size_for(len(plan.output_sensor.bands)))
-        with RasterWriter(spec, workers=options.workers) as writer:
+        layer_specs = [OutputSpec(path=Path(path), grid=grid, dtype="float32",
+                                  bands=[BandInfo(name)], nodata=float("nan"),
+                                  tags={**spec.tags, "SPATIALX_LAYER": name,
+                                        "SPATIALX_LAYER_DESCRIPTION": plan.fusion.layers[name]},
+                                  overwrite=options.overwrite, blocksize=block_size_for(1))
+                       for name, path in options.layers.items()]
+        with RasterWriter(spec, workers=options.workers) as writer, contextlib.ExitStack() as stack:
+            layers = [stack.enter_context(RasterWriter(layer, workers=options.workers)) for layer in layer_specs]
             _run_tiles(scene, plan.fusion, plan.tiles, len(plan.output_sensor.bands), plan.encoder, writer,
-                       options.workers, options.progress)
+                       options.workers, options.progress, layers)
     return FusionResult(output=out_path, method=method, sensor=plan.output_sensor.key,
                         shape=(len(plan.output_sensor.bands), grid.height, grid.width), tiles=len(plan.tiles),
                         seconds=time.perf_counter() - started, notes=plan.notes, params=plan.params,
@@ -383,6 +397,11 @@ def planned_outputs(task: TaskSpec, inputs: Mapping[str, str | PathLike[str]], o
                                        kind="sidecar")
     if options.report:
         paths["report"] = plan.add(report_path(output), what="quality report", kind="sidecar")
+    for name, path in options.layers.items():
+        paths[f"layer:{name}"] = plan.add(path, what=f"{name} layer")
+        if options.style:
+            paths[f"layer_style:{name}"] = plan.add(Path(path).with_suffix(".qml"), what=f"style of the {name} layer",
+                                                    kind="sidecar")
     return paths
 
 
@@ -401,6 +420,14 @@ def _side_products(result: FusionResult, task: TaskSpec, inputs: Mapping[str, st
         bands = _output_bands(profile)
         atomic_write_text(paths["style"], write_style(result.output, bands, _style_kind(profile), result.nodata))
         written["style"] = paths["style"]
+    for name in options.layers:
+        written[f"layer:{name}"] = paths[f"layer:{name}"]
+        if f"layer_style:{name}" in paths:
+            from spatialx.products.style import band_stretch, singleband_gray_qml
+
+            layer = paths[f"layer:{name}"]
+            atomic_write_text(paths[f"layer_style:{name}"], singleband_gray_qml(1, band_stretch(layer, [1])[0]))
+            written[f"layer_style:{name}"] = paths[f"layer_style:{name}"]
     if "ndvi" in paths:
         from spatialx.products.ndvi import ndvi as make_ndvi
 
@@ -426,7 +453,9 @@ class TileFuser:
     def __init__(self, scene: SceneInputs, fusion: FusionMethod, plan: TilePlan):
         self.scene, self.fusion, self.plan = scene, fusion, plan
 
-    def prepare(self, tile: Tile) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def prepare(self, tile: Tile) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        if self.fusion.judges_validity:  # validity comes from the result
+            return {role: _pad(a, tile.pad) for role, a in self.scene.read_each(tile.read).items()}, None
         arrays, valid = self.scene.read(tile.read)
         rows, cols = tile.blend_slices()
         top, left = tile.pad[0], tile.pad[2]
@@ -443,22 +472,31 @@ class TileFuser:
         for tile, (_, valid_blend), result in zip(tiles, prepared, fused, strict=True):
             rows_slice, cols_slice = tile.blend_slices()
             result = np.asarray(result, dtype=np.float32)[:, rows_slice, cols_slice]
+            if valid_blend is None:
+                valid_blend = np.isfinite(result).all(axis=0)
+                result = np.where(valid_blend, result, np.float32(0.0))  # NaN would poison the cross-fade
             pieces.append(np.concatenate([result, valid_blend[None].astype(np.float32)]))
         return np.concatenate(pieces, axis=2)
 
 
 def _run_tiles(job: SceneInputs, fusion: FusionMethod, plan: TilePlan, bands: int, encoder: _Encoder,
-               writer: RasterWriter, workers: int, progress: Progress | None) -> None:
-    """Fuse every tile on a dask graph and stream the stitched cells into ``writer``.
+               writer: RasterWriter, workers: int, progress: Progress | None,
+               layers: Sequence[RasterWriter] = ()) -> None:
+    """Fuse every tile on a dask graph and stream the stitched cells into ``writer`` (and the method's extra
+    per-pixel planes into ``layers``, float32 with NaN where the product is nodata).
 
     A dask block is a group of ``fusion.batch_tiles`` neighbouring tiles of one row, fused in one call (networks
     run them as one batch on the device); blocks span the tiles' blend extents side by side.
     """
 
     def write_cell(values: np.ndarray, valid_weight: np.ndarray, window: Window) -> None:
-        writer.write(encoder(values, valid_weight > 0.5), window)
+        valid = valid_weight > 0.5
+        writer.write(encoder(values[:bands], valid), window)
+        for index, layer in enumerate(layers):
+            layer.write(np.where(valid, values[bands + index], np.float32(np.nan))[None].astype(np.float32), window)
 
-    stitcher = OverlapAddStitcher(plan, bands, write_cell)
+    bands_total = bands + len(layers)
+    stitcher = OverlapAddStitcher(plan, bands_total, write_cell)
     fuse_group = TileFuser(job, fusion, plan).group
 
     batch = max(1, int(getattr(fusion, "batch_tiles", 1)))
@@ -468,7 +506,7 @@ def _run_tiles(job: SceneInputs, fusion: FusionMethod, plan: TilePlan, bands: in
     widths = tuple(sum(sink.widths[c] for c in group) for group in groups)
     name = f"spatialx-fuse-{dask.base.tokenize(id(fusion), id(plan), time.time_ns())}"
     graph = {(name, 0, r, g): (fuse_group, r, group) for r in range(plan.shape[0]) for g, group in enumerate(groups)}
-    blocks = da.Array(graph, name, chunks=((bands + 1,), heights, widths), dtype=np.float32)
+    blocks = da.Array(graph, name, chunks=((bands_total + 1,), heights, widths), dtype=np.float32)
     # Each row of tiles is stored before the next starts: at most one row is in flight whatever the scene size.
     row_starts = np.concatenate([[0], np.cumsum(heights)])
     for r in range(plan.shape[0]):

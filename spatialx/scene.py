@@ -30,7 +30,8 @@ SAMPLE_PIXELS = 1 << 22
 SAMPLE_VALUES = 9 * SAMPLE_PIXELS
 #: Scene windows for learning methods hold at most this many values (four 512 px windows of PAN + 8 bands).
 WINDOW_VALUES = 4 * 512 * 512 * 9
-STRIP_ROWS = 256
+#: The first pass reads the scene in blocks of at most this many values (64 MiB of float32).
+BLOCK_VALUES = 1 << 24
 
 
 def resolve_bands(info: RasterInfo, sensor: SensorProfile, bands: str | None,
@@ -203,17 +204,35 @@ class SceneInputs:
 
     def read(self, window: Window) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Every role on ``window`` of the output grid, and where all of them hold data."""
-        arrays = {}
-        guide = self.readers[self.guide]
-        arrays[self.guide] = self._physical(self.guide, guide.read(self.guide_window(window), self.bands[self.guide]))
+        arrays, masks = self._read_roles(window)
         valid = np.ones(arrays[self.guide].shape[1:], dtype=bool)
+        for mask in masks.values():
+            valid &= mask
+        return arrays, valid
+
+    def read_each(self, window: Window) -> dict[str, np.ndarray]:
+        """Every role on ``window`` of the output grid, NaN where that role holds no data: for methods that judge
+        validity per input (in multi-date fusion one cloudy date does not void a prediction)."""
+        arrays, masks = self._read_roles(window)
+        for role, mask in masks.items():
+            arrays[role] = np.where(mask, arrays[role], np.float32(np.nan))
+        return arrays
+
+    def _read_roles(self, window: Window) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Each role on ``window`` and, for roles that can hold invalid pixels, where they hold data."""
+        arrays, masks = {}, {}
+        guide = self.readers[self.guide]
+        data, finite = _finite(guide.read(self.guide_window(window), self.bands[self.guide]))
+        arrays[self.guide] = self._physical(self.guide, data)
         if self.rasters[self.guide].has_mask:
-            valid &= guide.read_valid(self.guide_window(window), self.bands[self.guide])
+            masks[self.guide] = guide.read_valid(self.guide_window(window), self.bands[self.guide])
+        if finite is not None:
+            masks[self.guide] = finite & masks.get(self.guide, True)
         for role in self.resampled:
             arrays[role], role_valid = self.read_resampled(role, self.alignment.resamplers[role], window)
             if role_valid is not None:
-                valid &= role_valid
-        return arrays, valid
+                masks[role] = role_valid
+        return arrays, masks
 
     def read_native(self, role: str, window: Window) -> np.ndarray:
         """``window`` of ``role``'s own raster, in the units the method sees."""
@@ -227,24 +246,43 @@ class SceneInputs:
                        window: Window) -> tuple[np.ndarray, np.ndarray | None]:
         src_window = resampler.source_window(window)
         reader = self.readers[role]
-        data = self._physical(role, reader.read(src_window, self.bands[role]))
-        valid = None
-        if self.rasters[role].has_mask:
-            valid = resampler.resample_valid(reader.read_valid(src_window, self.bands[role]), src_window, window)
+        data, finite = _finite(reader.read(src_window, self.bands[role]))
+        data = self._physical(role, data)
+        valid = reader.read_valid(src_window, self.bands[role]) if self.rasters[role].has_mask else None
+        if finite is not None:
+            valid = finite if valid is None else valid & finite
+        if valid is not None:
+            valid = resampler.resample_valid(valid, src_window, window)
         return resampler.resample(data, src_window, window), valid
 
 
-def _strided(reader_read: Callable[[Window], np.ndarray], height: int, width: int, stride: int) -> np.ndarray:
-    """Read a ``height x width`` area strip by strip and keep every ``stride``-th pixel (from stride // 2)."""
+def _finite(data: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """``data`` with non-finite values (NaN or inf fills, whatever the file declares) set to 0, and where every band
+    is finite (None when all are). A NaN would spread through any filter or interpolation, even with weight 0."""
+    finite = np.isfinite(data)
+    if finite.all():
+        return data, None
+    return np.where(finite, data, data.dtype.type(0)), finite.all(axis=0)
+
+
+def _strided(reader_read: Callable[[Window], np.ndarray], height: int, width: int, stride: int,
+             bands: int = 1) -> np.ndarray:
+    """Read a ``height x width`` area block by block and keep every ``stride``-th pixel (from stride // 2).
+
+    Blocks hold at most :data:`BLOCK_VALUES` values of ``bands`` bands, and start on multiples of ``stride`` (the
+    sampling phase), so memory stays bounded however wide the scene or many its bands.
+    """
     offset = stride // 2
-    strips = []
-    rows_per_strip = max(stride, (STRIP_ROWS // stride) * stride)
-    for top in range(0, height, rows_per_strip):
-        bottom = min(height, top + rows_per_strip)
-        strip = reader_read(Window(0, top, width, bottom - top))
-        # A copy, not a view: a view would keep every full strip alive until the end.
-        strips.append(np.ascontiguousarray(strip[..., offset::stride, offset::stride]))
-    return np.concatenate(strips, axis=-2)
+    side = max(1, math.isqrt(BLOCK_VALUES // max(1, bands)) // stride) * stride
+    rows = []
+    for top in range(0, height, side):
+        pieces = []
+        for left in range(0, width, side):
+            block = reader_read(Window(left, top, min(side, width - left), min(side, height - top)))
+            # A copy, not a view: a view would keep every full block alive until the end.
+            pieces.append(np.ascontiguousarray(block[..., offset::stride, offset::stride]))
+        rows.append(np.concatenate(pieces, axis=-1))
+    return np.concatenate(rows, axis=-2)
 
 
 def first_pass(inputs: SceneInputs, pixel_budget: int | None = None) -> SceneSample:
@@ -262,17 +300,16 @@ def first_pass(inputs: SceneInputs, pixel_budget: int | None = None) -> SceneSam
     offset = stride // 2
 
     def guide_read(w: Window) -> np.ndarray:
-        data = inputs.read_native(guide_role, inputs.guide_window(w))
-        if guide_masked:
-            mask = guide.read_valid(inputs.guide_window(w), inputs.bands[guide_role])
-            data = np.concatenate([data, mask[None].astype(np.float32)])
-        return data
+        data, finite = _finite(inputs.read_native(guide_role, inputs.guide_window(w)))
+        mask = guide.read_valid(inputs.guide_window(w), inputs.bands[guide_role]) if guide_masked else None
+        if finite is not None:
+            mask = finite if mask is None else mask & finite
+        if mask is None:
+            mask = np.ones(data.shape[1:], dtype=bool)
+        return np.concatenate([data, mask[None].astype(np.float32)])
 
-    data = _strided(guide_read, grid.height, grid.width, stride)
-    if guide_masked:
-        sampled[guide_role], valid = data[:-1], data[-1] > 0
-    else:
-        sampled[guide_role], valid = data, np.ones(data.shape[1:], dtype=bool)
+    data = _strided(guide_read, grid.height, grid.width, stride, len(inputs.bands[guide_role]) + 1)
+    sampled[guide_role], valid = data[:-1], data[-1] > 0
     native: dict[str, np.ndarray] = {}
     out_h, out_w = valid.shape
     for role in inputs.resampled:
@@ -283,15 +320,22 @@ def first_pass(inputs: SceneInputs, pixel_budget: int | None = None) -> SceneSam
             resampler.source,
             AxisMap(rows.scale * stride, rows.offset + rows.scale * offset, rows.size, rows.kernel, rows.width),
             AxisMap(cols.scale * stride, cols.offset + cols.scale * offset, cols.size, cols.kernel, cols.width))
-        # Strip by strip: one read of the whole source would grow with the scene.
-        strips, valid_strips = [], []
-        for top in range(0, out_h, STRIP_ROWS):
-            window = Window(0, top, out_w, min(STRIP_ROWS, out_h - top))
-            values, role_valid = inputs.read_resampled(role, strided, window)
-            strips.append(values)
-            valid_strips.append(np.ones(values.shape[1:], dtype=bool) if role_valid is None else role_valid)
-        sampled[role] = np.concatenate(strips, axis=1)
-        valid &= np.concatenate(valid_strips, axis=0)
+        # Block by block: one read of the whole source would grow with the scene. A sampled output pixel spans
+        # ``scale * stride`` source pixels each way; blocks keep the source read within BLOCK_VALUES.
+        span = max(cols.scale, rows.scale) * stride
+        side = max(1, int(math.isqrt(BLOCK_VALUES // max(1, len(inputs.bands[role]))) / max(span, 1e-9)))
+        value_rows, valid_rows = [], []
+        for top in range(0, out_h, side):
+            values_row, valid_row = [], []
+            for left in range(0, out_w, side):
+                window = Window(left, top, min(side, out_w - left), min(side, out_h - top))
+                values, role_valid = inputs.read_resampled(role, strided, window)
+                values_row.append(values)
+                valid_row.append(np.ones(values.shape[1:], dtype=bool) if role_valid is None else role_valid)
+            value_rows.append(np.concatenate(values_row, axis=2))
+            valid_rows.append(np.concatenate(valid_row, axis=1))
+        sampled[role] = np.concatenate(value_rows, axis=1)
+        valid &= np.concatenate(valid_rows, axis=0)
         native[role] = _native_sample(inputs, role, resampler, pixel_budget)
     windows, reason = scene_windows(inputs, whole=stride == 1)
     return SceneSample(inputs=sampled, valid=valid, native=native, stride=stride, windows=windows,
@@ -351,4 +395,4 @@ def _native_sample(inputs: SceneInputs, role: str, resampler: Resampler, pixel_b
     stride = max(1, math.ceil(math.sqrt(window.width * window.height / pixel_budget)))
     c0, r0 = int(window.col_off), int(window.row_off)
     return _strided(lambda w: inputs.read_native(role, Window(c0 + w.col_off, r0 + w.row_off, w.width, w.height)),
-                    int(window.height), int(window.width), stride)
+                    int(window.height), int(window.width), stride, len(inputs.bands[role]))

@@ -105,7 +105,7 @@ def fuse(task: str | TaskSpec, inputs: Mapping[str, Any], *, method: str, sensor
     """Fuse labelled arrays (role -> ``DataArray``) with ``method``; returns a lazy, labelled ``DataArray``.
 
     The options are those of :func:`spatialx.fuse` (``tile``, ``overlap``, ``dtype``, ``bands``, ...); options
-    that write files (``ndvi``, ``report``, ``overwrite``) and ``reproject`` do not apply here.
+    that write files (``ndvi``, ``report``, ``layers``, ``overwrite``) and ``reproject`` do not apply here.
     """
     import dask.array as da
     import xarray as xr
@@ -116,8 +116,8 @@ def fuse(task: str | TaskSpec, inputs: Mapping[str, Any], *, method: str, sensor
 
     spec = get_task(task)
     options = RunOptions.of(options, **changes).updated(style=False)
-    if options.ndvi is not None or options.report or options.reproject:
-        raise SpatialxError("ndvi, report and reproject write or warp files; they do not apply to arrays",
+    if options.ndvi is not None or options.report or options.reproject or options.layers:
+        raise SpatialxError("ndvi, report, layers and reproject write or warp files; they do not apply to arrays",
                             hint="use spatialx.fuse on files, or compute them from the returned array")
     infos = {role: raster_info(array, spec.label(role)) for role, array in inputs.items()}
     plan = plan_fusion(spec, infos, sensor, method, options)

@@ -229,32 +229,64 @@ def full(
 
 @app.command("compare", no_args_is_help=True)
 def compare(
-    reference: Annotated[Path, typer.Argument(help="Reference raster.", show_default=False)],
-    fused: Annotated[Path, typer.Argument(help="Raster to judge, on the same grid.", show_default=False)],
-    sensor: opt.Sensor = "wv3",
-    ratio: Ratio = None,
-    max_value: Annotated[float | None, typer.Option(
-        "--max-value", help="Data range of PSNR and SSIM, e.g. 1 for reflectance [default: the sensor's].",
+    reference: Annotated[Path, typer.Argument(help="Reference raster (stfuse: the real fine image of the date).",
+                                              show_default=False)],
+    fused: Annotated[Path, typer.Argument(help="Raster to judge, on the same grid (stfuse: the prediction).",
+                                          show_default=False)],
+    task: Annotated[str | None, typer.Option(
+        "--task", help="stfuse: spatio-temporal fusion indices (RMSE, MAE, bias, R2, CC, SSIM, SAM, ERGAS) over "
+                       "the pixels valid in both; pansharpen or hmif (the default): the toolbox's indices.",
         show_default=False)] = None,
-    cut: Annotated[int, typer.Option("--cut", min=0, help="Border dropped before computing indices (pixels).")] = 21,
+    sensor: Annotated[str | None, typer.Option(
+        "--sensor", "-s", help="Sensor profile (see `spatialx sensors`) (default wv3; not with --task stfuse).",
+        show_default=False)] = None,
+    ratio: Annotated[float | None, typer.Option(
+        "--ratio", min=1, help="Resolution ratio of ERGAS (default: the sensor's; stfuse: 1, a convention: give "
+                               "the coarse:fine ratio, e.g. 16 for MODIS and Landsat, to weight it as in the "
+                               "literature).", show_default=False)] = None,
+    max_value: Annotated[float | None, typer.Option(
+        "--max-value", help="Data range of PSNR and SSIM, e.g. 1 for reflectance (default: the sensor's; stfuse: "
+                            "each band's range in the reference).", show_default=False)] = None,
+    cut: Annotated[int | None, typer.Option(
+        "--cut", min=0, help="Border dropped before computing indices (pixels; default 21, stfuse 0).",
+        show_default=False)] = None,
     json_path: JsonPath = None,
     csv_path: CsvPath = None,
     overwrite: opt.Overwrite = False,
 ) -> None:
     """The reference-based indices between two aligned rasters, for any task: Q2n is left out (n/a) above 32
-    bands."""
+    bands. With --task stfuse: a predicted fine image against the real one (bias = prediction - reference;
+    per-band values in the table and the --json/--csv files)."""
     from spatialx.errors import SpatialxError
-    from spatialx.evaluate import evaluate_compare
+    from spatialx.evaluate import compare_task, evaluate_compare
     from spatialx.sensors import get_sensor
 
     if max_value is not None and not max_value > 0:
         raise SpatialxError(f"--max-value {max_value:g}: the data range must be positive")
+    if compare_task(task) == "stfuse":
+        if sensor is not None:
+            raise SpatialxError("--sensor: not with --task stfuse",
+                                hint="stfuse takes the data range from the reference (or --max-value)")
+        _check_outputs({"reference": reference, "fused": fused}, json_path, csv_path, overwrite)
+        results = evaluate_compare(reference, fused, ratio=ratio, max_value=max_value, cut=cut, task="stfuse")
+        overall = {k: v for k, v in results.items() if k not in ("bands", "pixels")}
+        bands = results["bands"]
+        rows = {fused.name: overall}
+        if len(bands) > 1:
+            rows.update({name: {k: values.get(k) for k in overall} for name, values in bands.items()})
+        _print(f"{fused.name} against {reference.name} ({results['pixels']} pixels compared)", rows, "image",
+               results.notes)
+        _save(results, json_path, None, "image")
+        _save({name: {**values, "pixels": results["pixels"]} for name, values in rows.items()}, None, csv_path,
+              "image")
+        return
     _check_outputs({"reference": reference, "fused": fused}, json_path, csv_path, overwrite)
-    profile = get_sensor(sensor)
+    profile = get_sensor(sensor or "wv3")
     scale = ratio or profile.ratio
     if scale is None:
         raise SpatialxError(f"sensor {profile.key} has no PAN:MS ratio for ERGAS", hint="give it with --ratio")
-    results = evaluate_compare(reference, fused, ratio=scale, max_value=max_value or profile.max_value, cut=cut)
+    results = evaluate_compare(reference, fused, ratio=scale, max_value=max_value or profile.max_value,
+                               cut=21 if cut is None else cut)
     _print(f"{fused.name} against {reference.name}", {fused.name: results}, "image",
            getattr(results, "notes", ()))
     _save(results, json_path, csv_path, "image")

@@ -13,9 +13,10 @@ def command() -> None:
 
     console = Console()
     for task in list_tasks():
+        networks = ", ".join(task.label(r) for r in task.network_roles) or "nothing yet (no network declares it)"
         table = Table(title=f"[bold]{task.name}[/] {task.summary}", title_justify="left", caption_justify="left",
                       caption=f"output: the {task.label(task.guide)} grid with the {task.label(task.output_like)} "
-                              f"bands; networks receive {', '.join(task.label(r) for r in task.network_roles)}; "
+                              f"bands; networks receive {networks}; "
                               f"methods: {', '.join(m.name for m in list_methods(task.name)) or 'none yet'}")
         for column in ("role", "label", "resampling", "sensor part", "", "description"):
             table.add_column(column)

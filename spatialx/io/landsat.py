@@ -431,6 +431,7 @@ def _facts(contents: Mapping[str, str], attributes: Mapping[str, str], groups: M
     facts: dict[str, Any] = {
         "acquired": acquired,
         "scene_center_time": attributes.get("SCENE_CENTER_TIME"),
+        "sensor": SENSOR_KEY,
         "spacecraft": attributes.get("SPACECRAFT_ID"),
         "sensor_id": attributes.get("SENSOR_ID"),
         "processing_level": level,

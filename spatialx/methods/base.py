@@ -154,6 +154,14 @@ class FusionMethod(ABC):
     device: str = "cpu"
     #: Neighbouring tiles handed to :meth:`fuse_batch` at once (networks batch them on the device).
     batch_tiles: int = 1
+    #: The method judges validity itself: :meth:`fuse` receives NaN where an input holds no data and returns NaN
+    #: where it cannot predict (multi-date fusion: one cloudy date does not void a pixel). Otherwise a pixel is
+    #: fused only where every input holds data, and the output is nodata elsewhere.
+    judges_validity: bool = False
+    #: Per-pixel layers the method can write besides the product (name -> what it holds), e.g. an uncertainty.
+    layers: ClassVar[Mapping[str, str]] = {}
+    #: The layers this run wants: :meth:`fuse` appends one plane per name, in this order, after the bands.
+    emit: tuple[str, ...] = ()
 
     def __init__(self, context: MethodContext, **options: Any):
         if options:

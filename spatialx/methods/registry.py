@@ -145,3 +145,13 @@ register("mtf-glp-hpm", "spatialx.methods.classical.hypersharpen:HyperMTFGLPHPM"
          summary="MTF-GLP-HPM hypersharpening: each HS band modulated by its MS-regressed synthetic band")
 register("cnmf", "spatialx.methods.classical.cnmf:CNMF", tasks=("hmif",), kind="classical",
          summary="coupled NMF unmixing (Yokoya et al. 2012), endmembers fitted on the first pass")
+register("exp", "spatialx.methods.classical.temporal:CoarseExpanded", tasks=("stfuse",), kind="classical",
+         summary="the coarse image of the prediction date on the fine grid (the coarse sensor alone)")
+register("no-change", "spatialx.methods.classical.temporal:NoChange", tasks=("stfuse",), kind="classical",
+         summary="the fine image of the nearest pair date, as if nothing changed")
+register("coarse-diff", "spatialx.methods.classical.temporal:CoarseDifference", tasks=("stfuse",), kind="classical",
+         summary="fine(t_k) + coarse(t_p) - coarse(t_k); pairs weighted by the inverse coarse change")
+register("starfm", "spatialx.methods.classical.temporal:STARFM", tasks=("stfuse",), kind="classical",
+         summary="STARFM (Gao et al. 2006): similar neighbours in a moving window, spectral/temporal/distance weights")
+register("estarfm", "spatialx.methods.classical.temporal:ESTARFM", tasks=("stfuse",), kind="classical",
+         summary="ESTARFM (Zhu et al. 2010): two pairs, conversion coefficients regressed over similar pixels")

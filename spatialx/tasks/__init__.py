@@ -142,4 +142,13 @@ HMIF = register_task(TaskSpec(
            Role("ms", "MS", physical=True, description="multispectral bands (e.g. Sentinel-2 10 m), the output grid")),
     guide="ms", output_like="hs", network_roles=("hs", "ms")))
 
-__all__ = ["HMIF", "PANSHARPEN", "Resampling", "Role", "TaskSpec", "get_task", "list_tasks", "register_task"]
+STFUSE = register_task(TaskSpec(
+    "stfuse", "spatio-temporal: the fine image at a date only the coarse sensor saw, from fine/coarse pairs",
+    roles=(Role("fine", "fine", dated=True, physical=True,
+                description="fine image at a pair date (e.g. Landsat 30 m), one per date; the first is the grid"),
+           Role("coarse", "coarse", dated=True, physical=True,
+                description="coarse image (e.g. MODIS 500 m) at every pair date and the prediction date, "
+                            "reprojected and interpolated onto the fine grid")),
+    guide="fine", output_like="fine"))
+
+__all__ = ["HMIF", "PANSHARPEN", "STFUSE", "Resampling", "Role", "TaskSpec", "get_task", "list_tasks", "register_task"]
