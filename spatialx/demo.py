@@ -3,7 +3,9 @@
 ``python -m spatialx.demo demo-out`` (what ``make demo`` runs) writes ``demo-out/sample/`` (PAN, MS, reference) and
 one COG and one NDVI (+ QGIS style) per pansharpening method, then ``demo-out/sample_hmif/`` (a PRISMA-like HE5,
 Sentinel-2 band COGs, the 10 m reference) and one COG per hmif method, and prints a short table with each product's
-SAM and ERGAS against the scene's reference.
+SAM and ERGAS against the scene's reference. Then ``demo-out/sample_stfuse/`` (Landsat 8 C2 L2 at t1 and t3, MODIS
+MCD43A4 at t1, t2 and t3, the Landsat-band truth at t2) and one COG per stfuse method predicting t2 (``starfm`` with
+its uncertainty layer), with a second table of each prediction's errors against that truth.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ SIZE = 512
 HMIF_SIZE = 192  # Sentinel-2 10 m pixels per side: 64 PRISMA pixels
 HMIF_BANDS = 60
 HMIF_SENSORS = {"hs": "prisma_l2d", "ms": "s2_l2a"}
+STFUSE_SIZE = 240  # Landsat 30 m pixels per side: 7.2 km, about 16 MODIS pixels
+STFUSE_METHODS = ("exp", "no-change", "coarse-diff", "starfm", "estarfm")
+STFUSE_WINDOW = 51  # starfm/estarfm moving window (fine pixels): the paper's 1500 m at 30 m
+STFUSE_SCORES = ("RMSE", "bias", "SAM", "ERGAS", "CC", "SSIM")
 
 
 def _scores(reference: Path, product: Path, ratio: int, max_value: float | None) -> tuple[str, str]:
@@ -67,7 +73,102 @@ def main(out_dir: str = "demo-out") -> int:
         table.add_row("hmif", info.name, output.name, "-", *_scores(hmif["reference"], output, ratio, None),
                       f"{result.seconds:.2f}")
     console.print(table)
+    console.print(_stfuse(root))
     return 0
+
+
+def _unavailable(exc: BaseException) -> str | None:
+    """Why a method cannot run here (not implemented, a dependency missing), or None for a real error."""
+    from spatialx.errors import MethodError
+
+    if isinstance(exc, NotImplementedError | ModuleNotFoundError):
+        return f"{type(exc).__name__}: {exc}"
+    text = str(exc)
+    if isinstance(exc, MethodError) and any(k in text.lower() for k in ("not implemented", "does not import")):
+        return text
+    return None
+
+
+def _stfuse_scores(reference: Path, product: Path, change: dict[str, int], ratio: float) -> dict[str, float]:
+    """Errors of a prediction against the truth: whole image and the cleared patch (``RMSE change``)."""
+    import inspect
+
+    import numpy as np
+    import rasterio
+
+    from spatialx.evaluate import evaluate_compare
+
+    with rasterio.open(reference) as src:
+        truth = src.read().astype(np.float64)
+    with rasterio.open(product) as src:
+        fused = src.read(list(range(1, truth.shape[0] + 1))).astype(np.float64)
+    error = fused - truth
+    scores: dict[str, float] = {}
+    if "task" in inspect.signature(evaluate_compare).parameters:
+        found = evaluate_compare(reference, product, ratio=ratio, max_value=None, task="stfuse")
+        scores.update({key: float(found[key]) for key in STFUSE_SCORES if found.get(key) is not None})
+    else:  # evaluate_compare without task="stfuse": the errors computed here, NaN (no prediction) left out
+        valid = np.isfinite(error).all(axis=0)
+        e, t, f = error[:, valid], truth[:, valid], fused[:, valid]
+        cos = (t * f).sum(axis=0) / np.maximum(np.linalg.norm(t, axis=0) * np.linalg.norm(f, axis=0), 1e-12)
+        band_rmse = np.sqrt((e ** 2).mean(axis=1))
+        scores.update({"RMSE": float(np.sqrt((e ** 2).mean())), "bias": float(e.mean()),
+                       "SAM": float(np.degrees(np.arccos(np.clip(cos, -1, 1))).mean()),
+                       "ERGAS": float(100.0 / ratio * np.sqrt(np.mean((band_rmse / t.mean(axis=1)) ** 2))),
+                       "CC": float(np.mean([np.corrcoef(t[b], f[b])[0, 1] for b in range(t.shape[0])]))})
+    rows = slice(change["row_off"], change["row_off"] + change["height"])
+    cols = slice(change["col_off"], change["col_off"] + change["width"])
+    scores["RMSE change"] = float(np.sqrt(np.nanmean(error[:, rows, cols] ** 2)))
+    return scores
+
+
+def _stfuse(root: Path):
+    """Write the stfuse sample and predict its middle date with every stfuse method; returns the scores table."""
+    import json
+
+    from rich.table import Table
+
+    from spatialx.methods import list_methods
+    from spatialx.sample import STFUSE_BANDS, STFUSE_PREDICT, write_stfuse_sample
+    from spatialx.tasks.stfuse import stfuse
+
+    paths = write_stfuse_sample(root / "sample_stfuse", size=STFUSE_SIZE, seed=0, overwrite=True)
+    summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
+    registered = {info.name for info in list_methods("stfuse")}
+    table = Table(title=f"stfuse: Landsat 8 ({STFUSE_SIZE} px, 30 m) at {summary['dates']['t1']} and "
+                        f"{summary['dates']['t3']} + MODIS MCD43A4 -> {STFUSE_PREDICT}, against its truth "
+                        f"(reflectance; starfm/estarfm window {STFUSE_WINDOW} px; RMSE change: the forest patch "
+                        "cleared in between)")
+    columns = ("method", "output", *STFUSE_SCORES, "RMSE change", "seconds")
+    for column in columns:
+        table.add_column(column)
+    notes = []
+    for method in STFUSE_METHODS:
+        if method not in registered:
+            notes.append(f"{method}: not registered, skipped")
+            continue
+        output = root / f"stfuse_{method}.tif"
+        extra: dict = {}
+        if method in ("starfm", "estarfm"):
+            extra["method_options"] = {"window": STFUSE_WINDOW}
+        if method == "starfm":
+            extra["layers"] = {"uncertainty": root / f"stfuse_{method}_uncertainty.tif"}
+        try:
+            result = stfuse(output, [paths["fine_t1"], paths["fine_t3"]],
+                            [paths["coarse_t1"], paths["coarse_t2"], paths["coarse_t3"]], STFUSE_PREDICT,
+                            method=method, fine_bands=",".join(STFUSE_BANDS), workers=2, overwrite=True, **extra)
+        except Exception as exc:
+            why = _unavailable(exc)
+            if why is None:
+                raise
+            notes.append(f"{method}: skipped ({why})")
+            continue
+        scores = _stfuse_scores(paths["reference"], output, summary["land_cover_change"]["window"], summary["ratio"])
+        table.add_row(method, output.name, *(f"{scores[k]:.4f}" if k in scores else "-" for k in STFUSE_SCORES),
+                      f"{scores['RMSE change']:.4f}", f"{result.seconds:.2f}")
+    if notes:
+        table.caption = "; ".join(notes)
+    return table
 
 
 if __name__ == "__main__":

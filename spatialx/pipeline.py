@@ -15,7 +15,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -154,8 +154,8 @@ def open_scene(task: TaskSpec, inputs: Mapping[str, str | PathLike[str] | Raster
         if rasters[role].warp_crs is not None:
             alignment.notes.append(f"{task.label(role)} reprojected on the fly from "
                                    f"{_crs_name(rasters[role].native_crs)} onto the "
-                                   f"{task.label(task.guide)} CRS {_crs_name(rasters[role].warp_crs)} (GDAL warped "
-                                   f"VRT, {rasters[role].warp_resampling})")
+                                   f"{task.label(task.guide)} CRS {_crs_name(rasters[role].warp_crs)} "
+                                   f"({rasters[role].warp_resampling})")
     return SceneInputs(task, rasters, bands, alignment, linear=linear), profiles
 
 
@@ -163,7 +163,11 @@ def _crs_name(crs: CRS | None) -> str:
     if crs is None:
         return "none"
     epsg = crs.to_epsg()
-    return f"EPSG:{epsg}" if epsg else (crs.to_string()[:60] or "a custom CRS")
+    if epsg:
+        return f"EPSG:{epsg}"
+    # A CRS without a code (MODIS sinusoidal): its PROJ string says what it is; WKT would be a page.
+    proj = crs.to_proj4() if crs.to_dict() else ""
+    return proj or "a custom CRS"
 
 
 @dataclass
@@ -252,10 +256,22 @@ def _nominal_ratio(task: TaskSpec, sensors: Mapping[str, SensorProfile], grid_ra
     return max(1.0, grid_ratio)
 
 
+def _with_method_resampling(task: TaskSpec, method: str) -> TaskSpec:
+    """``task`` with the roles' resampling the method asks for (:attr:`FusionMethod.resampling`)."""
+    from spatialx.methods.registry import method_factory
+
+    wanted = getattr(method_factory(method, task.name), "resampling", {})
+    if not wanted:
+        return task
+    return replace(task, roles=tuple(replace(role, resampling=wanted[role.name]) if role.name in wanted else role
+                                     for role in task.roles))
+
+
 def plan_fusion(task: TaskSpec, inputs: Mapping[str, str | PathLike[str] | RasterInfo], sensor: SensorArg,
                 method: str, options: RunOptions) -> FusionPlan:
     """Open and align the inputs and build the method and the tile plan; nothing is read past the headers."""
     get_method_info(method, task.name)
+    task = _with_method_resampling(task, method)
     for role in options.dates:
         if not task.role(role).dated:
             raise SpatialxError(f"the {task.label(role)} input of {task.name} takes no date")

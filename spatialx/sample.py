@@ -32,6 +32,12 @@ GeoTIFF, and Sentinel-2's 10 m bands (the truth integrated against their spectra
 item; written in strips that reuse the rows they share, so memory stays flat (about 1.5 GB at 3000 px x 230 bands).
 Objects keep their sizes in pixels, so at 10 m houses are blocks and roads broad: the scene is a test of spectral
 and spatial fidelity at the MS scale, not a map of a real place.
+
+Spatio-temporal fusion has its own 30 m landscape (:func:`write_stfuse_sample`, ``spatialx sample DIR --task stfuse``):
+crop parcels with their own phenology, forest, a river, a lake and a town, seen at three dates by Landsat 8 (Collection
+2 Level-2 scene folders at the first and last) and MODIS (MCD43A4 band GeoTIFF sets at all three, the footprint means
+of the truth on the global sinusoidal grid), with a forest patch cleared in between and the truth of the middle date
+as the reference.
 """
 
 from __future__ import annotations
@@ -59,9 +65,16 @@ __all__ = [
     "GSD_PAN_M",
     "HMIF_BANDS",
     "HMIF_SIZE",
+    "MODIS_500M_PIXEL_M",
+    "MODIS_GRID_ORIGIN",
+    "STFUSE_BANDS",
+    "STFUSE_DATES",
+    "STFUSE_PREDICT",
+    "STFUSE_SIZE",
     "LandCover",
     "PrismaBandGrid",
     "SceneStrip",
+    "StfuseGrids",
     "SyntheticScene",
     "band_reflectance",
     "default_hmif_strip_rows",
@@ -70,8 +83,12 @@ __all__ = [
     "iter_strips",
     "prisma_band_grid",
     "s2_response_weights",
+    "stfuse_band_tables",
+    "stfuse_command",
+    "stfuse_grids",
     "write_hmif_sample",
     "write_sample",
+    "write_stfuse_sample",
 ]
 
 GSD_PAN_M: dict[str, float] = {
@@ -1768,3 +1785,753 @@ def write_hmif_sample(out_dir: str | PathLike[str], size: int = HMIF_SIZE, bands
             discard(tmp)
         raise
     return {"hs": files["hs"], "hs_tif": files["hs_tif"], "ms": ms_dir, "reference": files["reference"]}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# spatio-temporal fusion (stfuse): Landsat 8 C2 L2 at two dates, MODIS MCD43A4 at three, the 30 m truth between
+
+STFUSE_SIZE = 300
+"""Default side of an stfuse scene in Landsat (30 m) pixels: 9 km, about 19 MODIS pixels."""
+
+STFUSE_MIN_SIZE, STFUSE_MAX_SIZE = 64, 2048
+
+STFUSE_GSD_M = 30.0
+STFUSE_CRS = DEFAULT_CRS
+"""The Landsat grid: UTM zone 31N, upper-left corner :data:`DEFAULT_ORIGIN` (43.35 N, 3.0 E), as the hmif scene."""
+
+STFUSE_DATES = ("2021-05-01", "2021-06-02", "2021-07-04")
+"""t1 < t2 < t3: days Landsat 8 images WRS-2 path 196 (16-day repeat, two cycles apart); MODIS sees every one."""
+
+STFUSE_PREDICT = STFUSE_DATES[1]
+"""The date only the coarse sensor saw: ``reference.tif`` is the truth then."""
+
+STFUSE_BANDS = ("SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7")
+"""The Landsat bands a fusion predicts (those MODIS also records) and the bands of ``reference.tif``."""
+
+STFUSE_COARSE_GAIN, STFUSE_COARSE_OFFSET = 1.02, 0.005
+"""The coarse sensor's radiometry against the fine one's: MODIS = gain * footprint mean of the truth + offset."""
+
+STFUSE_CHANGE_SHAPE = (12, 15)
+"""Rows and columns (30 m pixels: 360 m x 450 m) of the forest patch cleared between t1 and t2."""
+
+STFUSE_CUT_DATE = "2021-05-17"
+"""When the patch was cleared (between t1 and t2): it is bare soil, slash and a little regrowth from then on."""
+
+MODIS_500M_PIXEL_M = 463.312716527917
+"""The MODIS sinusoidal 500 m grid cell: a tile's 1111950.52 m over 2400 pixels (CHARACTERISTICBINSIZE)."""
+
+MODIS_GRID_ORIGIN = (-20015109.354, 10007554.677)
+"""Upper-left corner of tile h00v00 in the sinusoidal CRS: every MODIS grid is aligned on it."""
+
+MODIS_TILE_M = 2400 * MODIS_500M_PIXEL_M
+
+STFUSE_COARSE_MARGIN = 2
+"""Coarse pixels around the fine footprint: the resampling kernels that bring MODIS onto the Landsat grid reach 2."""
+
+_STFUSE_WRS = (196, 30)
+_STFUSE_PROCESSING_DAYS = 9  # Landsat L2 products and MCD43A4 granules are made about this many days later
+_STFUSE_SCENE_TIME = "10:37:21.4460050Z"
+_STFUSE_SUN = {"2021-05-01": (58.04, 145.31, 1.0075), "2021-07-04": (64.98, 137.62, 1.0167)}
+"""Sun elevation and azimuth (degrees) and Earth-Sun distance (AU) of the Landsat dates at the scene."""
+
+#: MODIS band number -> the truth band it records (see :data:`_STFUSE_TRUTH_BANDS`).
+_STFUSE_MODIS_SOURCES = {1: "SR_B4", 2: "SR_B5", 3: "SR_B2", 4: "SR_B3", 5: "MODIS_B5", 6: "SR_B6", 7: "SR_B7"}
+#: Bands the truth is rendered in: every Landsat SR band, and MODIS band 5 (1240 nm), which no Landsat band covers.
+_STFUSE_TRUTH_BANDS = ("SR_B1", "SR_B2", "SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7", "MODIS_B5")
+
+# QA_PIXEL values (CFMask bits 0 fill, 1 dilated cloud, 3 cloud, 6 clear, 7 water; 8-15 confidences, low = 01).
+_QA_CLEAR, _QA_WATER, _QA_DILATED, _QA_CLOUD = 21824, 21952, 21762, 22280
+
+_LANDSAT_SR_MULT, _LANDSAT_SR_ADD = 2.75e-05, -0.2
+_LANDSAT_ST_MULT, _LANDSAT_ST_ADD = 0.00341802, 149.0
+_LANDSAT_SR_DN = (7273, 43636)
+_MODIS_SCALE, _MODIS_FILL, _MODIS_QA_FILL = 0.0001, 32767, 255
+_SINUSOIDAL_PROJ4 = "+proj=sinu +lon_0=0 +x_0=0 +y_0=0 +R=6371007.181 +units=m +no_defs"
+
+
+def _doy(date: str) -> int:
+    import datetime as dt
+
+    return dt.date.fromisoformat(date).timetuple().tm_yday
+
+
+def _full_spectra() -> tuple[np.ndarray, np.ndarray]:
+    """Wavelengths (nm) and the endmember spectra (materials, wavelengths) from 400 to 2500 nm."""
+    table = np.concatenate([_WAVELENGTHS, _SWIR_WAVELENGTHS])
+    return table, np.array([ENDMEMBERS[m] + _SWIR_ENDMEMBERS[m] for m in _MATERIALS])
+
+
+def stfuse_band_tables() -> np.ndarray:
+    """``E`` (truth bands, materials): each material's reflectance in each band of :data:`_STFUSE_TRUTH_BANDS`, the
+    spectrum integrated against the band's :meth:`~spatialx.sensors.Band.response_curve` on a 1 nm grid."""
+    wl = np.arange(400.0, 2501.0)
+    table, spectra = _full_spectra()
+    dense = np.array([np.interp(wl, table, s) for s in spectra])  # (materials, wl)
+    landsat, modis = get_sensor("landsat_c2l2"), get_sensor("mcd43a4")
+    rows = []
+    for name in _STFUSE_TRUTH_BANDS:
+        band = modis.layer("Nadir_Reflectance_Band5") if name == "MODIS_B5" else landsat.layer(name)
+        response = band.response_curve(wl)
+        rows.append(dense @ response / response.sum())
+    return np.array(rows, dtype=np.float32)
+
+
+class _StCover(IntEnum):
+    """Parcel kinds of the stfuse landscape, each with its own phenology."""
+
+    SPRING_CROP = 0  # maize, sunflower: bare in May, green by July
+    CEREAL = 1  # winter wheat: green in May and June, ripening by early July
+    GRASS = 2  # pasture: green, growing in spring
+    VINES = 3  # vineyards: sparse, leafing out
+    FALLOW = 4  # bare or sparsely weedy soil
+    FOREST = 5
+
+
+_ST_PROBS = np.array([0.34, 0.10, 0.18, 0.12, 0.10, 0.16])
+_ST_CELL, _ST_ASPECT = 14.0, 1.4  # parcel lattice: 420 m x 590 m
+
+
+@dataclass(frozen=True)
+class StfuseGrids:
+    """The grids of an stfuse scene: Landsat (``fine``, ``size`` x ``size``), MODIS (``coarse``, sinusoidal) and the
+    30 m grid the truth is rendered on (``extended``: the fine grid grown to cover every coarse pixel's footprint;
+    the fine grid is its window ``offset`` = (col, row))."""
+
+    size: int
+    fine: Affine
+    coarse: Affine
+    coarse_shape: tuple[int, int]  # rows, cols
+    extended: Affine
+    extended_shape: tuple[int, int]
+    offset: tuple[int, int]
+    tile: tuple[int, int]  # MODIS h, v of the coarse grid's centre
+
+
+def stfuse_grids(size: int) -> StfuseGrids:
+    """The Landsat, MODIS and truth grids of an stfuse scene of ``size`` Landsat pixels.
+
+    The MODIS grid is a window of the global sinusoidal 500 m grid (:data:`MODIS_GRID_ORIGIN`) covering the fine
+    footprint (its edges mapped into the sinusoidal CRS) and :data:`STFUSE_COARSE_MARGIN` more pixels on each side.
+    """
+    from rasterio.warp import transform as transform_points
+
+    from spatialx.io.modis import SINUSOIDAL
+
+    g = STFUSE_GSD_M
+    x0, y0 = DEFAULT_ORIGIN
+    fine = Affine(g, 0.0, x0, 0.0, -g, y0)
+    t = np.linspace(0.0, size, 65)
+    cols = np.concatenate([t, np.full_like(t, size), t[::-1], np.zeros_like(t)])
+    rows = np.concatenate([np.zeros_like(t), t, np.full_like(t, size), t[::-1]])
+    sx, sy = (np.asarray(v) for v in transform_points(STFUSE_CRS, SINUSOIDAL, x0 + cols * g, y0 - rows * g))
+    res, (gx, gy) = MODIS_500M_PIXEL_M, MODIS_GRID_ORIGIN
+    margin = STFUSE_COARSE_MARGIN
+    c0, c1 = math.floor((sx.min() - gx) / res) - margin, math.ceil((sx.max() - gx) / res) + margin
+    r0, r1 = math.floor((gy - sy.max()) / res) - margin, math.ceil((gy - sy.min()) / res) + margin
+    coarse = Affine(res, 0.0, gx + c0 * res, 0.0, -res, gy - r0 * res)
+    tile = (int((c0 + c1) / 2 * res // MODIS_TILE_M), int((r0 + r1) / 2 * res // MODIS_TILE_M))
+    # the coarse footprint back in UTM, on the fine lattice, one pixel more
+    t = np.linspace(0.0, 1.0, 65)
+    w, h = c1 - c0, r1 - r0
+    ccols = np.concatenate([t * w, np.full_like(t, w), (1 - t) * w, np.zeros_like(t)])
+    crows = np.concatenate([np.zeros_like(t), t * h, np.full_like(t, h), (1 - t) * h])
+    ux, uy = (np.asarray(v) for v in transform_points(SINUSOIDAL, STFUSE_CRS, coarse.c + ccols * res,
+                                                          coarse.f - crows * res))
+    e0, e1 = math.floor((ux.min() - x0) / g) - 1, math.ceil((ux.max() - x0) / g) + 1
+    f0, f1 = math.floor((y0 - uy.max()) / g) - 1, math.ceil((y0 - uy.min()) / g) + 1
+    e0, f0 = min(e0, 0), min(f0, 0)
+    e1, f1 = max(e1, size), max(f1, size)
+    extended = Affine(g, 0.0, x0 + e0 * g, 0.0, -g, y0 - f0 * g)
+    return StfuseGrids(size=size, fine=fine, coarse=coarse, coarse_shape=(h, w), extended=extended,
+                       extended_shape=(f1 - f0, e1 - e0), offset=(-e0, -f0), tile=tile)
+
+
+@dataclass(frozen=True)
+class _StfuseLandscape:
+    """Static per-pixel fields of the truth grid; :func:`_stfuse_abundance` makes material fractions of them."""
+
+    kind: np.ndarray  # (H, W) _StCover
+    onset: np.ndarray  # day of year of green-up (crops, grass, vines) or of ripening (cereal)
+    vigour: np.ndarray  # peak green fraction
+    wet: np.ndarray  # share of wet soil in the soil fraction (before the season's drying)
+    bright: np.ndarray  # brightness factor
+    water: np.ndarray  # water cover 0..1 (river, lake)
+    turbid: np.ndarray  # turbid share of the water
+    riparian: np.ndarray  # tree cover along the river
+    town: np.ndarray  # built-up cover 0..1
+    built: np.ndarray  # built share of a town pixel (the rest is gardens)
+    road: np.ndarray  # asphalt cover
+    change: tuple[int, int, int, int]  # row0, row1, col0, col1 of the cleared patch (truth grid)
+    clouds: np.ndarray  # (H, W) uint8: 0 clear, 1 dilated cloud, 2 cloud (the t3 Landsat image only)
+    keys: Mapping[str, int]
+
+
+def _ellipse_gap(X: np.ndarray, Y: np.ndarray, centre: tuple[float, float], radii: tuple[float, float],
+                 noise: np.ndarray, roughness: float) -> np.ndarray:
+    """Signed distance (pixels, about) outside an ellipse with a noisy edge: negative inside."""
+    cx, cy = centre
+    ra, rb = radii
+    rho = np.sqrt(((X - np.float32(cx)) / np.float32(ra)) ** 2 + ((Y - np.float32(cy)) / np.float32(rb)) ** 2)
+    return (rho - np.float32(1)) * np.float32(min(ra, rb)) - np.float32(roughness) * (noise - np.float32(0.5))
+
+
+def _stfuse_landscape(grids: StfuseGrids, seed: int) -> _StfuseLandscape:
+    """The landscape on the truth grid, drawn from ``seed``: parcels, their phenology parameters, water, town, road,
+    the forest stand and its cleared patch, the t3 clouds. Placed relative to the fine footprint, so every feature
+    lies in it whatever ``size``."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng([seed, 0x57F05E])
+    names = ("parcels", "params", "texture", "texture2", "onset_noise", "edges", "urban", "noise", "wet")
+    keys = {n: int(k) for n, k in zip(names, rng.integers(0, 2**32, size=len(names), dtype=np.uint64), strict=True)}
+    height, width = grids.extended_shape
+    n = float(grids.size)
+    ox, oy = grids.offset
+    xs = np.arange(width, dtype=np.float32) + np.float32(0.5)
+    ys = np.arange(height, dtype=np.float32) + np.float32(0.5)
+    X, Y = xs[None, :], ys[:, None]
+
+    # parcels: Voronoi cells of a jittered lattice in a rotated, stretched frame
+    theta = rng.uniform(0, np.pi)
+    ct, st = np.float32(math.cos(theta)), np.float32(math.sin(theta))
+    u = ((X * ct + Y * st) * np.float32(1 / _ST_CELL)).ravel()
+    v = ((Y * ct - X * st) * np.float32(1 / (_ST_CELL * _ST_ASPECT))).ravel()
+    lat, i1, _, _, _ = _voronoi(u, v, keys["parcels"])
+    ph = _mix32(lat.hash ^ np.uint32(keys["params"]))
+    kind_tab = np.searchsorted(np.cumsum(_ST_PROBS), _unit(ph), side="right").clip(0, len(_StCover) - 1)
+    u1, u2, u3, u4 = _unit(ph, 0), _unit(ph, 16), _unit(_mix32(ph), 8), _unit(_mix32(ph), 24)
+    onset_tab = np.select([kind_tab == _StCover.SPRING_CROP, kind_tab == _StCover.CEREAL, kind_tab == _StCover.GRASS,
+                           kind_tab == _StCover.VINES],
+                          [140 + 28 * u1, 172 + 16 * u1, 118 + 20 * u1, 146 + 18 * u1], 0).astype(np.float32)
+    kind = kind_tab[i1].reshape(height, width).astype(np.uint8)
+    onset = onset_tab[i1].reshape(height, width)
+    vigour = (np.float32(0.72) + np.float32(0.22) * u2)[i1].reshape(height, width)
+    wet = (np.float32(0.1) + np.float32(0.4) * u4)[i1].reshape(height, width)
+    bright = (np.float32(0.92) + np.float32(0.16) * u3)[i1].reshape(height, width)
+    del u, v, i1
+    # the season runs late uphill (the north of the scene) and a little unevenly: not one shift for all
+    onset += np.float32(16.0) * (np.float32(0.5) - (Y - np.float32(oy)) / np.float32(n))
+    onset += np.float32(8.0) * (_smooth_noise(xs, ys, 40.0, keys["onset_noise"]) - np.float32(0.5))
+    texture = _smooth_noise(xs, ys, 3.0, keys["texture"])
+    vigour *= np.float32(0.88) + np.float32(0.24) * texture
+    bright *= np.float32(0.96) + np.float32(0.08) * _smooth_noise(xs, ys, 2.0, keys["texture2"])
+    edges = _smooth_noise(xs, ys, 6.0, keys["edges"])
+
+    # a forest stand in the fine footprint's north-east, with the patch that will be cleared inside it
+    fx, fy = ox + 0.68 * n + rng.uniform(-1, 1), oy + 0.30 * n + rng.uniform(-1, 1)
+    stand = _ellipse_gap(X, Y, (fx, fy), (max(22.0, 0.13 * n), max(18.0, 0.10 * n)), edges, 6.0) < 0
+    kind[stand] = _StCover.FOREST
+    rows, cols = STFUSE_CHANGE_SHAPE
+    r0 = round(fy) - rows // 2 + int(rng.integers(-2, 3))
+    c0 = round(fx) - cols // 2 + int(rng.integers(-2, 3))
+    change = (r0, r0 + rows, c0, c0 + cols)
+
+    # a meandering river in the west, a lake in the south-east; trees along the river
+    river = _curve(rng, height, True, width=2.6, amplitude=0.04, wiggle=0.25)
+    river = replace(river, centre=(river.centre - river.centre.mean() + np.float32(ox + 0.22 * n)).astype(np.float32))
+    river_gap = river.distance(X, Y, slice(0, height)) - river.half_width_at(X, Y, slice(0, height))
+    lake_gap = _ellipse_gap(X, Y, (ox + 0.84 * n, oy + 0.80 * n), (max(5.0, 0.07 * n), max(4.0, 0.045 * n)),
+                            edges, 3.0)
+    water = np.clip(np.float32(0.5) - np.minimum(river_gap, lake_gap), 0, 1).astype(np.float32)
+    turbid = np.where(river_gap < lake_gap, np.float32(0.5), np.float32(0.15)).astype(np.float32)
+    riparian = np.where((river_gap > 0.5) & (river_gap < 2.5), np.float32(0.55), np.float32(0)).astype(np.float32)
+
+    # a small town in the south, a road through it
+    tx, ty = ox + 0.46 * n, oy + 0.70 * n
+    town = np.clip(np.float32(0.5) - _ellipse_gap(X, Y, (tx, ty), (max(5.0, 0.11 * n), max(4.0, 0.08 * n)),
+                                                     edges, 4.0), 0, 1).astype(np.float32)
+    blocks = _unit(_hash2(np.arange(width)[None, :] // 2, np.arange(height)[:, None] // 2, keys["urban"]))
+    built = (np.float32(0.5) + np.float32(0.4) * blocks).astype(np.float32)
+    angle = rng.uniform(0, np.pi)
+    nx, ny = -math.sin(angle), math.cos(angle)
+    dist = np.abs((X - np.float32(tx)) * np.float32(nx) + (Y - np.float32(ty)) * np.float32(ny))
+    road = (np.float32(0.4) * np.clip(np.float32(1) - dist, 0, 1)).astype(np.float32)
+
+    # a few clouds over the fine footprint at t3, with CFMask's dilation ring
+    clouds = np.zeros((height, width), np.uint8)
+    for (px, py), radius in (((0.30, 0.44), 2.7), ((0.35, 0.49), 1.8)):
+        d = np.hypot(X - np.float32(ox + px * n), Y - np.float32(oy + py * n))
+        clouds[(d < radius + 2.0) & (clouds == 0)] = 1
+        clouds[d < radius] = 2
+    return _StfuseLandscape(kind=kind, onset=onset, vigour=vigour, wet=wet, bright=bright, water=water, turbid=turbid,
+                            riparian=riparian, town=town, built=built, road=road, change=change, clouds=clouds,
+                            keys=keys)
+
+
+def _logistic(z: np.ndarray) -> np.ndarray:
+    return (np.float32(1) / (np.float32(1) + np.exp(-z))).astype(np.float32)
+
+
+def _stfuse_abundance(land: _StfuseLandscape, date: str) -> np.ndarray:
+    """Material fractions ``(materials, H, W)`` at ``date``: each parcel's phenology, then water, town, road and the
+    cleared patch blended over it."""
+    d = np.float32(_doy(date))
+    shape = land.kind.shape
+    a = np.zeros((len(_MATERIALS), *shape), np.float32)
+    # soils dry out over the season: the wet share falls from May to July
+    wet = np.clip(land.wet * np.float32(np.clip(1.5 - (d - 121.0) / 80.0, 0.5, 1.5)), 0, 0.9)
+    green = np.zeros(shape, np.float32)
+    dry = np.zeros(shape, np.float32)
+    trees = np.zeros(shape, np.float32)
+    k, g, on = land.kind, land.vigour, land.onset
+    sel = k == _StCover.SPRING_CROP
+    green[sel] = (g * _logistic((d - on) / np.float32(6.5)))[sel]
+    dry[sel] = 0.04
+    sel = k == _StCover.CEREAL
+    ripe = _logistic((d - on) / np.float32(7.0))
+    green[sel] = (g * (np.float32(1) - ripe))[sel]
+    dry[sel] = (g * ripe + np.float32(0.05))[sel]
+    sel = k == _StCover.GRASS
+    green[sel] = (g * (np.float32(0.5) + np.float32(0.4) * _logistic((d - on) / np.float32(10.0))))[sel]
+    dry[sel] = 0.12
+    sel = k == _StCover.VINES
+    green[sel] = (np.float32(0.06) + np.float32(0.4) * g * _logistic((d - on) / np.float32(8.0)))[sel]
+    dry[sel] = 0.05
+    sel = k == _StCover.FALLOW
+    green[sel] = (np.float32(0.15) * g)[sel]
+    dry[sel] = 0.3
+    sel = k == _StCover.FOREST
+    trees[sel] = (np.float32(0.72) + np.float32(0.1) * g * _logistic((d - np.float32(128.0)) / np.float32(8.0)))[sel]
+    green[sel] = 0.05
+    dry[sel] = 0.05
+    soil = _rest(green, dry, trees)
+    a[VEG], a[DRY], a[TREE] = green, dry, trees
+    a[SOIL], a[WSOIL] = soil * (np.float32(1) - wet), soil * wet
+
+    def blend(cover: np.ndarray, mix: Mapping[int, np.ndarray | float]) -> None:
+        for m in range(len(_MATERIALS)):
+            target = mix.get(m, 0.0)
+            a[m] += cover * (target - a[m])
+
+    blend(land.riparian, {TREE: 0.85, VEG: 0.1, WSOIL: 0.05})
+    gardens = np.float32(0.6) * (np.float32(0.8) + np.float32(0.2) * _logistic((d - np.float32(130)) / np.float32(12)))
+    rest = np.float32(1) - land.built
+    blend(land.town, {CONCRETE: 0.4 * land.built, TILES: 0.35 * land.built, ASPHALT: 0.25 * land.built,
+                      VEG: gardens * rest, SOIL: (np.float32(1) - gardens) * rest})
+    blend(land.road, {ASPHALT: 1.0})
+    blend(land.water, {WATER: np.float32(1) - land.turbid, TURBID: land.turbid})
+    if d >= _doy(STFUSE_CUT_DATE):
+        r0, r1, c0, c1 = land.change
+        cut = np.zeros(shape, np.float32)
+        cut[r0:r1, c0:c1] = 1
+        regrowth = np.float32(0.06 + 0.002 * (float(d) - _doy(STFUSE_CUT_DATE)))
+        blend(cut, {SOIL: 0.62 - regrowth, DRY: 0.3, VEG: regrowth, WSOIL: 0.08})
+    return a
+
+
+def _stfuse_truth(land: _StfuseLandscape, emat: np.ndarray, date: str) -> np.ndarray:
+    """Reflectance ``(truth bands, H, W)`` float32 at ``date``: the mixture of the materials' band reflectances times
+    the brightness, with 1 % of per-date, per-band pixel noise (what a sensor of the truth's resolution sees)."""
+    abundance = _stfuse_abundance(land, date)
+    active = [m for m in range(len(_MATERIALS)) if abundance[m].any()]
+    shape = land.kind.shape
+    out = np.zeros((emat.shape[0], *shape), np.float32)
+    ix, iy = np.arange(shape[1])[None, :], np.arange(shape[0])[:, None]
+    key = _mix32(np.array([land.keys["noise"] ^ (_doy(date) * 0x9E3779B1 & 0xFFFFFFFF)], np.uint32))[0]
+    for b in range(emat.shape[0]):
+        for m in active:
+            out[b] += abundance[m] * emat[b, m]
+        out[b] *= land.bright
+        band_key = int(key) ^ (b * 0x85EBCA6B & 0xFFFFFFFF)
+        out[b] *= np.float32(1) + np.float32(BAND_NOISE) * _signed(_hash2(ix, iy, band_key))
+    return np.clip(out, 0, 1, out=out)
+
+
+class _Footprints:
+    """Which coarse pixel holds each truth pixel's centre (mapped into the sinusoidal CRS), for footprint means."""
+
+    def __init__(self, grids: StfuseGrids):
+        from rasterio.warp import transform as transform_points
+
+        from spatialx.io.modis import SINUSOIDAL
+
+        height, width = grids.extended_shape
+        e = grids.extended
+        cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+        xs, ys = transform_points(STFUSE_CRS, SINUSOIDAL, (e.c + cols * e.a).ravel(), (e.f + rows * e.e).ravel())
+        c = grids.coarse
+        ch, cw = grids.coarse_shape
+        ccol = np.floor((np.asarray(xs) - c.c) / c.a).astype(np.int64)
+        crow = np.floor((np.asarray(ys) - c.f) / c.e).astype(np.int64)
+        inside = (ccol >= 0) & (ccol < cw) & (crow >= 0) & (crow < ch)
+        self.index = np.flatnonzero(inside)
+        self.cell = (crow * cw + ccol)[inside]
+        self.shape = (ch, cw)
+        self.count = np.bincount(self.cell, minlength=ch * cw)
+        if not self.count.all():  # the truth grid is built to cover every coarse pixel
+            raise AssertionError("a coarse pixel holds no truth pixel")
+
+    def mean(self, band: np.ndarray) -> np.ndarray:
+        sums = np.bincount(self.cell, weights=band.ravel()[self.index].astype(np.float64),
+                           minlength=self.count.size)
+        return (sums / self.count).reshape(self.shape)
+
+
+def _odl(groups: Mapping[str, Mapping[str, object]]) -> str:
+    """MTL text as the USGS writes it: strings quoted, numbers and dates (:class:`_Bare`) not."""
+    lines = ["GROUP = LANDSAT_METADATA_FILE"]
+    for name, group in groups.items():
+        lines.append(f"  GROUP = {name}")
+        for key, value in group.items():
+            text = str(value) if isinstance(value, _Bare | int | float) else f'"{value}"'
+            lines.append(f"    {key} = {text}")
+        lines.append(f"  END_GROUP = {name}")
+    lines += ["END_GROUP = LANDSAT_METADATA_FILE", "END", ""]
+    return "\n".join(lines)
+
+
+class _Bare(str):
+    """An ODL value written without quotes."""
+
+
+def _landsat_ids(date: str) -> tuple[str, str, str]:
+    """Level-2 product id, Level-1 product id and scene id of the Landsat 8 acquisition of ``date``."""
+    import datetime as dt
+
+    day = dt.date.fromisoformat(date)
+    made = day + dt.timedelta(days=_STFUSE_PROCESSING_DAYS)
+    path, row = _STFUSE_WRS
+    tail = f"{path:03d}{row:03d}_{day:%Y%m%d}_{made:%Y%m%d}_02_T1"
+    return f"LC08_L2SP_{tail}", f"LC08_L1TP_{tail}", f"LC8{path:03d}{row:03d}{day:%Y%j}LGN00"
+
+
+def _landsat_mtl(date: str, grids: StfuseGrids, cloud_cover: float) -> str:
+    import datetime as dt
+
+    from rasterio.warp import transform as transform_points
+
+    product, level1, scene = _landsat_ids(date)
+    made = dt.date.fromisoformat(date) + dt.timedelta(days=_STFUSE_PROCESSING_DAYS)
+    size, fine = grids.size, grids.fine
+    half = STFUSE_GSD_M / 2
+    corners = {"UL": (fine.c + half, fine.f - half), "UR": (fine.c + size * fine.a - half, fine.f - half),
+               "LL": (fine.c + half, fine.f + size * fine.e + half),
+               "LR": (fine.c + size * fine.a - half, fine.f + size * fine.e + half)}
+    lons, lats = transform_points(STFUSE_CRS, "EPSG:4326", [x for x, _ in corners.values()],
+                                  [y for _, y in corners.values()])
+    elevation, azimuth, distance = _STFUSE_SUN.get(date, (60.0, 140.0, 1.0))
+    path, row = _STFUSE_WRS
+    sr_bands = range(1, 8)
+    contents: dict[str, object] = {
+        "ORIGIN": "Image courtesy of the U.S. Geological Survey (synthetic: spatialx sample --task stfuse)",
+        "DIGITAL_OBJECT_IDENTIFIER": "https://doi.org/10.5066/P9OGBGM6", "LANDSAT_PRODUCT_ID": product,
+        "PROCESSING_LEVEL": "L2SP", "COLLECTION_NUMBER": _Bare("02"), "COLLECTION_CATEGORY": "T1",
+        "OUTPUT_FORMAT": "GEOTIFF",
+        **{f"FILE_NAME_BAND_{b}": f"{product}_SR_B{b}.TIF" for b in sr_bands},
+        "FILE_NAME_BAND_ST_B10": f"{product}_ST_B10.TIF",
+        "FILE_NAME_QUALITY_L1_PIXEL": f"{product}_QA_PIXEL.TIF",
+        "FILE_NAME_METADATA_ODL": f"{product}_MTL.txt",
+        **{f"DATA_TYPE_BAND_{b}": "UINT16" for b in sr_bands},
+        "DATA_TYPE_BAND_ST_B10": "UINT16", "DATA_TYPE_QUALITY_L1_PIXEL": "UINT16",
+    }
+    attributes: dict[str, object] = {
+        "SPACECRAFT_ID": "LANDSAT_8", "SENSOR_ID": "OLI_TIRS", "WRS_TYPE": 2, "WRS_PATH": path, "WRS_ROW": row,
+        "NADIR_OFFNADIR": "NADIR", "TARGET_WRS_PATH": path, "TARGET_WRS_ROW": row, "DATE_ACQUIRED": _Bare(date),
+        "SCENE_CENTER_TIME": _STFUSE_SCENE_TIME, "STATION_ID": "LGN", "CLOUD_COVER": _Bare(f"{cloud_cover:.2f}"),
+        "CLOUD_COVER_LAND": _Bare(f"{cloud_cover:.2f}"), "IMAGE_QUALITY_OLI": 9, "IMAGE_QUALITY_TIRS": 9,
+        "SUN_AZIMUTH": _Bare(f"{azimuth:.8f}"), "SUN_ELEVATION": _Bare(f"{elevation:.8f}"),
+        "EARTH_SUN_DISTANCE": _Bare(f"{distance:.7f}"),
+    }
+    projection: dict[str, object] = {
+        "MAP_PROJECTION": "UTM", "DATUM": "WGS84", "ELLIPSOID": "WGS84", "UTM_ZONE": int(STFUSE_CRS[-2:]),
+        "GRID_CELL_SIZE_REFLECTIVE": _Bare("30.00"), "GRID_CELL_SIZE_THERMAL": _Bare("30.00"),
+        "REFLECTIVE_LINES": size, "REFLECTIVE_SAMPLES": size, "THERMAL_LINES": size, "THERMAL_SAMPLES": size,
+        "ORIENTATION": "NORTH_UP",
+    }
+    for corner, lon, lat in zip(corners, lons, lats, strict=True):
+        projection[f"CORNER_{corner}_LAT_PRODUCT"] = _Bare(f"{lat:.5f}")
+        projection[f"CORNER_{corner}_LON_PRODUCT"] = _Bare(f"{lon:.5f}")
+    for corner, (x, y) in corners.items():
+        projection[f"CORNER_{corner}_PROJECTION_X_PRODUCT"] = _Bare(f"{x:.3f}")
+        projection[f"CORNER_{corner}_PROJECTION_Y_PRODUCT"] = _Bare(f"{y:.3f}")
+    level2 = {"ORIGIN": contents["ORIGIN"], "LANDSAT_PRODUCT_ID": product, "PROCESSING_LEVEL": "L2SP",
+              "OUTPUT_FORMAT": "GEOTIFF", "DATE_PRODUCT_GENERATED": _Bare(f"{made:%Y-%m-%d}T09:14:52Z"),
+              "PROCESSING_SOFTWARE_VERSION": "LPGS_15.4.0", "ALGORITHM_SOURCE_SURFACE_REFLECTANCE": "LaSRC_1.5.0",
+              "ALGORITHM_SOURCE_SURFACE_TEMPERATURE": "st_1.3.0"}
+    sr: dict[str, object] = {}
+    for b in sr_bands:
+        sr[f"REFLECTANCE_MAXIMUM_BAND_{b}"] = _Bare("1.602213")
+        sr[f"REFLECTANCE_MINIMUM_BAND_{b}"] = _Bare("-0.199972")
+    for b in sr_bands:
+        sr[f"QUANTIZE_CAL_MAX_BAND_{b}"] = 65535
+        sr[f"QUANTIZE_CAL_MIN_BAND_{b}"] = 1
+    sr.update({f"REFLECTANCE_MULT_BAND_{b}": _Bare("2.75e-05") for b in sr_bands})
+    sr.update({f"REFLECTANCE_ADD_BAND_{b}": _Bare("-0.2") for b in sr_bands})
+    st = {"TEMPERATURE_MAXIMUM_BAND_ST_B10": _Bare("372.999941"),
+          "TEMPERATURE_MINIMUM_BAND_ST_B10": _Bare("149.003418"),
+          "QUANTIZE_CAL_MAXIMUM_BAND_ST_B10": 65535, "QUANTIZE_CAL_MINIMUM_BAND_ST_B10": 1,
+          "TEMPERATURE_MULT_BAND_ST_B10": _Bare("0.00341802"), "TEMPERATURE_ADD_BAND_ST_B10": _Bare("149.0")}
+    level1 = {"ORIGIN": contents["ORIGIN"], "LANDSAT_SCENE_ID": scene, "LANDSAT_PRODUCT_ID": level1,
+              "PROCESSING_LEVEL": "L1TP", "COLLECTION_CATEGORY": "T1", "OUTPUT_FORMAT": "GEOTIFF",
+              "DATE_PRODUCT_GENERATED": _Bare(f"{made:%Y-%m-%d}T09:07:31Z"),
+              **{f"FILE_NAME_BAND_{b}": f"{level1}_B{b}.TIF" for b in range(1, 12)}}
+    # Level-1 TOA rescaling: same key names as the Level-2 scaling, other values; never to be used for L2 pixels
+    radiance = (1.2744e-02, 1.3050e-02, 1.2025e-02, 1.0140e-02, 6.2055e-03, 1.5432e-03, 5.2016e-04, 1.1476e-02,
+                2.4252e-03, 3.3420e-04, 3.3420e-04)
+    rescaling: dict[str, object] = {f"RADIANCE_MULT_BAND_{b}": _Bare(f"{m:.4E}") for b, m in enumerate(radiance, 1)}
+    rescaling.update({f"RADIANCE_ADD_BAND_{b}": _Bare(f"{-m * 5000.0:.5f}") for b, m in enumerate(radiance, 1)})
+    rescaling.update({f"REFLECTANCE_MULT_BAND_{b}": _Bare("2.0000E-05") for b in range(1, 10)})
+    rescaling.update({f"REFLECTANCE_ADD_BAND_{b}": _Bare("-0.100000") for b in range(1, 10)})
+    groups = {
+        "PRODUCT_CONTENTS": contents, "IMAGE_ATTRIBUTES": attributes, "PROJECTION_ATTRIBUTES": projection,
+        "LEVEL2_PROCESSING_RECORD": level2, "LEVEL2_SURFACE_REFLECTANCE_PARAMETERS": sr,
+        "LEVEL2_SURFACE_TEMPERATURE_PARAMETERS": st, "LEVEL1_PROCESSING_RECORD": level1,
+        "LEVEL1_MIN_MAX_REFLECTANCE": {k: v for b in range(1, 10) for k, v in (
+            (f"REFLECTANCE_MAXIMUM_BAND_{b}", _Bare("1.210700")),
+            (f"REFLECTANCE_MINIMUM_BAND_{b}", _Bare("-0.099980")))},
+        "LEVEL1_RADIOMETRIC_RESCALING": rescaling,
+        "LEVEL1_THERMAL_CONSTANTS": {
+            "K1_CONSTANT_BAND_10": _Bare("774.8853"), "K2_CONSTANT_BAND_10": _Bare("1321.0789"),
+            "K1_CONSTANT_BAND_11": _Bare("480.8883"), "K2_CONSTANT_BAND_11": _Bare("1201.1442")},
+        "LEVEL1_PROJECTION_PARAMETERS": {
+            "MAP_PROJECTION": "UTM", "DATUM": "WGS84", "ELLIPSOID": "WGS84", "UTM_ZONE": int(STFUSE_CRS[-2:]),
+            "GRID_CELL_SIZE_REFLECTIVE": _Bare("30.00"), "ORIENTATION": "NORTH_UP",
+            "RESAMPLING_OPTION": "CUBIC_CONVOLUTION"},
+    }
+    return _odl(groups)
+
+
+def _modis_granule(date: str, tile: tuple[int, int]) -> str:
+    """``MCD43A4.AYYYYDDD.hHHvVV.061.YYYYDDDHHMMSS``: the NBAR of ``date`` (its retrieval window's centre)."""
+    import datetime as dt
+
+    day = dt.date.fromisoformat(date)
+    made = day + dt.timedelta(days=_STFUSE_PROCESSING_DAYS)
+    return f"MCD43A4.A{day:%Y%j}.h{tile[0]:02d}v{tile[1]:02d}.061.{made:%Y%j}052712"
+
+
+def _modis_tags(date: str, granule: str, tile: tuple[int, int]) -> dict[str, str]:
+    import datetime as dt
+
+    day = dt.date.fromisoformat(date)
+    made = day + dt.timedelta(days=_STFUSE_PROCESSING_DAYS)
+    return {"SHORTNAME": "MCD43A4", "VERSIONID": "61", "LOCALGRANULEID": f"{granule}.hdf",
+            "LONGNAME": "MODIS/Terra+Aqua BRDF/Albedo Nadir BRDF-Adjusted Ref Daily L3 Global - 500m",
+            "RANGEBEGINNINGDATE": (day - dt.timedelta(days=8)).isoformat(), "RANGEBEGINNINGTIME": "00:00:00.000000",
+            "RANGEENDINGDATE": (day + dt.timedelta(days=8)).isoformat(), "RANGEENDINGTIME": "23:59:59.999999",
+            "PRODUCTIONDATETIME": f"{made:%Y-%m-%d}T05:27:12.000Z", "HORIZONTALTILENUMBER": str(tile[0]),
+            "VERTICALTILENUMBER": str(tile[1]), "CHARACTERISTICBINSIZE": repr(MODIS_500M_PIXEL_M),
+            "ASSOCIATEDPLATFORMSHORTNAME": "Terra, Aqua",
+            "DESCRIPTION": "synthetic (spatialx sample --task stfuse)"}
+
+
+def _write_band(path: Path, data: np.ndarray, transform: Affine, crs, nodata: float | None,
+                descriptions: tuple[str, ...], tags: Mapping[str, object] | None = None, scale: float | None = None,
+                band_tags: tuple[Mapping[str, object], ...] = (), tiled: bool = True) -> None:
+    """A deflate GeoTIFF of ``data`` (rows, cols) or (bands, rows, cols), tiled 256 x 256 when large enough."""
+    import rasterio
+
+    data = data if data.ndim == 3 else data[None]
+    integer = np.issubdtype(data.dtype, np.integer)
+    options = {"tiled": True, "blockxsize": 256, "blockysize": 256} if tiled and min(data.shape[1:]) >= 256 else {}
+    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
+                       dtype=data.dtype, crs=crs, transform=transform, nodata=nodata, compress="deflate",
+                       predictor=2 if integer else 3, **options) as dst:
+        dst.write(data)
+        dst.descriptions = descriptions
+        if scale is not None:
+            dst.scales, dst.offsets = (scale,) * data.shape[0], (0.0,) * data.shape[0]
+        if tags:
+            dst.update_tags(**tags)
+        for k, extra in enumerate(band_tags, start=1):
+            dst.update_tags(k, **extra)
+
+
+def stfuse_command(paths: Mapping[str, Path], output: str | PathLike[str] = "stfuse_starfm.tif",
+                   method: str = "starfm", relative_to: Path | None = None) -> str:
+    """The ``spatialx stfuse`` command line that predicts :data:`STFUSE_PREDICT` from a scene's files (the
+    :func:`write_stfuse_sample` result), paths relative to ``relative_to`` when given."""
+    import shlex
+
+    def arg(path: Path) -> str:
+        return shlex.quote(str(path.relative_to(relative_to) if relative_to is not None else path))
+
+    fine = " ".join(f"--fine {arg(paths[k])}" for k in ("fine_t1", "fine_t3"))
+    coarse = " ".join(f"--coarse {arg(paths[k])}" for k in ("coarse_t1", "coarse_t2", "coarse_t3"))
+    return (f"spatialx stfuse {shlex.quote(str(output))} {fine} {coarse} --predict {STFUSE_PREDICT} -m {method} "
+            f"--fine-bands {','.join(STFUSE_BANDS)}")
+
+
+def write_stfuse_sample(out_dir: str | PathLike[str], size: int = STFUSE_SIZE, seed: int = 0,
+                        overwrite: bool = False) -> dict[str, Path]:
+    """Write a synthetic Landsat 8 + MODIS scene for spatio-temporal fusion into ``out_dir``.
+
+    A 30 m landscape of crop parcels (spring crops greening up, winter cereals ripening, pasture, vineyards, fallow),
+    forest, a river, a lake and a town at the three dates :data:`STFUSE_DATES` (t1 < t2 < t3). Its phenology is per
+    parcel and varies across the scene (the season runs later in the north, unevenly), and one patch of forest
+    (:data:`STFUSE_CHANGE_SHAPE`, not aligned on MODIS pixels) is cleared to bare soil on :data:`STFUSE_CUT_DATE`,
+    between t1 and t2. Reflectance is a mixture of the :data:`ENDMEMBERS` spectra (continued to 2500 nm) integrated
+    against each band's response, times a brightness texture, with 1 % per-date pixel noise. Files (``size`` x
+    ``size`` Landsat pixels, 64 to 2048, odd sizes allowed):
+
+    * ``fine_t1``, ``fine_t3``: Landsat 8 Collection 2 Level-2 scene folders ``LC08_L2SP_196030_<date>_..._02_T1/``
+      at t1 and t3 (UTM 31N, 30 m): ``_SR_B1.TIF`` .. ``_SR_B7.TIF`` (uint16 DN = (reflectance + 0.2) / 2.75e-5),
+      ``_ST_B10.TIF``, ``_QA_PIXEL.TIF`` (clear or water; a few cloud pixels, bright in SR, ringed by dilated cloud,
+      at t3 only) and ``_MTL.txt`` in the USGS ODL layout with the Level-2 scaling and the (never applicable)
+      Level-1 rescaling;
+    * ``coarse_t1``, ``coarse_t2``, ``coarse_t3``: one folder per date holding an MCD43A4 v061 granule as band
+      GeoTIFFs ``MCD43A4.AYYYYDDD.hHHvVV.061.<production>_B01.TIF`` .. ``_B07.TIF`` (int16, scale 0.0001, nodata
+      32767) with their quality files ``_B01qa.TIF`` .. (uint8, 0: full inversion; 255 fill) on a window of the
+      global sinusoidal 500 m grid that covers the Landsat footprint with a margin; each band is
+      ``STFUSE_COARSE_GAIN`` x the mean of the truth over the pixel's ground footprint (the truth's 30 m pixels whose
+      centres fall inside it; the matching Landsat band's truth, band 5 the spectra's at 1240 nm) +
+      ``STFUSE_COARSE_OFFSET``;
+    * ``reference`` (``reference.tif``): the truth at t2 on the Landsat grid, float32 reflectance, bands
+      :data:`STFUSE_BANDS`;
+    * ``summary`` (``sample.json``): the files, dates, grids, the cleared patch and the command to run.
+
+    The same arguments give the same files. Existing files are refused unless ``overwrite``, and so are product
+    folders holding other files (a reader would take them for part of the product); everything is written under
+    temporary names and renamed at the end. About 1 s at the default size; the largest (2048 px) takes about 15 s
+    and 1.3 GB. Returns the paths by role.
+    """
+    import json
+
+    from spatialx.io.modis import SINUSOIDAL
+    from spatialx.io.outputs import discard, new_temporary, publish
+
+    out = Path(out_dir)
+    size = _check_int(size, "size", out)
+    if not STFUSE_MIN_SIZE <= size <= STFUSE_MAX_SIZE:
+        raise SpatialxError(f"size {size}: an stfuse scene's side is {STFUSE_MIN_SIZE} to {STFUSE_MAX_SIZE} Landsat "
+                            "pixels", path=out, hint=f"e.g. --size {STFUSE_SIZE} (9 km, about 19 MODIS pixels)")
+    seed = _check_int(seed, "seed", out)
+    if seed < 0:
+        raise SpatialxError(f"seed {seed}: must be 0 or more", path=out)
+    if out.exists() and not out.is_dir():
+        raise OutputError("not a directory", path=out, hint="give a directory to write the scene into")
+    grids = stfuse_grids(size)
+    t1, t2, t3 = STFUSE_DATES
+    folders = {"fine_t1": out / _landsat_ids(t1)[0], "fine_t3": out / _landsat_ids(t3)[0]}
+    granules = {f"coarse_t{i}": _modis_granule(date, grids.tile) for i, date in enumerate(STFUSE_DATES, start=1)}
+    folders.update({role: out / granule for role, granule in granules.items()})
+    files: dict[str, Path] = {}
+    for role in ("fine_t1", "fine_t3"):
+        product = folders[role].name
+        for band in (*(f"SR_B{b}" for b in range(1, 8)), "ST_B10", "QA_PIXEL"):
+            files[f"{role}/{band}"] = folders[role] / f"{product}_{band}.TIF"
+        files[f"{role}/MTL"] = folders[role] / f"{product}_MTL.txt"
+    for role, granule in granules.items():
+        for b in range(1, 8):
+            files[f"{role}/B{b:02d}"] = folders[role] / f"{granule}_B{b:02d}.TIF"
+            files[f"{role}/B{b:02d}qa"] = folders[role] / f"{granule}_B{b:02d}qa.TIF"
+    files["reference"] = out / "reference.tif"
+    files["summary"] = out / "sample.json"
+    for folder in folders.values():
+        if folder.exists() and not folder.is_dir():
+            raise OutputError("not a directory", path=folder, hint="remove it: a product folder of the scene goes here")
+        if folder.is_dir():
+            ours = {p.name for p in files.values() if p.parent == folder}
+            foreign = sorted(p.name for p in folder.iterdir() if p.name not in ours and not p.name.startswith("."))
+            if foreign:
+                raise OutputError(f"the product folder holds other files ({', '.join(foreign[:3])})", path=folder,
+                                  hint="a reader would take them for part of the product: remove them, or write the "
+                                       "scene into another directory")
+    for path in files.values():
+        if path.exists() and not overwrite:
+            raise OutputError("output exists", path=path, hint="pass --overwrite")
+    try:
+        for folder in folders.values():
+            folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output directory: {exc.strerror}", path=out) from None
+
+    land = _stfuse_landscape(grids, seed)
+    emat = stfuse_band_tables()
+    footprints = _Footprints(grids)
+    ox, oy = grids.offset
+    crop = (slice(oy, oy + size), slice(ox, ox + size))
+    truth_index = {name: i for i, name in enumerate(_STFUSE_TRUTH_BANDS)}
+    landsat = get_sensor("landsat_c2l2")
+    r0, r1, c0, c1 = land.change
+    clouds = land.clouds[crop]
+    temps: dict[str, Path] = {}
+    try:
+        for role, path in files.items():
+            temps[role] = new_temporary(path, path.suffix)
+        cloud_counts: dict[str, int] = {}
+        for i, date in enumerate(STFUSE_DATES, start=1):
+            truth = _stfuse_truth(land, emat, date)
+            # the coarse sensor: footprint means, its own gain and offset, int16 DN; every pixel a full inversion
+            role = f"coarse_t{i}"
+            tags = _modis_tags(date, granules[role], grids.tile)
+            qa = np.zeros(grids.coarse_shape, np.uint8)
+            for b, source in _STFUSE_MODIS_SOURCES.items():
+                mean = footprints.mean(truth[truth_index[source]])
+                value = STFUSE_COARSE_GAIN * mean + STFUSE_COARSE_OFFSET
+                dn = np.clip(np.rint(value / _MODIS_SCALE), 0, 32766).astype(np.int16)
+                name = f"Nadir_Reflectance_Band{b}"
+                _write_band(temps[f"{role}/B{b:02d}"], dn, grids.coarse, SINUSOIDAL, _MODIS_FILL, (name,),
+                            {**tags, "long_name": name, "units": "reflectance, no units", "scale_factor": "0.0001",
+                             "add_offset": "0", "_FillValue": str(_MODIS_FILL), "valid_range": "0, 32766"},
+                            scale=_MODIS_SCALE, tiled=False)
+                qa_name = f"BRDF_Albedo_Band_Mandatory_Quality_Band{b}"
+                _write_band(temps[f"{role}/B{b:02d}qa"], qa, grids.coarse, SINUSOIDAL, _MODIS_QA_FILL, (qa_name,),
+                            {**tags, "long_name": qa_name, "units": "concatenated flags",
+                             "_FillValue": str(_MODIS_QA_FILL), "valid_range": "0, 254"}, tiled=False)
+            fine_truth = truth[:, crop[0], crop[1]]
+            if date == STFUSE_PREDICT:
+                reference = np.ascontiguousarray(fine_truth[[truth_index[b] for b in STFUSE_BANDS]])
+                layers = [landsat.layer(name) for name in STFUSE_BANDS]
+                _write_band(temps["reference"], reference, grids.fine, STFUSE_CRS, None, STFUSE_BANDS,
+                            {"sensor": "landsat_c2l2", "units": "reflectance", "date": date, "seed": seed,
+                             "generator": "spatialx.sample", "task": "stfuse"},
+                            band_tags=tuple({"wavelength": layer.center_nm, "wavelength_units": "nm",
+                                             "fwhm": layer.fwhm_nm} for layer in layers))
+                continue
+            role = "fine_t1" if date == t1 else "fine_t3"
+            cloudy = clouds if date == t3 else np.zeros_like(clouds)
+            water = land.water[crop] >= 0.5
+            qa_pixel = np.where(water, _QA_WATER, _QA_CLEAR).astype(np.uint16)
+            qa_pixel[cloudy == 1] = _QA_DILATED
+            qa_pixel[cloudy == 2] = _QA_CLOUD
+            cloud_reflectance = {1: 0.46, 2: 0.44, 3: 0.43, 4: 0.42, 5: 0.42, 6: 0.33, 7: 0.24}
+            for b in range(1, 8):
+                sr = fine_truth[truth_index[f"SR_B{b}"]].copy()
+                sr[cloudy == 1] += np.float32(0.03)  # thin cloud edge
+                sr[cloudy == 2] = cloud_reflectance[b]
+                dn = np.clip(np.rint((sr - _LANDSAT_SR_ADD) / _LANDSAT_SR_MULT), *_LANDSAT_SR_DN).astype(np.uint16)
+                _write_band(temps[f"{role}/SR_B{b}"], dn, grids.fine, STFUSE_CRS, 0, (f"SR_B{b}",))
+            # surface temperature: warm bare soil and roofs, cool vegetation and water, a cold cloud top
+            ndvi = ((fine_truth[truth_index["SR_B5"]] - fine_truth[truth_index["SR_B4"]])
+                    / np.maximum(fine_truth[truth_index["SR_B5"]] + fine_truth[truth_index["SR_B4"]], 1e-3))
+            kelvin = 296.0 + 0.15 * (_doy(date) - 121) + 14.0 * (0.6 - ndvi) - 9.0 * land.water[crop]
+            kelvin = np.where(cloudy == 2, 268.0, kelvin)
+            st = np.clip(np.rint((kelvin - _LANDSAT_ST_ADD) / _LANDSAT_ST_MULT), 293, 65535).astype(np.uint16)
+            _write_band(temps[f"{role}/ST_B10"], st, grids.fine, STFUSE_CRS, 0, ("ST_B10",))
+            _write_band(temps[f"{role}/QA_PIXEL"], qa_pixel, grids.fine, STFUSE_CRS, None, ("QA_PIXEL",))
+            cover = 100.0 * float((cloudy > 0).mean())
+            temps[f"{role}/MTL"].write_text(_landsat_mtl(date, grids, cover), encoding="utf-8")
+            if date == t3:
+                cloud_counts = {"cloud_pixels": int((cloudy == 2).sum()),
+                                "dilated_cloud_pixels": int((cloudy == 1).sum())}
+        paths = {**folders, "reference": files["reference"], "summary": files["summary"]}
+        rel = {role: str(path.relative_to(out)) for role, path in paths.items()}
+        summary = {
+            "task": "stfuse", "generator": "spatialx.sample.write_stfuse_sample", "size": size, "seed": seed,
+            "dates": {"t1": t1, "t2": t2, "t3": t3}, "predict": STFUSE_PREDICT,
+            "fine": {t1: rel["fine_t1"], t3: rel["fine_t3"]},
+            "coarse": {date: rel[f"coarse_t{i}"] for i, date in enumerate(STFUSE_DATES, start=1)},
+            "reference": rel["reference"], "bands": list(STFUSE_BANDS),
+            "fine_grid": {"crs": STFUSE_CRS, "transform": list(grids.fine)[:6], "width": size, "height": size},
+            "coarse_grid": {"crs": _SINUSOIDAL_PROJ4, "transform": list(grids.coarse)[:6],
+                            "width": grids.coarse_shape[1], "height": grids.coarse_shape[0],
+                            "tile": f"h{grids.tile[0]:02d}v{grids.tile[1]:02d}"},
+            "ratio": MODIS_500M_PIXEL_M / STFUSE_GSD_M,
+            "coarse_radiometry": {"gain": STFUSE_COARSE_GAIN, "offset": STFUSE_COARSE_OFFSET,
+                                  "bands": {f"B{b:02d}": source for b, source in _STFUSE_MODIS_SOURCES.items()}},
+            "land_cover_change": {"from": "forest", "to": "bare soil", "date": STFUSE_CUT_DATE,
+                                  "window": {"col_off": c0 - ox, "row_off": r0 - oy, "width": c1 - c0,
+                                             "height": r1 - r0}},
+            "clouds": {"date": t3, **cloud_counts},
+            "command": stfuse_command(paths, relative_to=out),
+            "note": "run the command in this directory",
+        }
+        temps["summary"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        for role, tmp in temps.items():
+            publish(tmp, files[role])
+    except BaseException:
+        for tmp in temps.values():
+            discard(tmp)
+        raise
+    return paths

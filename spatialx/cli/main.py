@@ -16,6 +16,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help texts are plain text: "[default: 512]" must show, not be taken for Rich markup and dropped.
+    rich_markup_mode=None,
 )
 app.command("pansharpen", no_args_is_help=True)(pansharpen.command)
 app.command("hmif", no_args_is_help=True)(hmif.command)

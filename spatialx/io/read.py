@@ -155,13 +155,15 @@ def open_raster(path: str | PathLike[str], role: str = "input", warp_to: CRS | N
     if product is not None:
         if product.warps:
             options = {**dict(options or {}), "warp_to": warp_to, "warp_resampling": warp_resampling}
-        elif warp_to is not None:
-            raise ReadError(f"{role}: --reproject is not available for {product.name} products", path=path,
-                            hint="reproject the product to a GeoTIFF first (gdalwarp)")
         try:
-            return product.open(path, role, **dict(options or {}))
+            info = product.open(path, role, **dict(options or {}))
         except TypeError as exc:
             raise ReadError(f"{role}: {product.name} reader options: {exc}", path=path) from None
+        if not product.warps and warp_to is not None and info.grid.crs is not None and info.grid.crs != warp_to:
+            raise ReadError(f"{role}: {product.name} products cannot be reprojected on the fly (it is in "
+                            f"{info.grid.crs}, the output grid in {warp_to})", path=path,
+                            hint="reproject the product to a GeoTIFF first (gdalwarp)")
+        return info
     if options:
         raise ReadError(f"{role}: {', '.join(sorted(options))} apply to sensor product files, not to this raster",
                         path=path, hint="drop the option, or give the product file")
