@@ -20,7 +20,7 @@ import numpy as np
 
 from spatialx.errors import MethodError, SensorConfigError
 from spatialx.sensors import SensorProfile, get_sensor
-from spatialx.tasks import TaskSpec, get_task
+from spatialx.tasks import Resampling, TaskSpec, get_task
 
 SensorArg = str | SensorProfile | Mapping[str, str | SensorProfile]
 
@@ -158,6 +158,9 @@ class FusionMethod(ABC):
     #: where it cannot predict (multi-date fusion: one cloudy date does not void a pixel). Otherwise a pixel is
     #: fused only where every input holds data, and the output is nodata elsewhere.
     judges_validity: bool = False
+    #: How roles reach the output grid when the method needs otherwise than the task says (role -> kind): the
+    #: PolSAR references differ only in this (nearest, bilinear, bicubic).
+    resampling: ClassVar[Mapping[str, Resampling]] = {}
     #: Per-pixel layers the method can write besides the product (name -> what it holds), e.g. an uncertainty.
     layers: ClassVar[Mapping[str, str]] = {}
     #: The layers this run wants: :meth:`fuse` appends one plane per name, in this order, after the bands.

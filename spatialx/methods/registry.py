@@ -96,6 +96,12 @@ def create_method(name: str, context: MethodContext | SensorProfile, ratio: floa
         raise MethodError(str(exc)) from None
 
 
+def method_factory(name: str, task: str | None = None) -> Callable[..., FusionMethod]:
+    """The class (or factory) registered as ``name`` for ``task``, imported."""
+    info = get_method_info(name, task)
+    return info.entry if callable(info.entry) else _import_entry(name, info.entry)
+
+
 def _import_entry(name: str, entry: str) -> Callable[..., FusionMethod]:
     module_name, _, attribute = entry.partition(":")
     try:
@@ -155,3 +161,11 @@ register("starfm", "spatialx.methods.classical.temporal:STARFM", tasks=("stfuse"
          summary="STARFM (Gao et al. 2006): similar neighbours in a moving window, spectral/temporal/distance weights")
 register("estarfm", "spatialx.methods.classical.temporal:ESTARFM", tasks=("stfuse",), kind="classical",
          summary="ESTARFM (Zhu et al. 2010): two pairs, conversion coefficients regressed over similar pixels")
+register("nearest", "spatialx.methods.classical.polsar:C3Nearest", tasks=("polsar",), kind="classical",
+         summary="the quad-pol C3 of the pixel each single-pol pixel lies in")
+register("bilinear", "spatialx.methods.classical.polsar:C3Bilinear", tasks=("polsar",), kind="classical",
+         summary="bilinear C3 (a convex combination: positive semidefinite)")
+register("bicubic", "spatialx.methods.classical.polsar:C3Bicubic", tasks=("polsar",), kind="classical",
+         summary="cubic convolution of each C3 channel, projected onto the PSD cone")
+register("guided", "spatialx.methods.classical.polsar:C3Guided", tasks=("polsar",), kind="classical",
+         summary="bilinear C3 guided-filtered by the single-pol intensity, span kept, projected onto the PSD cone")

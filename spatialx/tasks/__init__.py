@@ -151,4 +151,13 @@ STFUSE = register_task(TaskSpec(
                             "reprojected and interpolated onto the fine grid")),
     guide="fine", output_like="fine"))
 
-__all__ = ["HMIF", "PANSHARPEN", "STFUSE", "Resampling", "Role", "TaskSpec", "get_task", "list_tasks", "register_task"]
+POLSAR = register_task(TaskSpec(
+    "polsar", "quad-pol covariance C3 + single-pol intensity: the full C3 at the single-pol resolution",
+    roles=(Role("single", "single-pol", description="single-polarisation intensity at the higher resolution, the "
+                                                   "output grid"),
+           Role("quad", "quad-pol", resampling=Resampling.COVARIANCE,
+                description="quad-pol covariance matrix C3 (9 channels), resampled onto the single-pol grid")),
+    guide="single", output_like="quad", network_roles=("quad", "single")))
+
+__all__ = ["HMIF", "PANSHARPEN", "POLSAR", "STFUSE", "Resampling", "Role", "TaskSpec", "get_task", "list_tasks",
+           "register_task"]
