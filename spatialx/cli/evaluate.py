@@ -141,10 +141,14 @@ def _save(data: dict, json_path: Path | None, csv_path: Path | None, first: str)
 @app.command("reduced", no_args_is_help=True)
 def reduced(
     pan: First,
-    ms: Annotated[Path, typer.Argument(help="Multispectral raster (the reference at reduced scale for pansharpen; "
-                                            "for hmif a Sentinel-2 L2A product or a multiband GeoTIFF).",
-                                       show_default=False)],
-    task: Task = "pansharpen",
+    ms: Annotated[Path | None, typer.Argument(help="Multispectral raster (the reference at reduced scale for "
+                                                   "pansharpen; for hmif a Sentinel-2 L2A product or a multiband "
+                                                   "GeoTIFF). polsar: none (the quad-pol scene alone).",
+                                              show_default=False)] = None,
+    task: Annotated[str, typer.Option("--task", help="What is judged: pansharpen (PAN + MS), hmif (HS + MS) or "
+                                                     "polsar (QUADPOL alone).")] = "pansharpen",
+    looks: Annotated[int, typer.Option("--looks", min=1, help="polsar: multilook window forming the reference C3 "
+                                                              "from SLC.")] = 5,
     sensor: Sensor = None,
     hs_sensor: HsSensor = None,
     ms_sensor: MsSensor = None,
@@ -165,9 +169,25 @@ def reduced(
 ) -> None:
     """Wald's protocol on your scene: degrade the inputs, fuse, compare with the original MS (pansharpen) or HS
     (hmif)."""
+    from spatialx.errors import SpatialxError
     from spatialx.evaluate import evaluate_reduced
     from spatialx.methods import list_methods
 
+    if task.strip().lower() == "polsar":
+        from spatialx.evaluate import evaluate_reduced_polsar
+
+        if ms is not None:
+            raise SpatialxError("polsar's reduced-resolution protocol takes the quad-pol scene alone",
+                                hint="spatialx evaluate reduced QUADPOL --task polsar [--ratio 2]")
+        _check_outputs({"quad-pol": pan}, json_path, csv_path, overwrite, weights)
+        names = methods or [m.name for m in list_methods("polsar") if m.kind == "classical"]
+        results = evaluate_reduced_polsar(pan, names, ratio=ratio or 2, looks=looks, cut=cut or 0,
+                                          method_options=opt.method_options(weights, adapt_steps))
+        _print(f"Reduced resolution, polsar ({pan.name}, ratio {ratio or 2})", results, "method", results.notes)
+        _save(results, json_path, csv_path, "method")
+        return
+    if ms is None:
+        raise SpatialxError(f"{task} needs the MS input too", hint="spatialx evaluate reduced PAN|HS MS ...")
     task = _task(task)
     _sensors(task, sensor, hs_sensor, ms_sensor, ms_bands)
     labels = ("PAN", "MS") if task == "pansharpen" else ("HS", "MS")

@@ -8,7 +8,7 @@ import warnings
 import typer
 
 from spatialx import __version__
-from spatialx.cli import evaluate, hmif, models, ndvi, pansharpen, sample, sensors, stfuse, tasks, train
+from spatialx.cli import evaluate, hmif, models, ndvi, pansharpen, polsar, sample, sensors, stfuse, tasks, train
 
 app = typer.Typer(
     name="spatialx",
@@ -22,6 +22,7 @@ app = typer.Typer(
 app.command("pansharpen", no_args_is_help=True)(pansharpen.command)
 app.command("hmif", no_args_is_help=True)(hmif.command)
 app.command("stfuse", no_args_is_help=True)(stfuse.command)
+app.command("polsar", no_args_is_help=True)(polsar.command)
 app.command("ndvi", no_args_is_help=True)(ndvi.command)
 app.command("sample", no_args_is_help=True)(sample.command)
 app.command("sensors")(sensors.sensors_command)

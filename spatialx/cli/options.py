@@ -64,22 +64,27 @@ Report = Annotated[bool, typer.Option("--report", help="Also write full-resoluti
                                                        "windows) to OUT.quality.json.")]
 
 
+def fusion_device(task: str, method: str, device: str) -> str:
+    """The device a fusion runs on: ``device`` resolved for networks; the CPU for the others (probing for CUDA
+    would import torch for nothing), after checking that ``device`` is a valid name."""
+    from spatialx.devices import check_device, resolve_device
+    from spatialx.methods import get_method_info
+
+    if get_method_info(method, task).kind == "network":
+        return resolve_device(device)
+    check_device(device)
+    return "cpu"
+
+
 def run_fusion(task: str, inputs: dict[str, Path], output: Path, method: str, sensor: object, *, device: str,
                quiet: bool, weights: Path | None = None, adapt_steps: int = 0, config: str | None = None,
                **changes: object) -> None:
     """What every fusion command does once its arguments are parsed: pick the device, run ``spatialx.fuse`` under
     a progress bar, print what was written."""
     from spatialx.cli.progress import print_result, tile_progress
-    from spatialx.devices import check_device, resolve_device
-    from spatialx.methods import get_method_info
     from spatialx.pipeline import fuse
 
-    # Only networks use a device; probing for CUDA would import torch for nothing.
-    if get_method_info(method, task).kind == "network":
-        target = resolve_device(device)
-    else:
-        check_device(device)
-        target = "cpu"
+    target = fusion_device(task, method, device)
     with tile_progress(f"{task} {method}", enabled=not quiet) as progress:
         result = fuse(task, inputs, output, method=method, sensor=sensor,  # type: ignore[arg-type]
                       method_options=method_options(weights, adapt_steps, config), device=target, progress=progress,

@@ -87,7 +87,7 @@ _FORMATS: list[ProductFormat] = []
 #: Probed in this order: Landsat and MODIS band files end like Sentinel-2's (``_B10.TIF``, ``_B01.TIF``), so their
 #: stricter probes go first.
 BUILTIN_FORMATS: tuple[str, ...] = ("spatialx.io.prisma", "spatialx.io.landsat", "spatialx.io.modis",
-                                     "spatialx.io.sentinel2")
+                                     "spatialx.io.sentinel2", "spatialx.io.radarsat2")
 _builtins_loaded = False
 
 

@@ -64,7 +64,7 @@ def simulate_pair(quad: str | PathLike[str], ratio: int, directory: str | PathLi
     directory = Path(directory)
     names = [b.name for b in get_sensor(QUAD_SENSOR).bands]
     transform = grid.transform
-    coarse = transform * Affine.scale(ratio, ratio)
+    coarse = transform @ Affine.scale(ratio, ratio)
     from spatialx.grid import Grid
 
     specs = {
