@@ -301,8 +301,14 @@ def evaluate_compare(reference: str | PathLike[str], fused: str | PathLike[str],
     ...). Overall values are means over bands; ``bias`` is prediction minus truth. ``ratio`` is ERGAS's coarse:fine
     ratio (a convention here; ``None``: 1), ``max_value`` the SSIM data range (``None``: each band's truth range),
     ``cut`` defaults to 0. Other tasks (``None``, ``"pansharpen"``, ``"hmif"``) compare as above.
+
+    ``task="polsar"``: two 9-band C3 images, scored with :func:`polsar_indices` (d_R, channel MAE/RMSE, span PSNR,
+    H/A/alpha differences); ``ratio`` and ``max_value`` do not apply.
     """
-    stfuse = compare_task(task) == "stfuse"
+    kind = compare_task(task)
+    stfuse = kind == "stfuse"
+    if kind == "polsar":
+        return _compare_polsar(reference, fused, 0 if cut is None else cut)
     if not stfuse:
         if ratio is None:
             raise SpatialxError("the resolution ratio is needed for ERGAS", hint="give ratio (e.g. 4)")
@@ -330,7 +336,7 @@ def evaluate_compare(reference: str | PathLike[str], fused: str | PathLike[str],
 #: The overall keys of ``evaluate_compare(..., task="stfuse")`` (it adds ``"bands"``, the per-band values).
 STFUSE_KEYS = ("RMSE", "MAE", "bias", "R2", "CC", "SSIM", "SAM", "ERGAS", "pixels")
 #: The tasks ``evaluate_compare`` takes: those of :data:`TASKS`, compared alike, and ``stfuse``.
-COMPARE_TASKS = (*TASKS, "stfuse")
+COMPARE_TASKS = (*TASKS, "stfuse", "polsar")
 
 
 def compare_task(task: str | None) -> str | None:
@@ -340,8 +346,8 @@ def compare_task(task: str | None) -> str | None:
     name = str(task).strip().lower()
     if name not in COMPARE_TASKS:
         raise SpatialxError(f"--task {task}: compare judges {', '.join(COMPARE_TASKS)}",
-                            hint="stfuse for a predicted fine image against the real one; pansharpen and hmif "
-                                 "compare alike")
+                            hint="stfuse for a predicted fine image against the real one, polsar for two C3 "
+                                 "images; pansharpen and hmif compare alike")
     return name
 
 
@@ -808,6 +814,21 @@ def polsar_indices(reference: np.ndarray, fused: np.ndarray, cut: int = 0) -> di
     return {"d_R": float(riemannian_distance(reference, fused)), "MAE": errors["mae_all"],
             "RMSE": errors["rmse_all"], "span_PSNR": span_psnr(reference, fused), "dH": differences[0],
             "dA": differences[1], "dalpha": differences[2]}
+
+
+def _compare_polsar(reference: str | PathLike[str], fused: str | PathLike[str], cut: int) -> Scores:
+    ref_info, fused_info = open_raster(reference, role="reference"), open_raster(fused, role="fused")
+    for info in (ref_info, fused_info):
+        if info.count != 9:
+            raise InputMismatchError(f"{info.count} bands: a C3 image has 9 (C11, C12_re, ..., C33)", path=info.path,
+                                     hint="compare two C3 images written by spatialx polsar")
+    if ref_info.grid.shape != fused_info.grid.shape or ref_info.grid.transform != fused_info.grid.transform:
+        raise InputMismatchError("fused and reference grids differ", path=fused_info.path,
+                                 hint="compare images on the same grid")
+    with gdal_env():
+        window = Window(0, 0, ref_info.grid.width, ref_info.grid.height)
+        reference_c3, fused_c3 = _read(ref_info, window), _read(fused_info, window)
+    return Scores(_rounded(polsar_indices(reference_c3.astype(np.float64), fused_c3.astype(np.float64), cut)))
 
 
 def evaluate_reduced_polsar(quad: str | PathLike[str], methods: Sequence[str], *, ratio: int = 2, looks: int = 5,

@@ -255,7 +255,8 @@ def compare(
                                           show_default=False)],
     task: Annotated[str | None, typer.Option(
         "--task", help="stfuse: spatio-temporal fusion indices (RMSE, MAE, bias, R2, CC, SSIM, SAM, ERGAS) over "
-                       "the pixels valid in both; pansharpen or hmif (the default): the toolbox's indices.",
+                       "the pixels valid in both; polsar: two C3 images (d_R, MAE, RMSE, span PSNR, H/A/alpha "
+                       "differences); pansharpen or hmif (the default): the toolbox's indices.",
         show_default=False)] = None,
     sensor: Annotated[str | None, typer.Option(
         "--sensor", "-s", help="Sensor profile (see `spatialx sensors`) (default wv3; not with --task stfuse).",
@@ -301,6 +302,11 @@ def compare(
               "image")
         return
     _check_outputs({"reference": reference, "fused": fused}, json_path, csv_path, overwrite)
+    if compare_task(task) == "polsar":
+        results = evaluate_compare(reference, fused, ratio=None, max_value=None, cut=cut, task="polsar")
+        _print(f"{fused.name} against {reference.name} (C3)", {fused.name: results}, "image")
+        _save(results, json_path, csv_path, "image")
+        return
     profile = get_sensor(sensor or "wv3")
     scale = ratio or profile.ratio
     if scale is None:

@@ -1,0 +1,44 @@
+"""NaN and infinity in an input, whatever the file declares as nodata, are invalid pixels: they never spread
+through resampling or filters into their neighbours, and the product is nodata there (issue #16)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.windows import Window
+from scenes import write_pair, write_tif
+
+from spatialx.tasks.pansharpen import pansharpen
+
+
+@pytest.mark.parametrize("fill", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("method", ["brovey", "gsa", "mtf-glp"])
+def test_non_finite_ms_pixels_are_nodata_and_do_not_spread(tmp_path, fill, method):
+    pan, ms = write_pair(tmp_path, pan_size=(128, 128))
+    with rasterio.open(ms) as src:
+        data, profile = src.read().astype(np.float32), src.profile
+    data[:, 10:12, 20:22] = fill  # 2 x 2 MS pixels = 8 x 8 PAN pixels at (80..88, 40..48)
+    float_ms = write_tif(tmp_path / "ms_float.tif", data, profile["transform"], str(profile["crs"]), nodata=None)
+    out = pansharpen(pan, float_ms, tmp_path / "out.tif", "qb", method, dtype="float32").output
+    with rasterio.open(out) as src:
+        fused = src.read()
+        mask = src.read_masks(1) == 0
+    assert mask[40:48, 80:88].all()  # the filled pixels are nodata ...
+    assert np.isfinite(fused[:, ~mask]).all()  # ... nothing non-finite is written as data ...
+    reach = np.zeros_like(mask)
+    reach[20:68, 60:108] = True  # ... and beyond the kernels' reach of the hole everything is valid
+    assert not mask[~reach].any()
+
+
+def test_a_nan_pan_pixel_is_nodata_in_the_product(tmp_path):
+    pan, ms = write_pair(tmp_path, pan_size=(128, 128))
+    with rasterio.open(pan) as src:
+        data, profile = src.read().astype(np.float32), src.profile
+    data[0, 50, 50] = np.nan
+    float_pan = write_tif(tmp_path / "pan_float.tif", data, profile["transform"], str(profile["crs"]), nodata=None)
+    out = pansharpen(float_pan, ms, tmp_path / "out.tif", "qb", "brovey", dtype="float32").output
+    with rasterio.open(out) as src:
+        mask = src.read_masks(1, window=Window(0, 0, 128, 128)) == 0
+        fused = src.read()
+    assert mask[50, 50] and mask.sum() == 1 and np.isfinite(fused[:, ~mask]).all()
