@@ -811,7 +811,10 @@ def polsar_indices(reference: np.ndarray, fused: np.ndarray, cut: int = 0) -> di
     errors = channel_errors(reference, fused)
     ref_haa, fused_haa = cloude_pottier(reference), cloude_pottier(fused)
     differences = [float(np.nanmean(np.abs(a - b))) for a, b in zip(ref_haa, fused_haa, strict=True)]
-    return {"d_R": float(riemannian_distance(reference, fused)), "MAE": errors["mae_all"],
+    # Interpolated and projected matrices may be singular (an eigenvalue at 0, or -1e-8 of the largest from rounding):
+    # the distance needs positive definite ones, so both get the same tiny ridge, 1e-6 of the mean span.
+    ridge = 1e-6 * float(np.nanmean(reference[0] + reference[5] + reference[8]))
+    return {"d_R": float(riemannian_distance(reference, fused, eps=ridge)), "MAE": errors["mae_all"],
             "RMSE": errors["rmse_all"], "span_PSNR": span_psnr(reference, fused), "dH": differences[0],
             "dA": differences[1], "dalpha": differences[2]}
 
@@ -831,8 +834,8 @@ def _compare_polsar(reference: str | PathLike[str], fused: str | PathLike[str], 
     return Scores(_rounded(polsar_indices(reference_c3.astype(np.float64), fused_c3.astype(np.float64), cut)))
 
 
-def evaluate_reduced_polsar(quad: str | PathLike[str], methods: Sequence[str], *, ratio: int = 2, looks: int = 5,
-                            speckle: str = "boxcar", cut: int = 0, polarisation: str = "HH",
+def evaluate_reduced_polsar(quad: str | PathLike[str], methods: Sequence[str], *, ratio: int = 2,
+                            looks: int | None = None, speckle: str = "boxcar", cut: int = 0, polarisation: str = "HH",
                             method_options: Mapping[str, Any] | None = None) -> Scores:
     """The reduced-resolution protocol for polsar: the quad-pol scene's C3 (multilooked with ``looks``) is the
     reference; it is averaged over ``ratio x ratio`` blocks (the low-resolution quad-pol), the single-pol is its
@@ -842,7 +845,8 @@ def evaluate_reduced_polsar(quad: str | PathLike[str], methods: Sequence[str], *
 
     from spatialx.tasks.polsar import polsar, simulate_pair
 
-    results = Scores(notes=[f"reference: C3 with a {looks} x {looks} {speckle}; low resolution: {ratio} x {ratio} "
+    window = looks or (7 if speckle == "refined-lee" else 5)
+    results = Scores(notes=[f"reference: C3 with a {window} x {window} {speckle}; low resolution: {ratio} x {ratio} "
                             f"block means; single-pol: the {polarisation} intensity"])
     with tempfile.TemporaryDirectory(prefix="spatialx-polsar-eval-") as scratch:
         pair = simulate_pair(quad, ratio, scratch, looks=looks, speckle=speckle, polarisation=polarisation)

@@ -38,6 +38,11 @@ crop parcels with their own phenology, forest, a river, a lake and a town, seen 
 2 Level-2 scene folders at the first and last) and MODIS (MCD43A4 band GeoTIFF sets at all three, the footprint means
 of the truth on the global sinusoidal grid), with a forest patch cleared in between and the truth of the middle date
 as the reference.
+
+Polarimetric SAR fusion has a scene of its own too (:func:`write_polsar_sample`, ``spatialx sample DIR --task polsar``):
+fields (surface scattering), a forest (volume) and a town (double bounce) with smooth boundaries and a lognormal
+texture, as quad-pol single-look complex GeoTIFFs at 20 m (scattering vectors drawn from each pixel's expected
+covariance), the HH single-look complex image at 10 m and the expected covariance C3 at 10 m as the reference.
 """
 
 from __future__ import annotations
@@ -67,11 +72,17 @@ __all__ = [
     "HMIF_SIZE",
     "MODIS_500M_PIXEL_M",
     "MODIS_GRID_ORIGIN",
+    "POLSAR_C3_BANDS",
+    "POLSAR_MECHANISMS",
+    "POLSAR_RATIO",
+    "POLSAR_SIZE",
     "STFUSE_BANDS",
     "STFUSE_DATES",
     "STFUSE_PREDICT",
     "STFUSE_SIZE",
     "LandCover",
+    "PolsarMechanism",
+    "PolsarRegion",
     "PrismaBandGrid",
     "SceneStrip",
     "StfuseGrids",
@@ -81,12 +92,14 @@ __all__ = [
     "default_strip_rows",
     "generate_scene",
     "iter_strips",
+    "polsar_command",
     "prisma_band_grid",
     "s2_response_weights",
     "stfuse_band_tables",
     "stfuse_command",
     "stfuse_grids",
     "write_hmif_sample",
+    "write_polsar_sample",
     "write_sample",
     "write_stfuse_sample",
 ]
@@ -2525,6 +2538,303 @@ def write_stfuse_sample(out_dir: str | PathLike[str], size: int = STFUSE_SIZE, s
                                              "height": r1 - r0}},
             "clouds": {"date": t3, **cloud_counts},
             "command": stfuse_command(paths, relative_to=out),
+            "note": "run the command in this directory",
+        }
+        temps["summary"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        for role, tmp in temps.items():
+            publish(tmp, files[role])
+    except BaseException:
+        for tmp in temps.values():
+            discard(tmp)
+        raise
+    return paths
+
+
+# ------------------------------------------------------------------------------------------------------------
+# polsar: a quad-pol SLC scene at 20 m and its HH single-pol SLC at 10 m
+
+POLSAR_SIZE = 256
+"""Default side of the polsar scene in single-pol (10 m) pixels: 2.56 km, the quad-pol 128 px at 20 m."""
+
+POLSAR_MIN_SIZE, POLSAR_MAX_SIZE = 64, 2048
+POLSAR_GSD_M = 10.0
+"""Single-pol pixel (m); the quad-pol pixel is :data:`POLSAR_RATIO` times larger."""
+
+POLSAR_RATIO = 2
+POLSAR_CRS = DEFAULT_CRS
+POLSAR_POLARISATIONS = ("HH", "HV", "VH", "VV")
+POLSAR_C3_BANDS = ("C11", "C12_re", "C12_im", "C13_re", "C13_im", "C22", "C23_re", "C23_im", "C33")
+
+POLSAR_HV_VH_COHERENCE = 0.9
+"""Coherence of S_HV and S_VH (reciprocal up to system noise, as in real data)."""
+
+POLSAR_EDGE_M = 5.0
+"""Width (m) of the logistic transition between two regions: boundaries are smooth curves, not pixel steps."""
+
+
+class PolsarRegion(IntEnum):
+    """Codes of the polsar scene's ``regions.tif``: each 10 m pixel's dominant scattering mechanism."""
+
+    SURFACE = 1  # fields: odd bounce
+    VOLUME = 2  # forest: random volume
+    DOUBLE_BOUNCE = 3  # town: dihedral (wall-ground)
+
+
+@dataclass(frozen=True)
+class PolsarMechanism:
+    """One region's scattering, in linear power (sigma nought): ``hh``, ``vv``, ``hv`` the mean ``|S|^2``, ``rho`` the
+    magnitude and ``phase_deg`` the phase of the HH/VV correlation coefficient; HV uncorrelated with the co-pols
+    (reflection symmetry). ``texture`` the standard deviation of the log of the multiplicative texture."""
+
+    hh: float
+    vv: float
+    hv: float
+    rho: float
+    phase_deg: float
+    texture: float
+
+    def c3(self) -> np.ndarray:
+        """The expected C3 (3 x 3 complex) of the reader's lexicographic basis ``[S_HH, sqrt(2) S_X, S_VV]``,
+        ``S_X = (S_HV + S_VH) / 2``: ``C22 = 2 <|S_X|^2> = (1 + gamma) <|S_HV|^2>`` (gamma the HV/VH coherence)."""
+        c13 = self.rho * math.sqrt(self.hh * self.vv) * complex(math.cos(math.radians(self.phase_deg)),
+                                                                 math.sin(math.radians(self.phase_deg)))
+        c22 = (1.0 + POLSAR_HV_VH_COHERENCE) * self.hv
+        return np.array([[self.hh, 0, c13], [0, c22, 0], [np.conj(c13), 0, self.vv]], dtype=np.complex128)
+
+
+POLSAR_MECHANISMS: dict[PolsarRegion, PolsarMechanism] = {
+    # Bragg-like rough surface: VV > HH, in phase, cross-pol 18 dB below HH
+    PolsarRegion.SURFACE: PolsarMechanism(hh=0.04, vv=0.06, hv=0.04 * 10 ** -1.8, rho=0.75, phase_deg=0.0,
+                                          texture=0.25),
+    # random volume: HH = VV, weakly correlated, cross-pol 8 dB below the co-pols
+    PolsarRegion.VOLUME: PolsarMechanism(hh=0.10, vv=0.10, hv=0.10 * 10 ** -0.8, rho=0.3, phase_deg=0.0,
+                                         texture=0.3),
+    # dihedral: strong, HH > VV, HH and VV 180 degrees out of phase, cross-pol 16 dB below HH
+    PolsarRegion.DOUBLE_BOUNCE: PolsarMechanism(hh=0.8, vv=0.4, hv=0.8 * 10 ** -1.6, rho=0.7, phase_deg=180.0,
+                                                texture=0.5),
+}
+"""The designed scattering of each region (see :class:`PolsarMechanism`)."""
+
+
+@dataclass(frozen=True)
+class _PolsarLayout:
+    size: int
+    seed: int
+    forest: tuple[float, float, float]  # boundary level, wiggle amplitude, phase
+    town: tuple[float, float, float, float]  # centre u, centre v, radius, phase
+
+
+def _polsar_layout(size: int, seed: int) -> _PolsarLayout:
+    rng = np.random.default_rng([seed, 0x9015A5])
+    u = rng.random(6)
+    return _PolsarLayout(size, seed, forest=(0.34 + 0.04 * u[0], 0.06, 2 * math.pi * u[1]),
+                         town=(0.58 + 0.14 * u[2], 0.68 + 0.08 * u[3], 0.2, 2 * math.pi * u[4]))
+
+
+def _polsar_key(seed: int, k: int) -> int:
+    return int(_mix32(np.array([(seed * 0x9E3779B1 + k * 0x85EBCA6B) & 0xFFFFFFFF], np.uint32))[0])
+
+
+def _polsar_fields(lay: _PolsarLayout, pixel_m: float, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """Region weights (3, rows, cols) float64 (surface, volume, double bounce; they sum to 1) and the texture
+    (rows, cols) of a grid of ``pixel_m`` pixels sharing the scene origin: pure functions of ground position, so the
+    10 m and 20 m grids sample one landscape."""
+    step = pixel_m / POLSAR_GSD_M  # pixel centres in 10 m units
+    xs = ((np.arange(cols) + 0.5) * step).astype(np.float32)
+    ys = ((np.arange(rows) + 0.5) * step).astype(np.float32)
+    side = lay.size
+    u = (xs / side).astype(np.float64)[None, :]
+    v = (ys / side).astype(np.float64)[:, None]
+    to_edge = side * POLSAR_GSD_M / POLSAR_EDGE_M  # normalised distance -> logistic argument
+    def warp(k: int, cell: float) -> np.ndarray:  # smooth noise, zero mean, standard deviation about 0.155
+        return _smooth_noise(xs, ys, cell, _polsar_key(lay.seed, k)).astype(np.float64) - 0.5
+
+    level, amp, phase = lay.forest
+    boundary = level + amp * np.sin(2 * np.pi * 1.3 * u + phase) + 0.12 * warp(1, 0.25 * side)
+    volume = 1.0 / (1.0 + np.exp(-np.clip((boundary - v) * to_edge, -60, 60)))
+    cu, cv, radius, phase = lay.town
+    du, dv = u - cu, (v - cv) * 1.2
+    theta = np.arctan2(dv, du)
+    edge = radius * (1.0 + 0.18 * np.sin(3 * theta + phase) + 0.5 * warp(2, 0.12 * side))
+    double = 1.0 / (1.0 + np.exp(-np.clip((edge - np.hypot(du, dv)) * to_edge, -60, 60)))
+    volume = volume * (1.0 - double)
+    weights = np.stack([1.0 - volume - double, volume, double])
+    # texture: lognormal, fine (6 px) and coarse (24 px) scales, each region its own strength
+    g = (warp(3, 6.0) + 0.7 * warp(4, 24.0)) * 5.3  # about unit standard deviation
+    sigma = np.tensordot(np.array([POLSAR_MECHANISMS[r].texture for r in PolsarRegion]), weights, axes=1)
+    texture = np.exp(sigma * g - 0.5 * sigma**2)
+    return weights, texture
+
+
+def _polsar_covariance(weights: np.ndarray, texture: np.ndarray) -> np.ndarray:
+    """Expected C3 per pixel (rows, cols, 3, 3) complex128: the region mixture of the designed C3, times texture."""
+    mats = np.stack([POLSAR_MECHANISMS[r].c3() for r in PolsarRegion])  # (3, 3, 3)
+    return np.einsum("krc,kij->rcij", weights, mats) * texture[..., None, None]
+
+
+def _c3_channels(cov: np.ndarray) -> np.ndarray:
+    """(rows, cols, 3, 3) Hermitian -> (9, rows, cols) float32 in :data:`POLSAR_C3_BANDS` order."""
+    return np.stack([cov[..., 0, 0].real, cov[..., 0, 1].real, cov[..., 0, 1].imag, cov[..., 0, 2].real,
+                     cov[..., 0, 2].imag, cov[..., 1, 1].real, cov[..., 1, 2].real, cov[..., 1, 2].imag,
+                     cov[..., 2, 2].real]).astype(np.float32)
+
+
+def _circular_gaussian(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Unit-variance complex circular Gaussian samples."""
+    return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) * math.sqrt(0.5)
+
+
+def _polsar_quad_slc(cov: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Single-look scattering vectors ``k = L z`` (``L`` the Cholesky factor of each pixel's C3), split into the
+    four channels: ``S_HV = S_X + d``, ``S_VH = S_X - d`` with ``d`` independent, so their mean is ``S_X`` exactly
+    and their coherence :data:`POLSAR_HV_VH_COHERENCE`."""
+    rows, cols = cov.shape[:2]
+    chol = np.linalg.cholesky(cov.reshape(-1, 3, 3))
+    z = _circular_gaussian(rng, (rows * cols, 3, 1))
+    k = (chol @ z)[..., 0].T.reshape(3, rows, cols)
+    sx = k[1] / math.sqrt(2.0)
+    gamma = POLSAR_HV_VH_COHERENCE
+    d_power = cov[..., 1, 1].real / 2.0 * (1.0 - gamma) / (1.0 + gamma)
+    d = np.sqrt(d_power) * _circular_gaussian(rng, (rows, cols))
+    return {"HH": k[0], "HV": sx + d, "VH": sx - d, "VV": k[2]}
+
+
+def _iq(slc: np.ndarray) -> np.ndarray:
+    return np.stack([slc.real, slc.imag]).astype(np.float32)
+
+
+def polsar_command(paths: Mapping[str, Path], output: str | PathLike[str] = "polsar_bicubic.tif",
+                   method: str = "bicubic", relative_to: Path | None = None, side_products: bool = True) -> str:
+    """The ``spatialx polsar`` command line that fuses a polsar scene (the :func:`write_polsar_sample` result),
+    with the Pauli RGB and the H/A/alpha decomposition next to ``output``; paths relative to ``relative_to``."""
+    import shlex
+
+    def arg(path: str | PathLike[str]) -> str:
+        path = Path(path)
+        return shlex.quote(str(path.relative_to(relative_to) if relative_to is not None else path))
+
+    out = Path(output)
+    command = f"spatialx polsar {arg(paths['quad'])} {arg(paths['single'])} {shlex.quote(str(out))} -m {method}"
+    if side_products:
+        command += (f" --pauli {shlex.quote(str(out.with_name('pauli.tif')))}"
+                    f" --decomposition {shlex.quote(str(out.with_name('haalpha.tif')))}")
+    return command
+
+
+def write_polsar_sample(out_dir: str | PathLike[str], size: int = POLSAR_SIZE, seed: int = 0,
+                        overwrite: bool = False) -> dict[str, Path]:
+    """Write a synthetic quad-pol SLC scene and its HH single-pol SLC at twice the resolution into ``out_dir``.
+
+    A landscape of three scattering mechanisms (:data:`POLSAR_MECHANISMS`): fields (surface, odd bounce: HH and VV
+    in phase, HV 18 dB below HH), a forest across the top of the scene (random volume: HV 8 dB below the co-pols,
+    HH/VV correlation 0.3) and a town (double bounce: strong, HH and VV 180 degrees out of phase), with curved,
+    noise-warped boundaries (a :data:`POLSAR_EDGE_M` logistic transition, the covariances mixed across it) and a
+    lognormal multiplicative texture at two scales. Each pixel's single-look scattering vector is drawn as complex
+    circular Gaussian with the pixel's expected covariance (Cholesky factor), HV and VH reciprocal up to an
+    independent difference (coherence :data:`POLSAR_HV_VH_COHERENCE`). Regions and texture are functions of ground
+    position, so both grids see one landscape; the speckle of the two acquisitions is independent. Files (UTM 31N,
+    one origin; ``size`` 10 m pixels a side, 64 to 2048, odd sizes allowed):
+
+    * ``quad`` (``quad/``): ``slc_HH.tif``, ``slc_HV.tif``, ``slc_VH.tif``, ``slc_VV.tif``, 2-band float32 (real,
+      imaginary) SLC GeoTIFFs on the 20 m grid (``ceil(size / 2)`` pixels a side: for odd sizes it reaches 10 m past
+      the single-pol footprint), read by :mod:`spatialx.io.radarsat2` as C3 (multilooked on the fly);
+    * ``single`` (``single_hh.tif``): the HH SLC at 10 m, 2-band float32 (real, imaginary), read as its intensity;
+    * ``reference`` (``reference_c3.tif``): the expected C3 at 10 m (9 bands float32, :data:`POLSAR_C3_BANDS`): the
+      region mixture of the designed covariances times the texture, noise-free, in the reader's lexicographic basis;
+    * ``regions`` (``regions.tif``): uint8 :class:`PolsarRegion` of each 10 m pixel (the largest weight);
+    * ``summary`` (``sample.json``): files, grids, mechanisms, region fractions and the command to run.
+
+    The same arguments give the same files. Existing files are refused unless ``overwrite``, and so is a ``quad/``
+    folder holding other files; everything is written under temporary names and renamed at the end. About 0.2 s at
+    the default size; the largest (2048 px) takes about 10 s and 1.5 GB. Returns the paths by role.
+    """
+    import json
+
+    from spatialx.io.outputs import discard, new_temporary, publish
+
+    out = Path(out_dir)
+    size = _check_int(size, "size", out)
+    if not POLSAR_MIN_SIZE <= size <= POLSAR_MAX_SIZE:
+        raise SpatialxError(f"size {size}: a polsar scene's side is {POLSAR_MIN_SIZE} to {POLSAR_MAX_SIZE} "
+                            "single-pol pixels", path=out,
+                            hint=f"e.g. --size {POLSAR_SIZE} (2.56 km at 10 m; quad-pol at 20 m)")
+    seed = _check_int(seed, "seed", out)
+    if seed < 0:
+        raise SpatialxError(f"seed {seed}: must be 0 or more", path=out)
+    if out.exists() and not out.is_dir():
+        raise OutputError("not a directory", path=out, hint="give a directory to write the scene into")
+    quad_dir = out / "quad"
+    files: dict[str, Path] = {f"quad/{p}": quad_dir / f"slc_{p}.tif" for p in POLSAR_POLARISATIONS}
+    files.update({"single": out / "single_hh.tif", "reference": out / "reference_c3.tif",
+                  "regions": out / "regions.tif", "summary": out / "sample.json"})
+    if quad_dir.exists() and not quad_dir.is_dir():
+        raise OutputError("not a directory", path=quad_dir, hint="remove it: the quad-pol SLC folder goes here")
+    if quad_dir.is_dir():
+        ours = {p.name for p in files.values() if p.parent == quad_dir}
+        foreign = sorted(p.name for p in quad_dir.iterdir() if p.name not in ours and not p.name.startswith("."))
+        if foreign:
+            raise OutputError(f"the quad-pol folder holds other files ({', '.join(foreign[:3])})", path=quad_dir,
+                              hint="the reader takes every file named by a polarisation: remove them, or write the "
+                                   "scene into another directory")
+    for path in files.values():
+        if path.exists() and not overwrite:
+            raise OutputError("output exists", path=path, hint="pass --overwrite")
+    try:
+        quad_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output directory: {exc.strerror}", path=out) from None
+
+    lay = _polsar_layout(size, seed)
+    x0, y0 = DEFAULT_ORIGIN
+    fine = Affine(POLSAR_GSD_M, 0.0, x0, 0.0, -POLSAR_GSD_M, y0)
+    coarse_m = POLSAR_GSD_M * POLSAR_RATIO
+    coarse = Affine(coarse_m, 0.0, x0, 0.0, -coarse_m, y0)
+    low = -(-size // POLSAR_RATIO)
+    tags = {"generator": "spatialx.sample", "task": "polsar", "seed": seed, "units": "linear power"}
+    temps: dict[str, Path] = {}
+    try:
+        for role, path in files.items():
+            temps[role] = new_temporary(path, path.suffix)
+        # quad-pol at 20 m
+        weights, texture = _polsar_fields(lay, coarse_m, low, low)
+        slc = _polsar_quad_slc(_polsar_covariance(weights, texture), np.random.default_rng([seed, 1]))
+        for pol in POLSAR_POLARISATIONS:
+            _write_band(temps[f"quad/{pol}"], _iq(slc[pol]), coarse, POLSAR_CRS, None, ("real", "imaginary"),
+                        {**tags, "polarisation": pol, "representation": "SLC", "units": "amplitude (sigma0)"})
+        del slc
+        # single-pol HH and the truth at 10 m
+        weights, texture = _polsar_fields(lay, POLSAR_GSD_M, size, size)
+        cov = _polsar_covariance(weights, texture)
+        rng = np.random.default_rng([seed, 2])
+        hh = np.sqrt(cov[..., 0, 0].real) * _circular_gaussian(rng, (size, size))
+        _write_band(temps["single"], _iq(hh), fine, POLSAR_CRS, None, ("real", "imaginary"),
+                    {**tags, "polarisation": "HH", "representation": "SLC", "units": "amplitude (sigma0)"})
+        _write_band(temps["reference"], _c3_channels(cov), fine, POLSAR_CRS, None, POLSAR_C3_BANDS,
+                    {**tags, "representation": "C3", "basis": "lexicographic [HH, sqrt(2) (HV + VH) / 2, VV]"})
+        labels = (np.argmax(weights, axis=0) + 1).astype(np.uint8)
+        _write_band(temps["regions"], labels, fine, POLSAR_CRS, 0, ("region",),
+                    {**tags, **{f"region_{r.value}": r.name.lower() for r in PolsarRegion}})
+        paths = {"quad": quad_dir, "single": files["single"], "reference": files["reference"],
+                 "regions": files["regions"], "summary": files["summary"]}
+        rel = {role: str(path.relative_to(out)) for role, path in paths.items()}
+
+        def grid(transform: Affine, side: int) -> dict:
+            return {"crs": POLSAR_CRS, "transform": list(transform)[:6], "width": side, "height": side}
+
+        summary = {
+            "task": "polsar", "generator": "spatialx.sample.write_polsar_sample", "size": size, "seed": seed,
+            "quad": rel["quad"], "quad_files": {p: f"{rel['quad']}/slc_{p}.tif" for p in POLSAR_POLARISATIONS},
+            "single": rel["single"], "single_polarisation": "HH", "reference": rel["reference"],
+            "regions": rel["regions"], "c3_bands": list(POLSAR_C3_BANDS),
+            "slc_layout": "2 bands float32: real, imaginary", "units": "linear power (sigma nought)",
+            "quad_grid": grid(coarse, low), "single_grid": grid(fine, size), "ratio": POLSAR_RATIO,
+            "hv_vh_coherence": POLSAR_HV_VH_COHERENCE,
+            "mechanisms": {r.name.lower(): {"code": r.value, "hh": m.hh, "vv": m.vv, "hv": m.hv,
+                                            "hv_hh_db": round(10 * math.log10(m.hv / m.hh), 2), "rho_hhvv": m.rho,
+                                            "phase_hhvv_deg": m.phase_deg, "texture_log_std": m.texture}
+                           for r, m in POLSAR_MECHANISMS.items()},
+            "region_fractions": {r.name.lower(): round(float((labels == r.value).mean()), 4) for r in PolsarRegion},
+            "command": polsar_command(paths, relative_to=out),
             "note": "run the command in this directory",
         }
         temps["summary"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

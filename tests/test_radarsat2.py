@@ -283,8 +283,8 @@ def test_errors_are_one_line(tmp_path, quad):
         open_polsar(folder, looks=4)
     with pytest.raises(ReadError, match="unknown polarisation"):
         open_polsar(folder, polarisation="RR")
-    with pytest.raises(MethodError, match="not implemented"):
-        open_polsar(folder, speckle="refined-lee")
+    with pytest.raises(ReadError, match="refined Lee window"):
+        open_polsar(folder, looks=1, speckle="refined-lee")
     with pytest.raises(MethodError, match="unknown speckle"):
         open_polsar(folder, speckle="frost")
     with pytest.raises(ReadError, match="no SLC files"):

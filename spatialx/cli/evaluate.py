@@ -147,8 +147,9 @@ def reduced(
                                               show_default=False)] = None,
     task: Annotated[str, typer.Option("--task", help="What is judged: pansharpen (PAN + MS), hmif (HS + MS) or "
                                                      "polsar (QUADPOL alone).")] = "pansharpen",
-    looks: Annotated[int, typer.Option("--looks", min=1, help="polsar: multilook window forming the reference C3 "
-                                                              "from SLC.")] = 5,
+    looks: Annotated[int | None, typer.Option("--looks", min=1, help="polsar: multilook window forming the "
+                                                                     "reference C3 from SLC [default: 5].",
+                                              show_default=False)] = None,
     sensor: Sensor = None,
     hs_sensor: HsSensor = None,
     ms_sensor: MsSensor = None,

@@ -22,7 +22,9 @@ def command(
     output: Annotated[Path | None, typer.Argument(help="Output C3 (9-band float32 COG).", show_default=False)]
     = None,
     method: opt.Method = "bicubic",
-    looks: Annotated[int, typer.Option("--looks", min=1, help="Multilook window (odd) forming C3 from SLC.")] = 5,
+    looks: Annotated[int | None, typer.Option(
+        "--looks", min=1, help="Multilook window (odd) forming C3 from SLC [default: 5 for the boxcar, 7 for "
+                               "refined-lee].", show_default=False)] = None,
     speckle: Annotated[str, typer.Option("--speckle", help="Speckle filter forming C3 from SLC: boxcar or "
                                                            "refined-lee.")] = "boxcar",
     simulate: Annotated[int | None, typer.Option(
@@ -35,7 +37,7 @@ def command(
         "--decomposition", help="Also write the H/A/alpha (Cloude-Pottier) decomposition (float32 COG).",
         show_default=False)] = None,
     radius: Annotated[int | None, typer.Option("--radius", min=1, help="guided: filter radius in output pixels "
-                                                                       "[default: the ratio, at least 2].",
+                                                                       "[default: 1].",
                                                show_default=False)] = None,
     weights: opt.Weights = None,
     adapt_steps: opt.AdaptSteps = 0,

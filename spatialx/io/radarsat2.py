@@ -30,7 +30,10 @@ What is delivered (float32, always on the SLC grid: multilooking never decimates
   in the lexicographic basis ``k_L = [S_HH, sqrt(2) S_X, S_VV]`` with ``S_X = (S_HV + S_VH) / 2`` (reciprocity), so
   ``C22 = 2 <|S_X|^2>``. ``<.>`` is a ``looks x looks`` boxcar mean (``looks`` odd, default 5). Each window is read
   with a halo of ``looks // 2`` pixels; at the image edges the boxcar covers only the pixels that exist and is
-  renormalised by their count, so a windowed read equals the same slice of a whole-image read exactly.
+  renormalised by their count, so a windowed read equals the same slice of a whole-image read exactly. With
+  ``speckle="refined-lee"`` the single-look C3 is filtered by the refined Lee filter instead
+  (:mod:`spatialx.io.speckle`; ``looks`` is its window, default 7), each window read with a halo of
+  ``looks // 2`` and mirrored at the image edges, so windowed reads equal the whole-image read cropped too.
 - **Intensity** ``<|S|^2>`` of one channel (sensor ``radarsat2_single``): a single-pol input, or the channel
   ``polarisation="HH"`` (``"HV"``, ``"VH"``, ``"VV"``) of a quad-pol input; ``looks`` defaults to 1 (full
   resolution, no averaging).
@@ -60,6 +63,8 @@ from rasterio.windows import Window
 from spatialx.errors import MethodError, ReadError
 from spatialx.grid import Grid
 from spatialx.io.read import PerThreadHandles, ProductFormat, RasterInfo
+from spatialx.io.speckle import halo as speckle_halo
+from spatialx.io.speckle import refined_lee, refined_lee_c3
 
 __all__ = ["C3_BANDS", "FORMAT", "FORMATS", "POLARISATIONS", "PolSARReader", "PolSARSource", "boxcar_mean",
            "c3_from_slc", "estimate_enl", "open_polsar", "probe_polsar"]
@@ -69,6 +74,8 @@ SINGLE_SENSOR = "radarsat2_single"
 POLARISATIONS = ("HH", "HV", "VH", "VV")
 C3_BANDS = ("C11", "C12_re", "C12_im", "C13_re", "C13_im", "C22", "C23_re", "C23_im", "C33")
 SPECKLE_FILTERS = ("boxcar", "refined-lee")
+#: Default window of the refined Lee filter (``looks`` with ``speckle="refined-lee"``).
+REFINED_LEE_WINDOW = 7
 UNITS = "linear power"
 _RASTER_SUFFIXES = (".tif", ".tiff")
 #: A polarisation written as its own token of a file name: ``rsat_HH``, ``imagery_VV``, ``s1-hv-slc``.
@@ -98,8 +105,9 @@ class PolSARSource:
 
     channels: tuple[_Channel, ...]
     representation: str  # "C3" or "intensity"
-    looks: int
+    looks: int  # the boxcar size, or the refined Lee window
     grid: Grid
+    speckle: str = "boxcar"  # "boxcar" or "refined-lee"
 
 
 # ------------------------------------------------------------------------------------------------------ numerics
@@ -243,16 +251,14 @@ def open_polsar(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     """Describe a PolSAR input as float32 C3 (quad-pol) or intensity (single-pol, or ``polarisation`` of a
     quad-pol input); see the module documentation for the inputs accepted and the rules between them.
 
-    ``looks``: the odd boxcar size (default 5 for C3, 1 for intensity). ``speckle``: "boxcar" ("refined-lee" is
-    not implemented and raises :class:`~spatialx.errors.MethodError`). Raises :class:`ReadError` for missing
+    ``looks``: the odd boxcar size (default 5 for C3, 1 for intensity). ``speckle``: "boxcar", or "refined-lee"
+    (:mod:`spatialx.io.speckle`, on the single-look C3 or intensity; ``looks`` is then its window, odd >= 3,
+    default 7). Raises :class:`ReadError` for missing
     polarisations, real (non-complex) bands, files off one grid, and products this reader cannot read.
     """
     pol = _check_polarisation(polarisation, role, path)
     if speckle not in SPECKLE_FILTERS:
         raise MethodError(f"{role}: unknown speckle filter {speckle!r}", hint=f"one of: {', '.join(SPECKLE_FILTERS)}")
-    if speckle == "refined-lee":
-        raise MethodError(f"{role}: the refined Lee speckle filter is not implemented in this version",
-                          hint='use speckle="boxcar"')
     if isinstance(path, (list, tuple)):
         files = [Path(p) for p in path]
         if not files:
@@ -272,14 +278,18 @@ def open_polsar(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
             channels, facts = _from_file(where, role, pol)
 
     representation = "C3" if len(channels) == 4 else "intensity"
+    lee = speckle == "refined-lee"
     if looks is None:
-        looks = 5 if representation == "C3" else 1
-    if isinstance(looks, bool) or not isinstance(looks, (int, np.integer)) or looks < 1 or looks % 2 == 0:
-        raise ReadError(f"{role}: looks must be an odd integer >= 1, got {looks!r}", path=where,
-                        hint="e.g. looks=5 for a 5x5 boxcar")
+        looks = REFINED_LEE_WINDOW if lee else 5 if representation == "C3" else 1
+    smallest = 3 if lee else 1
+    if isinstance(looks, bool) or not isinstance(looks, (int, np.integer)) or looks < smallest or looks % 2 == 0:
+        what = "looks (the refined Lee window)" if lee else "looks"
+        raise ReadError(f"{role}: {what} must be an odd integer >= {smallest}, got {looks!r}", path=where,
+                        hint="e.g. looks=7 for a 7x7 refined Lee window" if lee else "e.g. looks=5 for a 5x5 boxcar")
     looks = int(looks)
     grid = _one_grid(channels, role, where)
-    source = PolSARSource(channels=channels, representation=representation, looks=looks, grid=grid)
+    source = PolSARSource(channels=channels, representation=representation, looks=looks, grid=grid,
+                          speckle=speckle)
     pols = [c.pol for c in channels if c.pol is not None]
     if representation == "C3":
         descriptions: tuple[str, ...] = C3_BANDS
@@ -616,7 +626,8 @@ class PolSARReader(PerThreadHandles):
     """Windowed C3 or intensity reads of SLC data, one dataset handle per file per thread.
 
     A window is read with a halo of ``looks // 2`` pixels (cut at the image edges), turned into second moments,
-    boxcar-averaged and cropped back, so a tile costs a tile plus its halo, never the whole image.
+    boxcar-averaged (or refined-Lee filtered) and cropped back, so a tile costs a tile plus its halo, never the
+    whole image.
     """
 
     def __init__(self, info: RasterInfo):
@@ -658,14 +669,18 @@ class PolSARReader(PerThreadHandles):
         if col < 0 or row < 0 or col + width > grid.width or row + height > grid.height or width < 1 or height < 1:
             raise ReadError(f"window {window} lies outside the {grid.width}x{grid.height} image",
                             path=self.info.path)
-        halo = looks // 2
+        lee = self.source.speckle == "refined-lee"
+        halo = speckle_halo(looks) if lee else looks // 2
         r0, c0 = max(0, row - halo), max(0, col - halo)
         r1, c1 = min(grid.height, row + height + halo), min(grid.width, col + width + halo)
         padded = Window(c0, r0, c1 - c0, r1 - r0)
         values = [self._complex(channel, padded) for channel in self.source.channels]
         quad = self.source.representation == "C3"
-        moments = (c3_from_slc(*values) if quad else (np.abs(values[0]) ** 2)[None])[indexes]
-        averaged = boxcar_mean(moments, looks)
+        moments = c3_from_slc(*values) if quad else (np.abs(values[0]) ** 2)[None]
+        if lee:  # all channels: the span drives the filter
+            averaged = (refined_lee_c3(moments, looks) if quad else refined_lee(moments, window=looks))[indexes]
+        else:
+            averaged = boxcar_mean(moments[indexes], looks)
         crop = averaged[:, row - r0: row - r0 + height, col - c0: col - c0 + width]
         return crop.astype(np.float32)
 

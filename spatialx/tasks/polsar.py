@@ -34,7 +34,11 @@ def _reader_options(path: str | PathLike[str], options: Mapping[str, Any]) -> Ma
     return dict(options) if options and product_format_name(path) else None
 
 
-def simulate_pair(quad: str | PathLike[str], ratio: int, directory: str | PathLike[str], *, looks: int = 5,
+def _speckle_options(looks: int | None, speckle: str) -> dict[str, Any]:
+    return {"speckle": speckle, **({"looks": looks} if looks is not None else {})}
+
+
+def simulate_pair(quad: str | PathLike[str], ratio: int, directory: str | PathLike[str], *, looks: int | None = None,
                   speckle: str = "boxcar", polarisation: str = "HH") -> dict[str, Path]:
     """The reduced-resolution pair of one quad-pol scene, written into ``directory``: ``quad`` (the C3 averaged
     over ``ratio x ratio`` blocks, on a grid ``ratio`` times coarser) and ``single`` (the ``polarisation`` intensity
@@ -52,7 +56,7 @@ def simulate_pair(quad: str | PathLike[str], ratio: int, directory: str | PathLi
     channel = {"HH": 0, "VV": 8}.get(polarisation.upper())
     if channel is None:
         raise SpatialxError(f"cannot simulate a {polarisation} single-pol image from C3", hint="use HH or VV")
-    info = open_raster(quad, role="quad-pol", options=_reader_options(quad, {"looks": looks, "speckle": speckle}))
+    info = open_raster(quad, role="quad-pol", options=_reader_options(quad, _speckle_options(looks, speckle)))
     if info.count != 9:
         raise InputMismatchError(f"the quad-pol input has {info.count} bands, not the 9 channels of C3",
                                  path=info.path, hint="give the four SLC polarisations or a 9-band C3 GeoTIFF")
@@ -89,14 +93,15 @@ def simulate_pair(quad: str | PathLike[str], ratio: int, directory: str | PathLi
 
 
 def polsar(quad: str | PathLike[str], single: str | PathLike[str], output: str | PathLike[str], *,
-           method: str = "bicubic", looks: int = 5, speckle: str = "boxcar", single_looks: int = 1,
+           method: str = "bicubic", looks: int | None = None, speckle: str = "boxcar", single_looks: int = 1,
            quad_sensor: str = QUAD_SENSOR, single_sensor: str = SINGLE_SENSOR,
            pauli: str | PathLike[str] | None = None, decomposition: str | PathLike[str] | None = None,
            options: RunOptions | None = None, **changes: Any):
     """Fuse ``quad`` (quad-pol SLC set, RADARSAT-2 product or C3 GeoTIFF) with ``single`` (single-pol SLC or
     intensity) into the 9-band C3 COG ``output`` on the single-pol grid; optionally write the Pauli RGB
     (``pauli``) and the H/A/alpha decomposition (``decomposition``) of the result. ``looks`` and ``speckle`` say
-    how SLC inputs are multilooked into C3 (``single_looks`` for a single-pol SLC). ``changes`` are
+    how SLC inputs are multilooked into C3 (``looks`` None: the reader's default window, 5 for the boxcar, 7 for
+    the refined Lee filter; ``single_looks`` for a single-pol SLC). ``changes`` are
     :class:`~spatialx.options.RunOptions` fields.
     """
     from spatialx.io.outputs import OutputPlan
@@ -111,7 +116,7 @@ def polsar(quad: str | PathLike[str], single: str | PathLike[str], output: str |
         plan.add(path, what=f"{kind} product")
         plan.add(Path(path).with_suffix(".qml"), what=f"style of the {kind} product", kind="sidecar")
     read_options = {role: value for role, value in (
-        ("quad", _reader_options(quad, {"looks": looks, "speckle": speckle})),
+        ("quad", _reader_options(quad, _speckle_options(looks, speckle))),
         ("single", _reader_options(single, {"looks": single_looks}))) if value}
     run = run.updated(read_options={**read_options, **dict(run.read_options)})
     result = fuse(POLSAR, {"quad": quad, "single": single}, output, method=method,
