@@ -120,11 +120,14 @@ def test_weights_for_another_task_are_refused(scene, weights, tmp_path):
     from safetensors import safe_open
     from safetensors.torch import save_file
 
+    from spatialx.models.weights import sha256
+
     with safe_open(str(weights), framework="pt") as handle:
         tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - safetensors API
         card = json.loads(handle.metadata()["spatialx_card"])
     card.update(task="hmif", roles=["hsi", "msi"])
     other = tmp_path / "other.safetensors"
     save_file(tensors, str(other), metadata={"spatialx_card": json.dumps(card)})
+    other.with_suffix(".json").write_text(json.dumps({**card, "sha256": sha256(other)}))
     with pytest.raises(ReadError, match="trained for hmif with inputs hsi, msi, not pansharpen"):
         pansharpen(scene["pan"], scene["ms"], tmp_path / "o.tif", "qb", "pnn", method_options={"weights": other})

@@ -42,3 +42,37 @@ def test_a_nan_pan_pixel_is_nodata_in_the_product(tmp_path):
         mask = src.read_masks(1, window=Window(0, 0, 128, 128)) == 0
         fused = src.read()
     assert mask[50, 50] and mask.sum() == 1 and np.isfinite(fused[:, ~mask]).all()
+
+
+def test_weights_without_their_card_flipped_or_untrained_are_refused(tmp_path):
+    import json
+
+    import torch
+
+    from spatialx.errors import ReadError
+    from spatialx.models.registry import create_model
+    from spatialx.models.weights import card_path, load_model, save_weights
+    from spatialx.tasks.pansharpen import pansharpen as run
+
+    torch.manual_seed(0)
+    card = {"architecture": "pnn", "config": {"bands": 4, "ratio": 4}, "sensor": "qb"}
+    weights = save_weights(create_model("pnn", "qb"), tmp_path / "w.safetensors", card)
+    load_model(weights)  # as written: fine
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0xFF  # one flipped byte in the tensors
+    flipped = tmp_path / "flipped.safetensors"
+    flipped.write_bytes(bytes(data))
+    card_path(flipped).write_text(card_path(weights).read_text())
+    with pytest.raises(ReadError, match="sha256 of the weights does not match"):
+        load_model(flipped)
+    lonely = tmp_path / "lonely.safetensors"
+    lonely.write_bytes(weights.read_bytes())
+    with pytest.raises(ReadError, match=r"card lonely\.json is missing"):
+        load_model(lonely)
+    untrained = save_weights(create_model("pnn", "qb"), tmp_path / "zero.safetensors",
+                             {**card, "training": {"steps": 0}})
+    assert json.loads(card_path(untrained).read_text())["training"]["steps"] == 0
+    pan, ms = write_pair(tmp_path, pan_size=(64, 64))
+    with pytest.raises(ReadError, match="trained for 0 steps"):
+        run(pan, ms, tmp_path / "o.tif", "qb", "pnn", method_options={"weights": untrained})
+    assert not (tmp_path / "o.tif").exists()

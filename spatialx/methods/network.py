@@ -63,6 +63,10 @@ class NetworkMethod(FusionMethod):
         bands, guide_bands = (len(context.sensors[role].bands) for role in self.network_roles[:2])
         if weights is not None:
             self.model, self.card = load_model(weights, architecture=self.architecture, bands=bands)
+            steps = (self.card.get("training") or {}).get("steps")
+            if steps == 0 and adapt_steps <= 0:
+                raise ReadError("weights were trained for 0 steps: an untrained network is never run", path=weights,
+                                hint="train them (spatialx train --steps N), or add --adapt-steps")
             trained_guide = self.card.get("config", {}).get("guide_bands", 1)
             if trained_guide != guide_bands:
                 raise ReadError(f"weights take a {trained_guide}-band {context.task.label(self.network_roles[1])}, "

@@ -85,19 +85,26 @@ def read_header_json(path: str | PathLike[str], key: str, what: str, missing_hin
 
 
 def read_card(path: str | PathLike[str]) -> dict[str, Any]:
-    """The card of a weights file (from its header), checked against the sidecar's sha256 when there is one."""
+    """The card of a weights file (from its header), checked against the sha256 its sidecar card states (a
+    missing card is refused: nothing else tells a flipped byte from a trained weight)."""
     path = Path(path)
     card = read_header_json(path, CARD_KEY, "weights file",
                             "weights must be .safetensors files written by spatialx train (or save_weights)")
     sidecar = card_path(path)
-    if sidecar.is_file():
-        try:
-            expected = json.loads(sidecar.read_text()).get("sha256")
-        except json.JSONDecodeError:
-            raise ReadError("weights card is not valid JSON", path=sidecar) from None
-        if expected and expected != sha256(path):
-            raise ReadError("sha256 of the weights does not match its card", path=path,
-                            hint="the file was modified or truncated; re-copy it")
+    if not sidecar.is_file():
+        # The card holds the checksum: without it a modified file would be used unnoticed.
+        raise ReadError(f"the weights' card {sidecar.name} is missing, so the weights cannot be verified", path=path,
+                        hint="copy the .json card that spatialx train wrote next to the .safetensors file")
+    try:
+        expected = json.loads(sidecar.read_text()).get("sha256")
+    except json.JSONDecodeError:
+        raise ReadError("weights card is not valid JSON", path=sidecar) from None
+    if not expected:
+        raise ReadError("the weights card states no sha256", path=sidecar,
+                        hint="use the card spatialx train wrote with these weights")
+    if expected != sha256(path):
+        raise ReadError("sha256 of the weights does not match its card", path=path,
+                        hint="the file was modified or truncated; re-copy it")
     return card
 
 
