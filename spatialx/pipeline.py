@@ -287,6 +287,10 @@ def plan_fusion(task: TaskSpec, inputs: Mapping[str, str | PathLike[str] | Raste
                     hint=f"the {task.label(task.guide)} must be the finest input: check the order of the inputs")
     grid_ratio = grid_ratios.get(task.output_like, 1.0)
     output_sensor = sensors[task.output_like]
+    if options.ndvi is not None and (output_sensor.ndvi_red is None or output_sensor.ndvi_nir is None):
+        # Said before any work: the NDVI is written after the product, which must not be left behind for nothing.
+        raise InputMismatchError(f"sensor {output_sensor.key!r} has no red and near-infrared bands for an NDVI",
+                                 path=output_sensor.path, hint="drop --ndvi, or give a sensor with ndvi bands")
     ratio = float(options.ratio or _nominal_ratio(task, sensors, grid_ratio))
     if not 1 <= ratio <= MAX_RATIO:
         raise SpatialxError(f"--ratio {ratio:g} is outside 1..{MAX_RATIO}",

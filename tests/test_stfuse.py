@@ -195,3 +195,9 @@ def test_real_lst_exp_matches_the_measured_modis_error(tmp_path):
     # STARFM does not beat coarse-diff on this pair (its weights favour neighbours that changed little, and
     # MODIS's cold bias dominates the error); it does beat no-change by far.
     assert scores["starfm"][0] < scores["no-change"][0]
+
+
+def test_ndvi_of_lst_is_refused_before_any_work(lst, tmp_path):
+    with pytest.raises(SpatialxError, match="no red and near-infrared"):
+        run(lst, tmp_path / "o.tif", "coarse-diff", ndvi=tmp_path / "ndvi.tif")
+    assert not list(tmp_path.iterdir())
