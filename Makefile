@@ -11,7 +11,7 @@ $(BIN)/spatialx: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH_PIN)"
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,onnx]"
 	touch $@
 
 venv: $(BIN)/spatialx

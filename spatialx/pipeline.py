@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from os import PathLike
@@ -85,11 +86,36 @@ class _Encoder:
             self.range: tuple[float, float] | None = (low, high)
         else:
             self.range = None
+        # Valid values written, and how many fell below or above the range and were clipped (one warning at the end).
+        self.values = self.below = self.above = 0
+        self._lock = threading.Lock()
+
+    def clipping_warning(self) -> str | None:
+        """One line when more than 0.1 % of the valid values were clipped to the output's range, else None."""
+        if self.range is None or not self.values:
+            return None
+        low, high = self.range
+        parts = []
+        if self.above > 0.001 * self.values:
+            parts.append(f"{self.above / self.values:.1%} above {high:g} (the sensor's maximum in {self.dtype})")
+        if self.below > 0.001 * self.values:
+            parts.append(f"{self.below / self.values:.1%} below {low:g}")
+        if not parts:
+            return None
+        return (f"{' and '.join(parts)} of the output values were clipped: check --sensor (its bit depth), or write "
+                "--dtype float32 to keep them")
 
     def __call__(self, values: np.ndarray, valid: np.ndarray) -> np.ndarray:
         if self.scale != 1.0:
             values = values / np.float32(self.scale)
         if self.range is not None:
+            data = values[:, valid]
+            below = int(np.count_nonzero(data < self.range[0] - 0.5))
+            above = int(np.count_nonzero(data > self.range[1] + 0.5))
+            with self._lock:
+                self.values += data.size
+                self.below += below
+                self.above += above
             values = np.clip(np.rint(values), *self.range)
         out = values.astype(self.dtype)
         if self.nodata is not None or self.dtype.kind == "f":
@@ -363,8 +389,15 @@ def fuse_scene(task: TaskSpec, inputs: Mapping[str, str | PathLike[str]], output
                        for name, path in options.layers.items()]
         with RasterWriter(spec, workers=options.workers) as writer, contextlib.ExitStack() as stack:
             layers = [stack.enter_context(RasterWriter(layer, workers=options.workers)) for layer in layer_specs]
-            _run_tiles(scene, plan.fusion, plan.tiles, len(plan.output_sensor.bands), plan.encoder, writer,
-                       options.workers, options.progress, layers)
+            valid = _run_tiles(scene, plan.fusion, plan.tiles, len(plan.output_sensor.bands), plan.encoder, writer,
+                               options.workers, options.progress, layers)
+            if valid == 0:  # raised inside the writers: nothing is published
+                raise InputMismatchError("no output pixel holds data: the inputs are nodata (or zero, NaN) over the "
+                                         "whole common footprint", path=scene.rasters[task.guide].path,
+                                         hint="check the inputs' nodata value and that they cover the same ground")
+        warning = plan.encoder.clipping_warning()
+        if warning:
+            warnings.warn(warning, stacklevel=2)
     return FusionResult(output=out_path, method=method, sensor=plan.output_sensor.key,
                         shape=(len(plan.output_sensor.bands), grid.height, grid.width), tiles=len(plan.tiles),
                         seconds=time.perf_counter() - started, notes=plan.notes, params=plan.params,
@@ -501,16 +534,22 @@ class TileFuser:
 
 def _run_tiles(job: SceneInputs, fusion: FusionMethod, plan: TilePlan, bands: int, encoder: _Encoder,
                writer: RasterWriter, workers: int, progress: Progress | None,
-               layers: Sequence[RasterWriter] = ()) -> None:
+               layers: Sequence[RasterWriter] = ()) -> int:
     """Fuse every tile on a dask graph and stream the stitched cells into ``writer`` (and the method's extra
-    per-pixel planes into ``layers``, float32 with NaN where the product is nodata).
+    per-pixel planes into ``layers``, float32 with NaN where the product is nodata); returns the number of output
+    pixels that hold data.
 
     A dask block is a group of ``fusion.batch_tiles`` neighbouring tiles of one row, fused in one call (networks
     run them as one batch on the device); blocks span the tiles' blend extents side by side.
     """
 
+    counted = [0]
+    lock = threading.Lock()
+
     def write_cell(values: np.ndarray, valid_weight: np.ndarray, window: Window) -> None:
         valid = valid_weight > 0.5
+        with lock:
+            counted[0] += int(np.count_nonzero(valid))
         writer.write(encoder(values[:bands], valid), window)
         for index, layer in enumerate(layers):
             layer.write(np.where(valid, values[bands + index], np.float32(np.nan))[None].astype(np.float32), window)
@@ -535,6 +574,7 @@ def _run_tiles(job: SceneInputs, fusion: FusionMethod, plan: TilePlan, bands: in
                  num_workers=max(1, workers))
     if stitcher.pending_cells:
         raise RuntimeError(f"{stitcher.pending_cells} output cells were never completed")
+    return counted[0]
 
 
 class _StitchSink:

@@ -1014,12 +1014,17 @@ def _ratio(profile: SensorProfile) -> int:
 
 def _check_size(size: int, ratio: int) -> int:
     if isinstance(size, bool) or int(size) != size:
-        raise ValueError(f"size must be an integer, got {size!r}")
+        raise SampleSizeError(f"--size {size!r}: the size is a whole number of PAN pixels", hint="e.g. --size 512")
     size = int(size)
     if size < 4 * ratio or size % ratio:
-        raise ValueError(f"size must be a multiple of the sensor's ratio {ratio} and at least {4 * ratio} "
-                         f"px, got {size}")
+        nearest = max(4 * ratio, round(size / ratio) * ratio)
+        raise SampleSizeError(f"--size {size}: the PAN side must be a multiple of the sensor's ratio {ratio} and at "
+                              f"least {4 * ratio} px", hint=f"e.g. --size {nearest}")
     return size
+
+
+class SampleSizeError(SpatialxError, ValueError):
+    """A sample size that does not fit the sensor's grids (a user mistake: one line, exit 2)."""
 
 
 def default_strip_rows(size: int, ratio: int = 4) -> int:

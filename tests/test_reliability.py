@@ -76,3 +76,39 @@ def test_weights_without_their_card_flipped_or_untrained_are_refused(tmp_path):
     with pytest.raises(ReadError, match="trained for 0 steps"):
         run(pan, ms, tmp_path / "o.tif", "qb", "pnn", method_options={"weights": untrained})
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_an_all_zero_pan_is_refused_and_nothing_is_written(tmp_path):
+    from spatialx.errors import InputMismatchError
+
+    pan, ms = write_pair(tmp_path, pan_size=(64, 64))
+    with rasterio.open(pan, "r+") as src:
+        src.write(np.zeros((1, 64, 64), dtype="uint16"))  # nodata 0 everywhere
+    with pytest.raises(InputMismatchError, match="no output pixel holds data"):
+        pansharpen(pan, ms, tmp_path / "out.tif", "qb", "brovey")
+    assert not (tmp_path / "out.tif").exists() and not list(tmp_path.glob("*.qml"))
+
+
+def test_values_above_the_sensor_maximum_give_one_warning_with_the_fraction(tmp_path):
+    pan, ms = write_pair(tmp_path, pan_size=(64, 64))
+    with rasterio.open(ms, "r+") as src:
+        src.write((src.read().astype(np.uint32) * 3).astype("uint16"))  # up to ~5100 DN for an 11-bit sensor
+    with pytest.warns(UserWarning, match=r"% above 2047 \(the sensor's maximum in uint16\)") as caught:
+        out = pansharpen(pan, ms, tmp_path / "out.tif", "qb", "brovey").output
+    assert out.exists() and len([w for w in caught if "clipped" in str(w.message)]) == 1
+
+
+def test_ndvi_of_non_finite_pixels_is_nodata(tmp_path):
+    from spatialx.products.ndvi import NDVI_NODATA, ndvi_array
+
+    red = np.array([[0.1, np.nan, 0.2]], dtype=np.float32)
+    nir = np.array([[0.5, 0.4, np.inf]], dtype=np.float32)
+    out = ndvi_array(red, nir, np.ones(red.shape, dtype=bool))
+    assert out[0, 0] == pytest.approx(0.4 / 0.6) and (out[0, 1:] == NDVI_NODATA).all()
+
+
+def test_a_sample_size_off_the_ratio_is_one_line(tmp_path, request):
+    cli = request.getfixturevalue("spatialx")
+    done = cli("sample", tmp_path / "s", "--size", "513", cwd=tmp_path)
+    assert done.returncode == 2 and "e.g. --size 512" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "s").exists()

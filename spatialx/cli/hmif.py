@@ -34,6 +34,8 @@ def command(
     weights: opt.Weights = None,
     adapt_steps: opt.AdaptSteps = 0,
     config: opt.NetworkConfig = None,
+    backend: opt.Backend = "torch",
+    onnx: opt.OnnxFile = None,
     ratio: opt.Ratio = None,
     tile: opt.Tile = None,
     overlap: opt.Overlap = None,
@@ -64,6 +66,6 @@ def command(
     if mask_snow:
         read_options.setdefault("ms", {})["mask_snow"] = True
     opt.run_fusion("hmif", {"hs": hs, "ms": ms}, output, method, {"hs": hs_sensor, "ms": ms_sensor}, device=device,
-                   quiet=quiet, weights=weights, adapt_steps=adapt_steps, config=config, bands=bands or None,
-                   read_options=read_options, ratio=ratio, tile=tile, overlap=overlap, workers=workers, dtype=dtype,
-                   overwrite=overwrite, ndvi=ndvi, report=report, reproject=reproject)
+                   quiet=quiet, weights=weights, adapt_steps=adapt_steps, config=config, backend=backend, onnx=onnx,
+                   bands=bands or None, read_options=read_options, ratio=ratio, tile=tile, overlap=overlap,
+                   workers=workers, dtype=dtype, overwrite=overwrite, ndvi=ndvi, report=report, reproject=reproject)

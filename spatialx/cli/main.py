@@ -8,7 +8,20 @@ import warnings
 import typer
 
 from spatialx import __version__
-from spatialx.cli import evaluate, hmif, models, ndvi, pansharpen, polsar, sample, sensors, stfuse, tasks, train
+from spatialx.cli import (
+    evaluate,
+    export,
+    hmif,
+    models,
+    ndvi,
+    pansharpen,
+    polsar,
+    sample,
+    sensors,
+    stfuse,
+    tasks,
+    train,
+)
 
 app = typer.Typer(
     name="spatialx",
@@ -29,6 +42,7 @@ app.command("sensors")(sensors.sensors_command)
 app.command("methods")(sensors.methods_command)
 app.command("tasks")(tasks.command)
 app.command("models")(models.command)
+app.command("export", no_args_is_help=True)(export.command)
 app.add_typer(evaluate.app, name="evaluate")
 # TrainCommand lets --scene take a PAN MS pair and repeat, which Typer alone cannot declare.
 app.command("train", cls=train.TrainCommand, no_args_is_help=True)(train.command)

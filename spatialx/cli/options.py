@@ -46,9 +46,20 @@ NetworkConfig = Annotated[str | None, typer.Option(
                      "[default: the one for the task and band counts].", show_default=False)]
 
 
-def method_options(weights: Path | None, adapt_steps: int = 0, config: str | None = None) -> dict[str, object]:
+Backend = Annotated[str, typer.Option(
+    "--backend", help="Networks: torch, or onnx (ONNX Runtime, on the network exported on the fly or --onnx).")]
+OnnxFile = Annotated[Path | None, typer.Option(
+    "--onnx", help="Networks with --backend onnx: a model written by `spatialx export`.", show_default=False)]
+
+
+def method_options(weights: Path | None, adapt_steps: int = 0, config: str | None = None, backend: str = "torch",
+                   onnx: Path | None = None) -> dict[str, object]:
     """Options every fusion command passes to the method it creates (only those the user gave)."""
     options: dict[str, object] = {}
+    if backend != "torch":
+        options["backend"] = backend
+    if onnx is not None:
+        options["onnx"] = onnx
     if weights is not None:
         options["weights"] = weights
     if adapt_steps:
@@ -78,7 +89,7 @@ def fusion_device(task: str, method: str, device: str) -> str:
 
 def run_fusion(task: str, inputs: dict[str, Path], output: Path, method: str, sensor: object, *, device: str,
                quiet: bool, weights: Path | None = None, adapt_steps: int = 0, config: str | None = None,
-               **changes: object) -> None:
+               backend: str = "torch", onnx: Path | None = None, **changes: object) -> None:
     """What every fusion command does once its arguments are parsed: pick the device, run ``spatialx.fuse`` under
     a progress bar, print what was written."""
     from spatialx.cli.progress import print_result, tile_progress
@@ -87,7 +98,7 @@ def run_fusion(task: str, inputs: dict[str, Path], output: Path, method: str, se
     target = fusion_device(task, method, device)
     with tile_progress(f"{task} {method}", enabled=not quiet) as progress:
         result = fuse(task, inputs, output, method=method, sensor=sensor,  # type: ignore[arg-type]
-                      method_options=method_options(weights, adapt_steps, config), device=target, progress=progress,
-                      **changes)
+                      method_options=method_options(weights, adapt_steps, config, backend, onnx), device=target,
+                      progress=progress, **changes)
     if not quiet:
         print_result(result)

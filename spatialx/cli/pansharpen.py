@@ -20,6 +20,8 @@ def command(
     weights: opt.Weights = None,
     adapt_steps: opt.AdaptSteps = 0,
     config: opt.NetworkConfig = None,
+    backend: opt.Backend = "torch",
+    onnx: opt.OnnxFile = None,
     bands: opt.Bands = None,
     ratio: opt.Ratio = None,
     tile: opt.Tile = None,
@@ -35,6 +37,6 @@ def command(
 ) -> None:
     """Pansharpen MS with PAN onto the PAN grid (over the common footprint); write a COG."""
     opt.run_fusion("pansharpen", {"pan": pan, "ms": ms}, output, method, sensor, device=device, quiet=quiet,
-                   weights=weights, adapt_steps=adapt_steps, config=config, bands=bands, ratio=ratio, tile=tile,
-                   overlap=overlap, workers=workers, dtype=dtype, overwrite=overwrite, ndvi=ndvi, report=report,
-                   reproject=reproject)
+                   weights=weights, adapt_steps=adapt_steps, config=config, backend=backend, onnx=onnx, bands=bands,
+                   ratio=ratio, tile=tile, overlap=overlap, workers=workers, dtype=dtype, overwrite=overwrite,
+                   ndvi=ndvi, report=report, reproject=reproject)

@@ -10,6 +10,7 @@ Tiles are fused in batches on the chosen device, with mixed precision on CUDA.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,6 +22,8 @@ from spatialx.methods.base import FusionMethod, MethodContext, SceneSample
 
 #: Tasks with a reduced-resolution protocol to adapt a network on the scene itself (:mod:`spatialx.training.adapt`).
 ADAPTABLE_TASKS = ("pansharpen", "hmif")
+#: Inference engines: PyTorch, or ONNX Runtime on the network exported to ONNX (:mod:`spatialx.models.onnx`).
+BACKENDS = ("torch", "onnx")
 
 
 class NetworkMethod(FusionMethod):
@@ -33,8 +36,17 @@ class NetworkMethod(FusionMethod):
 
     def __init__(self, context: MethodContext, weights: str | Path | None = None,
                  adapt_steps: int = 0, adapt_patch: int | None = None, adapt_batch: int | None = None,
-                 adapt_lr: float | None = None, config: str | None = None, seed: int = 0, **options: Any):
+                 adapt_lr: float | None = None, config: str | None = None, seed: int = 0, backend: str = "torch",
+                 onnx: str | Path | None = None, **options: Any):
         super().__init__(context, **options)
+        if backend not in BACKENDS:
+            raise MethodError(f"{self.name}: unknown backend {backend!r}", hint=f"use one of: {', '.join(BACKENDS)}")
+        if onnx is not None and backend != "onnx":
+            raise MethodError(f"{self.name}: an ONNX file is run by the onnx backend", hint="add --backend onnx")
+        # backend "onnx": the tiles run through ONNX Runtime, on the network exported after fit() (or on ``onnx``).
+        self.backend, self._onnx_file = backend, (None if onnx is None else Path(onnx))
+        self._onnx_runner: Any = None
+        self._onnx_lock = threading.Lock()
         self.network_roles = context.task.network_roles
         if not self.network_roles:
             raise MethodError(f"task {context.task.name} declares no network inputs", hint="use a classical method")
@@ -88,6 +100,35 @@ class NetworkMethod(FusionMethod):
             self.card = {"architecture": self.architecture, "config": kwargs, "config_name": config}
             self.weights_name = None
         self.model.eval()
+        if self.backend == "onnx":
+            from spatialx.models.onnx import NOT_EXPORTABLE, _require
+
+            _require(*(("onnxruntime",) if self._onnx_file is not None else ("onnx", "onnxscript", "onnxruntime")))
+            if self._onnx_file is None and self.architecture in NOT_EXPORTABLE:
+                raise MethodError(f"{self.name} does not export to ONNX: {NOT_EXPORTABLE[self.architecture]}",
+                                  hint="use --backend torch")
+            if self._onnx_file is not None and not self._onnx_file.is_file():
+                raise ReadError("ONNX file does not exist", path=self._onnx_file, hint="check the path")
+
+    def _onnx(self):
+        """The ONNX Runtime session of this network: the given file, or the (adapted) network exported once."""
+        with self._onnx_lock:
+            if self._onnx_runner is None:
+                import tempfile
+
+                import torch
+
+                from spatialx.models.onnx import OnnxRunner, export_onnx
+
+                path = self._onnx_file
+                if path is None:
+                    with tempfile.TemporaryDirectory(prefix="spatialx-onnx-") as directory:
+                        path = Path(directory) / "model.onnx"
+                        export_onnx(self.model, self.card, path, tile=64, check=False, check_batch=1)
+                        self._onnx_runner = OnnxRunner(path, self.device, threads=torch.get_num_threads())
+                else:
+                    self._onnx_runner = OnnxRunner(path, self.device, threads=torch.get_num_threads())
+            return self._onnx_runner
 
     def fit(self, sample: SceneSample) -> None:
         if self.adapt_steps <= 0:
@@ -123,7 +164,9 @@ class NetworkMethod(FusionMethod):
         import torch
 
         device = torch.device(self.device)
-        self.model.to(device)
+        runner = self._onnx() if self.backend == "onnx" else None
+        if runner is None:
+            self.model.to(device)
         ranges = {role: self.context.sensors[role].value_range for role in self.network_roles}
         low, high = self.sensor.value_range
         results: list[np.ndarray | None] = [None] * len(batch)
@@ -131,6 +174,13 @@ class NetworkMethod(FusionMethod):
         for i, inputs in enumerate(batch):
             by_shape.setdefault(inputs[self.network_roles[0]].shape, []).append(i)
         for indexes in by_shape.values():
+            if runner is not None:
+                arrays = [((np.stack([batch[i][role] for i in indexes]) - ranges[role][0])
+                           / (ranges[role][1] - ranges[role][0])).astype(np.float32) for role in self.network_roles]
+                fused = np.clip(runner.run(arrays), 0, 1) * (high - low) + low
+                for slot, i in enumerate(indexes):
+                    results[i] = fused[slot]
+                continue
             arguments = [
                 torch.from_numpy((np.stack([batch[i][role] for i in indexes]) - ranges[role][0])
                                  / (ranges[role][1] - ranges[role][0])).float().to(device)
@@ -147,6 +197,8 @@ class NetworkMethod(FusionMethod):
                                 "weights": self.weights_name}
         if self.card.get("sha256"):
             info["weights_sha256"] = self.card["sha256"]
+        if self.backend != "torch":
+            info["backend"] = self.backend
         if self.adaptation:
             info["adaptation"] = {k: (round(v, 6) if isinstance(v, float) else v)
                                   for k, v in self.adaptation.items()}

@@ -44,7 +44,7 @@ def ndvi_array(red: np.ndarray, nir: np.ndarray, valid: np.ndarray) -> np.ndarra
     """(NIR - Red) / (NIR + Red) as float32, NDVI_NODATA where invalid or undefined."""
     red64, nir64 = red.astype(np.float64), nir.astype(np.float64)
     total = nir64 + red64
-    ok = valid & (total != 0)
+    ok = valid & (total != 0) & np.isfinite(total)  # NaN/inf inputs are nodata, never a NaN NDVI
     out = np.full(red.shape, NDVI_NODATA, dtype=np.float32)
     out[ok] = ((nir64[ok] - red64[ok]) / total[ok]).astype(np.float32)
     return out
