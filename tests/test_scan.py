@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -347,3 +348,68 @@ def test_mamba_kernel_agrees_with_pure_path(groups):
     got = run(kernel, cuda)
     assert_close_runs(got, want, 1e-3)
     assert math.isfinite(got[0].abs().max().item())
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("make", "flags", "block"), [(make, flags, block) for make, flags, _, block in COMPILED_CASES])
+def test_compiled_inference_path_matches_reference(make, flags, block, dtype, monkeypatch):
+    """With grad mode off the compiled path is one pass with the decays in the loop (``inference_scan``)."""
+    from spatialx.models import scan_cpu
+
+    calls = []
+    original = scan_cpu.inference_scan
+    monkeypatch.setattr(scan_cpu, "inference_scan", lambda *a: calls.append(1) or original(*a))
+    want = make_inputs(**make)
+    got = make_inputs(dtype=dtype, **make)
+    names = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+    softplus = flags.get("softplus", True)
+    out_w, last_w = selective_scan_reference(*[want[k] for k in names], softplus, True, want["initial_state"])
+    for mode in (torch.no_grad, torch.inference_mode):
+        with mode():
+            out, last = selective_scan_compiled(*[got[k] for k in names], softplus, True, got["initial_state"],
+                                                block_elements=block)
+        assert out.dtype == dtype
+        tol = 1e-12 if dtype == torch.float64 else 2e-6
+        assert max_rel_err(out, out_w) < tol
+        assert max_rel_err(last, last_w) < tol
+    assert calls == [1, 1]
+    # with grad mode on, the autograd path (which the other tests compare with the reference)
+    selective_scan_compiled(*[got[k] for k in names], softplus, False, got["initial_state"])
+    run(selective_scan_compiled, got, **flags)
+    assert calls == [1, 1]
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_inference_extreme_deltas(dtype):
+    inputs = make_inputs(batch=1, dim=4, n_state=16, length=200, delta_scale=50.0, with_bias=False, seed=3)
+    inputs["A"] = -16.0 * torch.rand(4, 16, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    names = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+    want = selective_scan_reference(*[inputs[k] for k in names], False, True, inputs["initial_state"])
+    with torch.no_grad():
+        got = selective_scan_compiled(*[None if inputs[k] is None else inputs[k].to(dtype) for k in names], False,
+                                      True, inputs["initial_state"].to(dtype))
+    assert torch.isfinite(got[0]).all()
+    assert max_rel_err(got[0], want[0]) < 1e-5
+    assert max_rel_err(got[1], want[1]) < 1e-5
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_exp_is_accurate_and_ieee_at_the_edges(dtype):
+    from spatialx.models import _scan_kernels
+
+    x = np.concatenate([np.linspace(-100, 100, 20001), np.linspace(-1, 1, 10001)]).astype(dtype)
+    out = np.empty_like(x)
+    _scan_kernels.exp_array(x, out)
+    ref = np.exp(x.astype(np.float64))
+    top = 88.3 if dtype == np.float32 else 709.0
+    normal = (ref > np.finfo(dtype).tiny) & (x < top)
+    assert (np.abs(out[normal] - ref[normal]) / ref[normal]).max() < 2 * np.finfo(dtype).eps
+    assert (out[ref < np.finfo(dtype).tiny] == 0).all()
+    edges = np.array([np.nan, -np.inf, np.inf, -1e4, 1e4, 0.0], dtype=dtype)
+    out = np.empty_like(edges)
+    _scan_kernels.exp_array(edges, out)
+    assert np.isnan(out[0]) and out[1] == 0 and out[2] == np.inf and out[3] == 0 and out[4] == np.inf
+    assert out[5] == 1

@@ -286,3 +286,34 @@ def test_ss2d_cuda_kernel_matches_pure_path():
     out_pure, state_pure = layer(x, return_state=True)
     torch.testing.assert_close(out_kernel, out_pure, rtol=1e-3, atol=1e-4)
     torch.testing.assert_close(state_kernel, state_pure, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("share", "mode"), [(False, "code"), (True, "code"), (True, "paper")])
+@pytest.mark.parametrize("size", [(5, 7), (8, 8), (1, 3)])
+def test_ss2d_four_direction_inference_matches_the_per_direction_path(dtype, share, mode, size, monkeypatch):
+    """Without autograd on the CPU the four scans run as one pass on image-order inputs; same outputs and states."""
+    from spatialx.models import scan_cpu
+
+    if not scan_cpu.available():
+        pytest.skip("numba is not importable")
+    calls = []
+    original = scan_cpu.cross_inference_scan
+    monkeypatch.setattr(scan_cpu, "cross_inference_scan", lambda *a: calls.append(1) or original(*a))
+    torch.manual_seed(0)
+    layer = SS2D(8, d_state=4, share_state=share, state_dim=12 if share else None,
+                 share_state_mode=mode).to(dtype).eval()
+    if share:
+        with torch.no_grad():
+            layer.state_alpha.normal_()
+    x = torch.randn(2, *size, 8, dtype=dtype)
+    prev = torch.randn(2, 4, 12, 4, dtype=dtype) if share else None
+    init = torch.randn(2, 4, layer.d_inner, 4, dtype=dtype)
+    with torch.inference_mode():
+        out, state = layer(x, prev_state=prev, initial_state=init, return_state=True)
+    assert calls == [1]
+    want_out, want_state = layer(x, prev_state=prev, initial_state=init, return_state=True)  # autograd: per direction
+    assert calls == [1]
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1e-10, "atol": 1e-12}
+    torch.testing.assert_close(out, want_out.detach(), **tol)
+    torch.testing.assert_close(state, want_state.detach(), **tol)

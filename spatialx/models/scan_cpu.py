@@ -50,6 +50,26 @@ def available() -> bool:
     return kernels() is not None
 
 
+@functools.lru_cache(maxsize=1)
+def inference_kernel() -> Any | None:
+    """The compiled inference kernel (``_scan_kernels.forward_inference``), or None without numba."""
+    if kernels() is None:
+        return None
+    from spatialx.models import _scan_kernels
+
+    return _scan_kernels.forward_inference
+
+
+@functools.lru_cache(maxsize=1)
+def cross_kernel() -> Any | None:
+    """The compiled four-direction inference kernel (``_scan_kernels.forward_cross``), or None without numba."""
+    if kernels() is None:
+        return None
+    from spatialx.models import _scan_kernels
+
+    return _scan_kernels.forward_cross
+
+
 def _steps_last(M: Tensor) -> Tensor:
     """(batch, G, N, L) -> contiguous (batch, G, L, N): the states of one step side by side."""
     return M.transpose(2, 3).contiguous()
@@ -187,3 +207,71 @@ def compiled_scan(delta: Tensor, du: Tensor, A: Tensor, B: Tensor, C: Tensor, h0
                   block_elements: int = BLOCK_ELEMENTS) -> tuple[Tensor, Tensor]:
     """``(y, last_state)`` of the recurrence for effective ``delta``, ``du = delta * u`` (all in one float dtype)."""
     return _CompiledScanFn.apply(delta, du, A, B, C, h0, block_elements)
+
+
+def needs_grad(*tensors: Tensor | None) -> bool:
+    """Whether autograd would record a scan of these tensors (grad mode on and one of them requiring grad)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def inference_scan(delta: Tensor, u: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
+                   h0: Tensor | None) -> tuple[Tensor, Tensor]:
+    """``(y + D u, last_state)`` of the recurrence in one compiled pass, for inference (nothing kept for backward).
+
+    ``delta`` is the effective step (bias and softplus applied), all tensors in one float dtype, ``B`` and ``C``
+    grouped ``(batch, G, N, L)``. Each ``(batch, channel)`` sequence is scanned by one thread with its state in a
+    local array and the decays ``exp(delta A)`` computed in the loop: no ``(batch, dim, L, N)`` or per-block
+    tensor exists, the only temporaries are ``B`` and ``C`` with the states side by side, ``(batch, G, L, N)``.
+    """
+    kernel = inference_kernel()
+    batch, dim, _ = delta.shape
+    delta, u, A = delta.detach().contiguous(), u.detach().contiguous(), A.detach().contiguous()
+    Bs, Cs = _steps_last(B.detach()), _steps_last(C.detach())
+    skip = delta.new_zeros(dim) if D is None else D.detach().to(delta.dtype).contiguous()
+    state = (delta.new_zeros(batch, dim, A.shape[1]) if h0 is None
+             else h0.detach().to(delta.dtype).clone(memory_format=torch.contiguous_format))
+    y = torch.empty_like(delta)
+    with _LOCK:
+        _set_threads()
+        kernel(_numpy(delta), _numpy(u), _numpy(A), _numpy(Bs), _numpy(Cs), _numpy(skip), state.numpy(), y.numpy())
+    return y, state
+
+
+def _scan_order(M: Tensor, size: tuple[int, int]) -> Tensor:
+    """(batch, 4, L, N) in image order -> contiguous (batch, 4, L, N) with direction k's steps in its scan order."""
+    batch, _, length, n_state = M.shape
+    height, width = size
+    image = M.view(batch, 4, height, width, n_state)
+    out = M.new_empty(batch, 4, length, n_state)
+    out[:, 0] = M[:, 0]
+    out[:, 1].view(batch, width, height, n_state).copy_(image[:, 1].transpose(1, 2))
+    out[:, 2] = M[:, 2].flip(1)
+    out[:, 3].view(batch, width, height, n_state).copy_(image[:, 3].transpose(1, 2).flip(1, 2))
+    return out
+
+
+def cross_inference_scan(delta: Tensor, u: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor,
+                         h0: Tensor | None, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """SS2D's four directional scans on image-order inputs, merged: ``(cross_merge(ys), last_states)``.
+
+    ``delta`` (batch, K dim, L) and ``u`` (batch, dim, L) or (batch, K dim, L), ``B``, ``C`` (batch, K, L, N) --
+    all in the image's row-major order -- ``A`` (K dim, N), ``D`` (K dim,), ``h0`` (batch, K dim, N) or None, in
+    one float dtype. Returns ``y`` (batch, dim, L) in image order and the last states (batch, K dim, N). See
+    ``_scan_kernels.forward_cross``; like :func:`inference_scan`, for inference only.
+    """
+    kernel = cross_kernel()
+    batch, kd, length = delta.shape
+    height, width = size
+    if height * width != length:
+        raise ValueError(f"image size {size} does not match the sequence length {length}")
+    dim = u.shape[1] if u.shape[1] != kd else kd // 4
+    delta, u, A = delta.detach().contiguous(), u.detach().contiguous(), A.detach().contiguous()
+    B, C, D = _scan_order(B.detach(), size), _scan_order(C.detach(), size), D.detach().to(delta.dtype).contiguous()
+    state = (delta.new_zeros(batch, kd, A.shape[1]) if h0 is None
+             else h0.detach().to(delta.dtype).clone(memory_format=torch.contiguous_format))
+    y = delta.new_empty(batch, dim, length)
+    with _LOCK:
+        _set_threads()
+        kernel(_numpy(delta), _numpy(u), _numpy(A), _numpy(B), _numpy(C), _numpy(D), state.numpy(), y.numpy(),
+               height, width)
+    return y, state

@@ -192,8 +192,11 @@ class SS2D(nn.Module):
         length = height * width
         xi, z = self.in_proj(x).chunk(2, dim=-1)
         xi = self.act(self.conv2d(xi.permute(0, 3, 1, 2).contiguous()))
-        xs = cross_scan(xi)  # (batch, K, D, L)
         hook = state_injection if state_injection is not None else self.state_injection
+        if hook is None and self._cross_usable(x, xi):
+            y, last = self._cross_scans(xi, prev_state, initial_state)
+            return self._finish(y, z, last, return_state)
+        xs = cross_scan(xi)  # (batch, K, D, L)
         if hook is not None:
             xs = hook(xs, prev_state)
         for_params = xs
@@ -216,11 +219,69 @@ class SS2D(nn.Module):
             backend=self.scan_backend)
         ys, last = result if return_state else (result, None)
         y = cross_merge(ys.view(batch, k, d, length), (height, width))  # (batch, D, H, W)
+        return self._finish(y, z, last, return_state)
+
+    def _finish(self, y: Tensor, z: Tensor, last: Tensor | None,
+                return_state: bool) -> Tensor | tuple[Tensor, Tensor]:
+        """Merged scan output ``y`` (batch, D, H, W) -> norm, gate, out_proj; the states as (batch, 4, D, N)."""
         y = self.out_norm(y.permute(0, 2, 3, 1)) * F.silu(z)
         out = self.dropout(self.out_proj(y))
         if return_state:
-            return out, last.view(batch, k, d, n)
+            return out, last.view(y.shape[0], K_DIRECTIONS, self.d_inner, self.d_state)
         return out
+
+    def _cross_usable(self, x: Tensor, xi: Tensor) -> bool:
+        """Whether the four scans can run as one compiled inference pass on image-order inputs (CPU, numba, the
+        compiled backend chosen or defaulted, grad mode off): same results as the per-direction path, without its
+        four copies of the image (``cross_scan``) and the merge."""
+        if xi.device.type != "cpu" or not (self.scan_backend == "compiled"
+                                           or (self.scan_backend == "auto" and self.chunk is None)):
+            return False
+        from spatialx.models import scan_cpu
+
+        return not torch.is_grad_enabled() and scan_cpu.available()
+
+    def _cross_scans(self, xi: Tensor, prev_state: Tensor | None,
+                     initial_state: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The four directional scans of ``xi`` (batch, D, H, W), merged (batch, D, H, W), and their last states
+        (batch, 4 D, N), computed in image order: the projections are per pixel, so they commute with the
+        directions' reordering, and the kernel reads each direction's order itself."""
+        batch, d, height, width = xi.shape
+        k, n, r = K_DIRECTIONS, self.d_state, self.dt_rank
+        length = height * width
+        x_flat = xi.reshape(batch, d, length)
+        u = for_params = x_flat
+        if self.share_state and prev_state is not None:
+            expected = (batch, k, self.state_dim, n)
+            if tuple(prev_state.shape) != expected:
+                raise ValueError(f"prev_state must be (batch, 4, state_dim, N) = {expected}, "
+                                 f"got {tuple(prev_state.shape)}")
+            h = self.state_proj(prev_state.reshape(batch, k * self.state_dim, n).to(xi.dtype)).view(batch, k, d, n)
+            if self.state_g._forward_hooks or self.state_g._forward_pre_hooks:  # e.g. FLOP counting: the module
+                g = self.state_g(x_flat.repeat(1, k, 1)).view(batch, k, n, length)
+            else:  # the grouped 1x1 conv1d on the same input for every direction, without repeating it
+                g = torch.einsum("bdl,knd->bknl", x_flat, self.state_g.weight.view(k, n, d))
+                g = g + self.state_g.bias.view(1, k, n, 1)
+            u = x_flat.unsqueeze(1) + self.state_alpha * torch.einsum("bkdn,bknl->bkdl", h, g)
+            if self.share_state_mode == "paper":
+                for_params = u
+            u = u.reshape(batch, k * d, length)
+        if for_params is x_flat:
+            x_dbl = torch.einsum("bdl,kcd->bklc", x_flat, self.x_proj_weight)
+        else:
+            x_dbl = torch.einsum("bkdl,kcd->bklc", for_params, self.x_proj_weight)
+        dts, Bs, Cs = torch.split(x_dbl, [r, n, n], dim=3)
+        dts = torch.einsum("bklr,kdr->bkdl", dts, self.dt_projs_weight)
+        if initial_state is not None:
+            if tuple(initial_state.shape) != (batch, k, d, n):
+                raise ValueError(f"initial_state must be (batch, 4, d_inner, N) = {(batch, k, d, n)}, "
+                                 f"got {tuple(initial_state.shape)}")
+            initial_state = initial_state.reshape(batch, k * d, n)
+        y, last = selective_scan(
+            u, dts.reshape(batch, k * d, length), -torch.exp(self.A_logs.float()), Bs, Cs, self.Ds.float(),
+            delta_bias=self.dt_projs_bias.reshape(-1).float(), delta_softplus=True, return_last_state=True,
+            initial_state=initial_state, backend=self.scan_backend, cross_size=(height, width))
+        return y.view(batch, d, height, width), last
 
 
 class DropPath(nn.Module):

@@ -1,0 +1,151 @@
+#!/usr/bin/env python
+"""Benchmark the fusion networks on the CPU: end-to-end ``spatialx pansharpen`` and the bare network.
+
+For every network in the registry (:func:`spatialx.models.registry.list_models`, pansharpening ones), on a generated
+WorldView-3 scene (``spatialx.sample.write_sample``, cached under ``benchmarks/out/scene-wv3-<size>/`` as
+``bench_pansharpen.py`` does):
+
+* weights: the registered ``wv3`` configuration, randomly initialised (seed 0), saved with
+  :func:`spatialx.models.weights.save_weights` and a card with the fields ``spatialx train`` writes;
+* end to end: ``spatialx pansharpen PAN MS OUT -s wv3 -m NET --weights W -j THREADS -q`` as a child process
+  (wall time and its own peak RSS, ``bench_pansharpen.run_child``), Mpx/s of PAN-grid pixels;
+* the network alone: one ``--tile``-sized batch of random inputs through ``model(lms, pan)`` under
+  ``torch.inference_mode`` on ``--threads`` threads (best of ``--repeat``), Mpx/s and achieved GFLOP/s with the
+  FLOPs of :mod:`spatialx.models.flops` (1 MAC = 1 FLOP) at that size;
+* a float32 ``torch.matmul`` (2048 x 2048) on the same threads in the same run, GFLOP/s counted the same way
+  (MACs), as the machine's yardstick.
+
+Prints a Markdown table and writes ``benchmarks/out/networks.json``. Usage::
+
+    .venv/bin/python benchmarks/bench_networks.py                       # 1024 px, 2 threads
+    .venv/bin/python benchmarks/bench_networks.py --sizes 1024 4096 --networks lemamba
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_pansharpen import child_env, ensure_scene, run_child  # noqa: E402
+
+from spatialx.models.flops import count_gflops, network_inputs  # noqa: E402
+from spatialx.models.registry import create_model, list_models  # noqa: E402
+from spatialx.models.weights import save_weights  # noqa: E402
+
+
+def make_weights(name: str, path: Path) -> Path:
+    """A randomly initialised ``wv3`` network saved as ``spatialx train`` would (same card fields)."""
+    from spatialx.sensors import get_sensor
+
+    spec = next(s for s in list_models() if s.name == name)
+    config_name, kwargs = spec.config_for("pansharpen", 8, 1, "wv3", ratio=4)
+    torch.manual_seed(0)
+    model = create_model(name, config_name, **kwargs)
+    profile = get_sensor("wv3")
+    card = {"architecture": name, "config": kwargs, "config_name": config_name, "task": "pansharpen",
+            "roles": ["ms", "pan"], "sensor": profile.key, "bands": list(profile.band_names),
+            "max_value": profile.max_value, "ratio": 4, "parameters": sum(p.numel() for p in model.parameters()),
+            "training": {"data": "none: random initialisation (benchmark)", "steps": 1, "seed": 0},
+            "validation": None}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_weights(model, path, card)
+    return path
+
+
+def best(fn, repeat: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def matmul_gflops(repeat: int) -> float:
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    return 2048 ** 3 / best(lambda: a @ b, repeat) / 1e9
+
+
+def network_figures(name: str, tile: int, repeat: int) -> dict[str, float]:
+    model = create_model(name, "wv3").eval()
+    lms, pan = network_inputs(model, tile)
+    gflop = count_gflops(model, (lms, pan))
+    with torch.inference_mode():
+        seconds = best(lambda: model(lms, pan), repeat)
+    return {"tile": tile, "seconds": round(seconds, 3), "mpx_per_s": round(tile * tile / seconds / 1e6, 4),
+            "gflop": round(gflop, 3), "mflop_per_px": round(gflop * 1e3 / tile ** 2, 3),
+            "gflop_per_s": round(gflop / seconds, 2)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1024], help="PAN sizes of the scenes (px)")
+    parser.add_argument("--networks", nargs="+", default=None, help="default: every pansharpening network")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tile", type=int, default=256, help="tile size of the bare-network figure")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", type=Path, default=ROOT / "benchmarks" / "out")
+    parser.add_argument("--skip-cli", action="store_true", help="only the bare-network figures")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    names = args.networks or [s.name for s in list_models() if "pansharpen" in s.tasks]
+    workdir = args.workdir
+    log = workdir / "logs" / "networks.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    results: dict[str, object] = {"threads": args.threads, "torch": torch.__version__,
+                                  "machine": platform.processor() or platform.machine(),
+                                  "matmul_gflop_per_s": round(matmul_gflops(args.repeat), 1), "networks": {}}
+    rows = []
+    for name in names:
+        entry: dict[str, object] = {"network": network_figures(name, args.tile, args.repeat), "cli": {}}
+        net = entry["network"]
+        if not args.skip_cli:
+            weights = make_weights(name, workdir / "weights" / f"{name}-wv3-random.safetensors")
+            for size in args.sizes:
+                scene = ensure_scene(workdir, "wv3", size, args.seed)
+                out = workdir / f"networks-{name}-{size}.tif"
+                cmd = [ROOT / ".venv" / "bin" / "spatialx", "pansharpen", scene["pan"], scene["ms"], out, "-s", "wv3",
+                       "-m", name, "--weights", weights, "-j", args.threads, "-q", "--overwrite"]
+                step = run_child(f"{name} {size}", cmd, child_env(args.threads), log)
+                out.unlink(missing_ok=True)
+                entry["cli"][str(size)] = {"seconds": round(step.seconds, 2), "cpu_seconds": round(step.cpu_seconds, 2),
+                                           "peak_rss_mib": round(step.peak_rss_mib, 1),
+                                           "mpx_per_s": round(size * size / step.seconds / 1e6, 4),
+                                           "load_before": step.load_before, "load_after": step.load_after}
+                rows.append((name, f"{size}", entry["cli"][str(size)]))
+        results["networks"][name] = entry  # type: ignore[index]
+        print(f"{name}: {net['tile']} px tile {net['seconds']} s, {net['mpx_per_s']} Mpx/s, "
+              f"{net['mflop_per_px']} MFLOP/px, {net['gflop_per_s']} GFLOP/s", flush=True)
+    print(f"\ntorch matmul: {results['matmul_gflop_per_s']} GFLOP/s (MACs) on {args.threads} threads\n")
+    print("| network | bare network Mpx/s | MFLOP/px | GFLOP/s (% of matmul) | PAN px | CLI wall (s) | CLI Mpx/s "
+          "| peak RSS (MiB) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    mm = results["matmul_gflop_per_s"]
+    for name in names:
+        net = results["networks"][name]["network"]  # type: ignore[index]
+        cli = results["networks"][name]["cli"] or {"-": {}}  # type: ignore[index]
+        for size, fig in cli.items():
+            print(f"| {name} | {net['mpx_per_s']} | {net['mflop_per_px']} | {net['gflop_per_s']} "
+                  f"({100 * net['gflop_per_s'] / mm:.0f} %) | {size} | {fig.get('seconds', '-')} | "
+                  f"{fig.get('mpx_per_s', '-')} | {fig.get('peak_rss_mib', '-')} |")
+    path = workdir / "networks.json"
+    path.write_text(json.dumps(results, indent=2))
+    print(f"\nwritten {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
