@@ -334,7 +334,8 @@ def plan_fusion(task: TaskSpec, inputs: Mapping[str, str | PathLike[str] | Raste
                             hint=f"its layers: {offered}")
     fusion.emit = tuple(options.layers)
     overlap = fusion.default_overlap if options.overlap is None else options.overlap
-    tile, step = options.tile or default_tile(len(output_sensor.bands)), fusion.align
+    tile = options.tile or fusion.preferred_tile or default_tile(len(output_sensor.bands))
+    step = fusion.align
     if step > 1 and (tile % step or overlap % step):
         # Methods that decimate need tiles on their decimation phase: round up rather than refuse a default.
         rounded = -(-tile // step) * step, -(-overlap // step) * step

@@ -154,6 +154,8 @@ class FusionMethod(ABC):
     device: str = "cpu"
     #: Neighbouring tiles handed to :meth:`fuse_batch` at once (networks batch them on the device).
     batch_tiles: int = 1
+    #: Tile side the method works best with when the user gives none (None: the pipeline's default).
+    preferred_tile: int | None = None
     #: The method judges validity itself: :meth:`fuse` receives NaN where an input holds no data and returns NaN
     #: where it cannot predict (multi-date fusion: one cloudy date does not void a pixel). Otherwise a pixel is
     #: fused only where every input holds data, and the output is nodata elsewhere.

@@ -10,6 +10,7 @@ Tiles are fused in batches on the chosen device, with mixed precision on CUDA.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,13 +27,33 @@ ADAPTABLE_TASKS = ("pansharpen", "hmif")
 BACKENDS = ("torch", "onnx")
 
 
+#: One network forward at a time on the CPU: torch's intra-op threads already use every core, so tiles fused side by
+#: side by the tile workers would only multiply the activations' memory (gigabytes for a LE-Mamba tile).
+_CPU_FORWARD = threading.Lock()
+
+
 class NetworkMethod(FusionMethod):
-    """Base of every network method; subclasses name their architecture in the model registry."""
+    """Base of every network method; subclasses name their architecture in the model registry.
+
+    On a GPU, ``gpu_batch_tiles`` neighbouring tiles run as one batch; on the CPU one tile at a time, one forward at a
+    time (whatever ``--workers``), with tiles of ``cpu_tile`` pixels when the user gives none: memory then stays
+    that of one tile's activations.
+    """
 
     architecture: ClassVar[str] = ""
     halo = 32
     default_overlap = 32
-    batch_tiles = 4
+    gpu_batch_tiles: ClassVar[int] = 4
+    #: Default tile side on the CPU (None: the pipeline's default).
+    cpu_tile: ClassVar[int | None] = None
+
+    @property
+    def batch_tiles(self) -> int:  # type: ignore[override]
+        return self.gpu_batch_tiles if self.device == "cuda" else 1
+
+    @property
+    def preferred_tile(self) -> int | None:  # type: ignore[override]
+        return None if self.device == "cuda" else self.cpu_tile
 
     def __init__(self, context: MethodContext, weights: str | Path | None = None,
                  adapt_steps: int = 0, adapt_patch: int | None = None, adapt_batch: int | None = None,
@@ -177,7 +198,8 @@ class NetworkMethod(FusionMethod):
             if runner is not None:
                 arrays = [((np.stack([batch[i][role] for i in indexes]) - ranges[role][0])
                            / (ranges[role][1] - ranges[role][0])).astype(np.float32) for role in self.network_roles]
-                fused = np.clip(runner.run(arrays), 0, 1) * (high - low) + low
+                with _CPU_FORWARD if device.type == "cpu" else contextlib.nullcontext():
+                    fused = np.clip(runner.run(arrays), 0, 1) * (high - low) + low
                 for slot, i in enumerate(indexes):
                     results[i] = fused[slot]
                 continue
@@ -185,8 +207,9 @@ class NetworkMethod(FusionMethod):
                 torch.from_numpy((np.stack([batch[i][role] for i in indexes]) - ranges[role][0])
                                  / (ranges[role][1] - ranges[role][0])).float().to(device)
                 for role in self.network_roles]
-            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
-                                                        enabled=device.type == "cuda"):
+            serial = _CPU_FORWARD if device.type == "cpu" else contextlib.nullcontext()
+            with serial, torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                                                enabled=device.type == "cuda"):
                 fused = self.model(*arguments).float().clamp(0, 1).cpu().numpy() * (high - low) + low
             for slot, i in enumerate(indexes):
                 results[i] = fused[slot]
@@ -218,4 +241,6 @@ class LEMambaMethod(NetworkMethod):
     # The global scans see the whole tile, so no halo makes tiles exact: a wide context and cross-fade hide seams.
     halo = 32
     default_overlap = 32
-    batch_tiles = 2
+    gpu_batch_tiles = 2
+    # A 512 px tile's activations (with the halo, 576 x 576) take about 2.5 GB on the CPU; 256 px tiles about 0.8 GB.
+    cpu_tile = 256
