@@ -112,3 +112,22 @@ def test_a_sample_size_off_the_ratio_is_one_line(tmp_path, request):
     done = cli("sample", tmp_path / "s", "--size", "513", cwd=tmp_path)
     assert done.returncode == 2 and "e.g. --size 512" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "s").exists()
+
+
+def test_bt_h_takes_each_band_minimum_as_haze_for_eight_bands_as_the_toolbox(tmp_path):
+    """The toolbox's 1st-percentile fractions are for B, G, R, NIR only; other band sets use each band's minimum
+    (the wavelength interpolation stays an option)."""
+    import json
+
+    pan, ms = write_pair(tmp_path, sensor="wv3", pan_size=(96, 96))
+    with rasterio.open(ms) as src:
+        minimum = src.read().reshape(8, -1).min(axis=1)
+    out = pansharpen(pan, ms, tmp_path / "bth.tif", "wv3", "bt-h").output
+    with rasterio.open(out) as src:
+        params = json.loads(src.tags()["SPATIALX_PARAMS"])
+    # the minimum of the MS as resampled onto the PAN grid (cubic undershoots the native minimum a little)
+    np.testing.assert_allclose(params["haze"], minimum, rtol=0.06)
+    assert (np.asarray(params["haze"]) <= minimum + 0.5).all()
+    out = pansharpen(pan, ms, tmp_path / "wl.tif", "wv3", "bt-h", method_options={"haze": "wavelength"}).output
+    with rasterio.open(out) as src:
+        assert json.loads(src.tags()["SPATIALX_PARAMS"])["haze"] != params["haze"]

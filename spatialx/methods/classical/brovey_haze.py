@@ -5,10 +5,12 @@
 - ``I = alpha . MS`` with ``alpha`` regressing (no constant) the low-pass PAN ``LPG(P)`` (the toolbox's generic
   Gaussian, ``LPfilterGauss``) on the upsampled MS bands;
 - ``P' = (P - mean(LPG(P))) std(I) / std(LPG(P)) + mean(I)``, the PAN matched to the intensity;
-- ``H_k = f_k prctile(MS_k, 1)`` is the haze (path radiance) of band ``k`` and ``H_I = alpha . H`` that of the
-  intensity. For four-band sensors (B, G, R, NIR) the fractions are the published 0.95, 0.45, 0.40, 0.05; other band
-  sets interpolate them linearly in wavelength between those bands' centres (485, 560, 660, 830 nm), clamped at the
-  ends — a spatialx extension, overridable with the ``haze`` option (one fraction per band).
+- ``H_k`` is the haze (path radiance) of band ``k`` and ``H_I = alpha . H`` that of the intensity. As the toolbox
+  computes it: for four-band sensors (B, G, R, NIR) ``H_k = f_k prctile(MS_k, 1)`` with the published fractions
+  0.95, 0.45, 0.40, 0.05; for any other band set the band's minimum. The ``haze`` option changes that:
+  ``"wavelength"`` interpolates the four fractions linearly in wavelength between those bands' centres (485, 560,
+  660, 830 nm, clamped at the ends; a spatialx extension, the default before it proved worse than the toolbox on
+  8-band WorldView-3), or one fraction per band of the 1st percentile.
 
 Every statistic comes from :meth:`BroveyHaze.fit`; :meth:`BroveyHaze.fuse` is pointwise (no halo). With a strided
 sample (large scenes) the PAN cannot be filtered: ``alpha`` then regresses the PAN samples themselves,
@@ -35,7 +37,8 @@ HAZE_PERCENTILE = 1.0
 
 
 def haze_fractions(sensor: SensorProfile) -> tuple[float, ...]:
-    """The toolbox's fractions for four-band sensors; interpolated in wavelength for other band sets."""
+    """Fractions of each band's 1st percentile: the published four for four-band sensors, else interpolated in
+    wavelength (the ``haze="wavelength"`` extension)."""
     if len(sensor.bands) == len(HAZE_FRACTIONS):
         return HAZE_FRACTIONS
     centres = [b.center_nm for b in sensor.bands]
@@ -47,13 +50,23 @@ class BroveyHaze(FusionMethod):
     roles = ("pan", "ms")
     default_overlap = 0
 
-    def __init__(self, context: MethodContext, haze: Sequence[float] | None = None, **options: Any):
+    def __init__(self, context: MethodContext, haze: str | Sequence[float] | None = None, **options: Any):
         super().__init__(context, **options)
         sensor = self.sensor
-        fractions = haze_fractions(sensor) if haze is None else tuple(float(f) for f in haze)
-        if len(fractions) != len(sensor.bands):
+        four_bands = len(sensor.bands) == len(HAZE_FRACTIONS)
+        # None: percentile fractions (toolbox, four bands) or each band's minimum (toolbox, other band sets).
+        fractions: tuple[float, ...] | None
+        if haze is None or haze == "toolbox":
+            fractions = HAZE_FRACTIONS if four_bands else None
+        elif haze == "wavelength":
+            fractions = haze_fractions(sensor)
+        elif isinstance(haze, str):
+            raise MethodError(f"bt-h haze {haze!r}: give toolbox, wavelength or one fraction per band")
+        else:
+            fractions = tuple(float(f) for f in haze)
+        if fractions is not None and len(fractions) != len(sensor.bands):
             raise MethodError(f"bt-h needs {len(sensor.bands)} haze fractions, got {len(fractions)}")
-        self.fractions = np.asarray(fractions, dtype=np.float64)
+        self.fractions = None if fractions is None else np.asarray(fractions, dtype=np.float64)
         self.alpha: np.ndarray | None = None
         self.haze: np.ndarray | None = None
         self.pan_map: tuple[float, float] | None = None  # P' = scale * P + offset
@@ -74,9 +87,12 @@ class BroveyHaze(FusionMethod):
         intensity = combine(alpha, ms_px)
         scale = std2(intensity) / low_std if low_std > 0 else 1.0
         self.pan_map = (scale, float(intensity.mean()) - scale * low_mean)
-        # MATLAB's prctile is numpy's "hazen" definition ((i - 0.5) / n).
-        percentiles = np.percentile(ms_px, HAZE_PERCENTILE, axis=1, method="hazen")
-        self.haze = self.fractions * percentiles
+        if self.fractions is None:
+            self.haze = ms_px.min(axis=1).astype(np.float64)
+        else:
+            # MATLAB's prctile is numpy's "hazen" definition ((i - 0.5) / n).
+            percentiles = np.percentile(ms_px, HAZE_PERCENTILE, axis=1, method="hazen")
+            self.haze = self.fractions * percentiles
         self.alpha = alpha
 
     def fuse(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
