@@ -77,13 +77,17 @@ class _Encoder:
         self.dtype = np.dtype(dtype)
         self.nodata = nodata
         self.scale = scale  # stored value = value / scale
+        # A valid value equal to nodata (0 inside a signed range) is written one step above it instead.
+        self.nudge = False
         if self.dtype.kind in "iu":
             info = np.iinfo(self.dtype)
-            low = info.min if self.dtype.kind == "i" else 0
+            # Sensor DN are never negative (a signed output type does not make them so); physical values may be.
+            low = 0 if self.dtype.kind == "u" or max_value is not None else info.min
             if nodata is not None and nodata == low:
                 low += 1  # keep valid pixels distinguishable from nodata
             high = info.max if max_value is None else min(info.max, max_value)
             self.range: tuple[float, float] | None = (low, high)
+            self.nudge = nodata is not None and low < nodata <= high
         else:
             self.range = None
         # Valid values written, and how many fell below or above the range and were clipped (one warning at the end).
@@ -118,6 +122,8 @@ class _Encoder:
                 self.above += above
             values = np.clip(np.rint(values), *self.range)
         out = values.astype(self.dtype)
+        if self.nudge:
+            out[(out == self.nodata) & valid[None]] = self.dtype.type(self.nodata + 1)
         if self.nodata is not None or self.dtype.kind == "f":
             out[:, ~valid] = self.nodata if self.nodata is not None else np.nan
         return out

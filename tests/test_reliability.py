@@ -131,3 +131,18 @@ def test_bt_h_takes_each_band_minimum_as_haze_for_eight_bands_as_the_toolbox(tmp
     out = pansharpen(pan, ms, tmp_path / "wl.tif", "wv3", "bt-h", method_options={"haze": "wavelength"}).output
     with rasterio.open(out) as src:
         assert json.loads(src.tags()["SPATIALX_PARAMS"])["haze"] != params["haze"]
+
+
+def test_int16_inputs_with_negatives_are_clipped_and_never_written_as_nodata(tmp_path):
+    pan, ms = write_pair(tmp_path, pan_size=(64, 64))
+    with rasterio.open(ms) as src:
+        data, profile, names = src.read().astype(np.int16), src.profile, list(src.descriptions)
+    data[:, :4, :4] = -50  # negative DN: below any sensor's range
+    signed = write_tif(tmp_path / "ms16.tif", data, profile["transform"], str(profile["crs"]), nodata=0,
+                       descriptions=names)
+    with pytest.warns(UserWarning, match="below 1"):
+        out = pansharpen(pan, signed, tmp_path / "out.tif", "qb", "exp").output
+    with rasterio.open(out) as src:
+        fused, mask = src.read(), src.read_masks(1)
+    assert src.dtypes[0] == "int16" and fused.min() >= 0
+    assert not ((fused == 0).any(axis=0) & (mask > 0)).any()  # no valid pixel holds the nodata value
