@@ -2,7 +2,7 @@
 
     python interrupt_driver.py POINT SIGNAL spatialx-arguments...
 
-POINT is where the process sends SIGNAL (INT or TERM) to itself:
+POINT is where the process sends SIGNAL (INT, TERM, or KILL for kill -9) to itself:
 
 * ``tiles``: from a tile worker thread, on the third window written (tile processing under way);
 * ``cog`` / ``cog:N``: right after GDAL's COG copy of the N-th product (default 1) returned, before its rename;
