@@ -32,6 +32,8 @@ class RunOptions:
     dtype: str | None = None
     overwrite: bool = False
     reproject: bool = False
+    #: Fuse even when the alignment preflight finds the low-resolution content more than 3 of its pixels off.
+    allow_misregistration: bool = False
     ndvi: str | PathLike[str] | None = None
     style: bool = True
     report: bool = False

@@ -382,6 +382,15 @@ def fuse_scene(task: TaskSpec, inputs: Mapping[str, str | PathLike[str]], output
     plan = plan_fusion(task, inputs, sensor, method, options)
     scene, grid = plan.scene, plan.scene.alignment.grid
     with scene, gdal_env(options.workers):
+        check = alignment_preflight(plan)
+        if check is not None:
+            plan.params["alignment"] = check.tags()
+            if check.decision == "warn":
+                warnings.warn(check.message, stacklevel=2)
+            elif check.decision == "refuse" and not options.allow_misregistration:
+                raise InputMismatchError(check.message, path=scene.rasters[task.resampled[0]].path,
+                                         hint="check the georeferencing of both inputs, or pass "
+                                              "--allow-misregistration to fuse anyway")
         if type(plan.fusion).fit is not FusionMethod.fit:  # pointwise methods need no scene statistics
             plan.fusion.fit(first_pass(scene))
         plan.params.update(plan.fusion.params())
@@ -409,6 +418,33 @@ def fuse_scene(task: TaskSpec, inputs: Mapping[str, str | PathLike[str]], output
                         shape=(len(plan.output_sensor.bands), grid.height, grid.width), tiles=len(plan.tiles),
                         seconds=time.perf_counter() - started, notes=plan.notes, params=plan.params,
                         task=task.name, nodata=plan.nodata, output_profile=plan.output_sensor)
+
+
+#: Side of the output window the alignment preflight reads (a bounded read whatever the scene size).
+PREFLIGHT_WINDOW = 1024
+
+
+def alignment_preflight(plan: FusionPlan):
+    """The shift between the PAN and the MS content (:mod:`spatialx.registration`), measured on one central
+    window of at most :data:`PREFLIGHT_WINDOW` output pixels; None for tasks other than pansharpening (their guide is
+    not one panchromatic band) and for inputs already on the output grid."""
+    from spatialx.registration import preflight_arrays
+
+    scene, task = plan.scene, plan.scene.task
+    if task.role(task.guide).sensor_part != "pan" or not scene.resampled:
+        return None
+    low = scene.resampled[0]
+    ratio = scene.alignment.resamplers[low].ratio
+    if ratio < 1.5:
+        return None
+    grid = scene.alignment.grid
+    height, width = min(PREFLIGHT_WINDOW, grid.height), min(PREFLIGHT_WINDOW, grid.width)
+    window = Window((grid.width - width) // 2, (grid.height - height) // 2, width, height)
+    arrays, valid = scene.read(window)
+    weights = tuple(plan.sensors[low].pan_weights)
+    return preflight_arrays(arrays[task.guide][0], arrays[low], ratio, valid=valid,
+                            weights=weights if len(weights) == arrays[low].shape[0] else None,
+                            guide_label=task.label(task.guide), low_label=task.label(low))
 
 
 def fuse(task: str | TaskSpec, inputs: Mapping[str, str | PathLike[str]], output: str | PathLike[str], *,

@@ -9,6 +9,7 @@ import typer
 
 from spatialx import __version__
 from spatialx.cli import (
+    check_alignment,
     evaluate,
     export,
     hmif,
@@ -43,6 +44,7 @@ app.command("methods")(sensors.methods_command)
 app.command("tasks")(tasks.command)
 app.command("models")(models.command)
 app.command("export", no_args_is_help=True)(export.command)
+app.command("check-alignment", no_args_is_help=True)(check_alignment.command)
 app.add_typer(evaluate.app, name="evaluate")
 # TrainCommand lets --scene take a PAN MS pair and repeat, which Typer alone cannot declare.
 app.command("train", cls=train.TrainCommand, no_args_is_help=True)(train.command)

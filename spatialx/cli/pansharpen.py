@@ -32,6 +32,9 @@ def command(
     ndvi: opt.Ndvi = None,
     report: opt.Report = False,
     reproject: opt.Reproject = False,
+    allow_misregistration: Annotated[bool, typer.Option(
+        "--allow-misregistration", help="Fuse even when the MS content is found more than 3 MS pixels off the "
+                                        "PAN (the preflight refuses it otherwise).")] = False,
     overwrite: opt.Overwrite = False,
     quiet: opt.Quiet = False,
 ) -> None:
@@ -39,4 +42,4 @@ def command(
     opt.run_fusion("pansharpen", {"pan": pan, "ms": ms}, output, method, sensor, device=device, quiet=quiet,
                    weights=weights, adapt_steps=adapt_steps, config=config, backend=backend, onnx=onnx, bands=bands,
                    ratio=ratio, tile=tile, overlap=overlap, workers=workers, dtype=dtype, overwrite=overwrite,
-                   ndvi=ndvi, report=report, reproject=reproject)
+                   ndvi=ndvi, report=report, reproject=reproject, allow_misregistration=allow_misregistration)
