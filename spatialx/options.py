@@ -34,6 +34,8 @@ class RunOptions:
     reproject: bool = False
     #: Fuse even when the alignment preflight finds the low-resolution content more than 3 of its pixels off.
     allow_misregistration: bool = False
+    #: ``"auto"``: move the low-resolution input's georeferencing by the shift the preflight measures, then fuse.
+    align_shift: str | None = None
     ndvi: str | PathLike[str] | None = None
     style: bool = True
     report: bool = False

@@ -380,6 +380,11 @@ def fuse_scene(task: TaskSpec, inputs: Mapping[str, str | PathLike[str]], output
     started = time.perf_counter()
     out_path = Path(output)
     plan = plan_fusion(task, inputs, sensor, method, options)
+    if options.align_shift not in (None, "auto"):
+        raise SpatialxError(f"--align-shift {options.align_shift}: only auto is known",
+                            hint="--align-shift auto corrects the shift the preflight measures")
+    if options.align_shift == "auto":
+        plan = _realigned(plan, task, sensor, method, options)
     scene, grid = plan.scene, plan.scene.alignment.grid
     with scene, gdal_env(options.workers):
         check = alignment_preflight(plan)
@@ -418,6 +423,30 @@ def fuse_scene(task: TaskSpec, inputs: Mapping[str, str | PathLike[str]], output
                         shape=(len(plan.output_sensor.bands), grid.height, grid.width), tiles=len(plan.tiles),
                         seconds=time.perf_counter() - started, notes=plan.notes, params=plan.params,
                         task=task.name, nodata=plan.nodata, output_profile=plan.output_sensor)
+
+
+def _realigned(plan: FusionPlan, task: TaskSpec, sensor: SensorArg, method: str, options: RunOptions) -> FusionPlan:
+    """``plan`` again with the low-resolution input's georeferencing moved by the measured shift (``--align-shift
+    auto``): its pixels are read as they are, from where they belong. Unchanged when there is nothing reliable to
+    correct."""
+    from spatialx.registration import corrected_transform
+
+    with plan.scene, gdal_env(options.workers):
+        check = alignment_preflight(plan)
+    if check is None or not check.estimate.reliable or check.estimate.magnitude < 0.05:
+        if check is not None:
+            plan.notes.append(f"--align-shift auto: nothing corrected ({check.message})")
+        return plan
+    low = plan.scene.resampled[0]
+    info = plan.scene.rasters[low]
+    moved = replace(info, grid=replace(info.grid, transform=corrected_transform(info.grid.transform,
+                                                                                check.estimate)))
+    replanned = plan_fusion(task, {**plan.scene.rasters, low: moved}, sensor, method, options)
+    shift = {"dx": round(check.estimate.dx, 3), "dy": round(check.estimate.dy, 3)}
+    replanned.params["alignment_corrected"] = shift
+    replanned.notes.append(f"{task.label(low)} georeferencing moved by dx={shift['dx']:+.3f}, dy={shift['dy']:+.3f} "
+                           f"of its pixels to match the {task.label(task.guide)} (--align-shift auto)")
+    return replanned
 
 
 #: Side of the output window the alignment preflight reads (a bounded read whatever the scene size).

@@ -197,3 +197,19 @@ def test_pansharpen_refuses_a_misregistered_pair_and_records_the_shift(truth, tm
     for path, decision in ((forced, "refuse"), (warned, "warn")):
         with rasterio.open(path) as src:
             assert json.loads(src.tags()["SPATIALX_PARAMS"])["alignment"]["decision"] == decision
+
+
+def test_align_shift_auto_corrects_the_pair_before_fusing(truth, tmp_path):
+    import json
+
+    import rasterio
+
+    from spatialx.tasks.pansharpen import pansharpen
+
+    pan, ms = _write(tmp_path, truth, (2.0, -1.0))
+    fixed = pansharpen(pan, ms, tmp_path / "fixed.tif", "qb", "gsa", align_shift="auto")
+    with rasterio.open(fixed.output) as src:
+        params = json.loads(src.tags()["SPATIALX_PARAMS"])
+    assert params["alignment_corrected"] == pytest.approx({"dx": -2.0, "dy": 1.0}, abs=0.1)
+    assert params["alignment"]["decision"] == "ok"  # measured again after the correction
+    assert any("--align-shift auto" in note for note in fixed.notes)

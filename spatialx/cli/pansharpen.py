@@ -35,6 +35,9 @@ def command(
     allow_misregistration: Annotated[bool, typer.Option(
         "--allow-misregistration", help="Fuse even when the MS content is found more than 3 MS pixels off the "
                                         "PAN (the preflight refuses it otherwise).")] = False,
+    align_shift: Annotated[str | None, typer.Option(
+        "--align-shift", help="auto: move the MS georeferencing by the shift the preflight measures, then fuse.",
+        show_default=False)] = None,
     overwrite: opt.Overwrite = False,
     quiet: opt.Quiet = False,
 ) -> None:
@@ -42,4 +45,5 @@ def command(
     opt.run_fusion("pansharpen", {"pan": pan, "ms": ms}, output, method, sensor, device=device, quiet=quiet,
                    weights=weights, adapt_steps=adapt_steps, config=config, backend=backend, onnx=onnx, bands=bands,
                    ratio=ratio, tile=tile, overlap=overlap, workers=workers, dtype=dtype, overwrite=overwrite,
-                   ndvi=ndvi, report=report, reproject=reproject, allow_misregistration=allow_misregistration)
+                   ndvi=ndvi, report=report, reproject=reproject, allow_misregistration=allow_misregistration,
+                   align_shift=align_shift)
