@@ -33,13 +33,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
-from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from spatialx.errors import ReadError
 from spatialx.grid import Grid
-from spatialx.io.read import PerThreadHandles, ProductFormat, RasterInfo
+from spatialx.io.read import (
+    PerThreadHandles,
+    ProductFormat,
+    RasterInfo,
+    band_file_grid,
+    first_line,
+    open_band_file,
+)
 from spatialx.sensors import Band, SensorProfile, get_sensor
 
 __all__ = ["FORMAT", "LandsatProduct", "LandsatReader", "open_landsat", "parse_mtl", "probe_landsat"]
@@ -450,36 +456,11 @@ def _facts(contents: Mapping[str, str], attributes: Mapping[str, str], groups: M
     return facts
 
 
-def _open_file(path: Path, role: str) -> rasterio.DatasetReader:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path)
-    except RasterioError as exc:
-        raise ReadError(f"{role}: cannot open the band file {path.name} ({_first_line(str(exc))})", path=path,
-                        hint="the file may be truncated or corrupt; re-download the product") from None
 
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else "unknown GDAL error"
 
 
 def _file_grid(path: Path, role: str) -> Grid:
-    with _open_file(path, role) as src:
-        if src.count != 1:
-            raise ReadError(f"{role}: the band file {path.name} has {src.count} bands; expected one", path=path,
-                            hint="give the product's single-band files")
-        if not src.crs:
-            raise ReadError(f"{role}: the band file {path.name} is not georeferenced", path=path,
-                            hint="Landsat band files carry their UTM (or polar stereographic) georeferencing; "
-                                 "re-download it")
-        try:
-            # A truncated file often opens fine and fails only on its last block.
-            src.read(1, window=Window(src.width - 1, src.height - 1, 1, 1))
-        except RasterioError as exc:
-            raise ReadError(f"{role}: the band file {path.name} cannot be read ({_first_line(str(exc))})", path=path,
-                            hint="the file may be truncated or corrupt; re-download the product") from None
-        return Grid(transform=src.transform, width=src.width, height=src.height, crs=src.crs)
+    return band_file_grid(path, role, "Landsat band files carry their UTM (or polar stereographic) georeferencing")
 
 
 def _describe(grid: Grid) -> str:
@@ -511,25 +492,18 @@ class LandsatReader(PerThreadHandles):
         super().__init__(info)
         self.product: LandsatProduct = info.source
 
-    def _indexes(self, bands: list[int] | None) -> list[int]:
-        indexes = bands if bands is not None else list(range(1, self.info.count + 1))
-        for index in indexes:
-            if not 1 <= index <= self.info.count:
-                raise IndexError(f"band index {index} outside 1..{self.info.count}")
-        return [i - 1 for i in indexes]
-
     def _read(self, path: Path, window: Window) -> np.ndarray:
         try:
             with self.reading():
-                return self.handle(path, lambda: _open_file(path, "input")).read(1, window=window)
+                return self.handle(path, lambda: open_band_file(path, "input")).read(1, window=window)
         except RasterioError as exc:
-            raise ReadError(f"read failed at {window} ({_first_line(str(exc))})", path=path,
+            raise ReadError(f"read failed at {window} ({first_line(str(exc))})", path=path,
                             hint="the file may be truncated or corrupt") from None
 
     def read(self, window: Window, bands: list[int] | None = None) -> np.ndarray:
         """Physical values of ``window`` as float32 (bands, rows, cols); pixels without data (DN 0 or outside the
         valid DN range) read 0, so that resampling does not spread a -0.2 offset into valid neighbours."""
-        indexes = self._indexes(bands)
+        indexes = self.band_indexes(bands)
         product = self.product
         out = np.empty((len(indexes), int(window.height), int(window.width)), dtype=np.float32)
         for k, i in enumerate(indexes):
@@ -542,7 +516,7 @@ class LandsatReader(PerThreadHandles):
         """True where every selected band holds a valid DN and QA_PIXEL (when the product has it) flags none of the
         invalid conditions (fill, dilated cloud, cirrus, cloud, cloud shadow, snow unless ``mask_snow=False``)."""
         valid = np.ones((int(window.height), int(window.width)), dtype=bool)
-        for i in self._indexes(bands):
+        for i in self.band_indexes(bands):
             valid &= self.product.layers[i].valid_mask(self._read(self.product.files[i], window))
         if self.product.qa is not None and self.product.qa_conditions:
             valid &= ~self.product.profile.qa_mask(self.read_qa(window), *self.product.qa_conditions, band=QA_PIXEL)

@@ -58,7 +58,7 @@ from rasterio.windows import Window
 
 from spatialx.errors import ReadError, SpatialxError
 from spatialx.grid import Grid
-from spatialx.io.read import PerThreadHandles, ProductFormat, RasterInfo
+from spatialx.io.read import PerThreadHandles, ProductFormat, RasterInfo, first_line
 from spatialx.sensors import Band, QARule, SensorProfile, get_sensor
 
 __all__ = ["FORMAT", "SINUSOIDAL", "ModisProduct", "ModisReader", "open_modis", "probe_modis"]
@@ -252,7 +252,7 @@ def _warp_grid(native: Grid, target: CRS, bounds: Sequence[float] | None, role: 
         transform, width, height = calculate_default_transform(native.crs, target, native.width, native.height,
                                                                *native.bounds, resolution=resolution)
     except (RasterioError, CRSError, ValueError) as exc:
-        raise ReadError(f"{role}: cannot reproject the MODIS tile onto {target.to_string()} ({_first_line(str(exc))})",
+        raise ReadError(f"{role}: cannot reproject the MODIS tile onto {target.to_string()} ({first_line(str(exc))})",
                         path=path, hint="choose a CRS that covers the tile (UTM of its zone, or EPSG:4326)") from None
     grid = Grid(transform=transform, width=int(width), height=int(height), crs=target)
     if bounds is None:
@@ -450,7 +450,7 @@ def _inventory(path: Path, role: str) -> tuple[dict[str, Any], dict[str, _Sds]]:
         try:
             sd = pyhdf_sd.SD(str(path), pyhdf_sd.SDC.READ)
         except hdf4_error as exc:
-            raise ReadError(f"{role} cannot be read as HDF4 ({_first_line(str(exc))})", path=path,
+            raise ReadError(f"{role} cannot be read as HDF4 ({first_line(str(exc))})", path=path,
                             hint="the file may be truncated or corrupt; re-download it") from None
         try:
             attrs = dict(sd.attributes())
@@ -463,7 +463,7 @@ def _inventory(path: Path, role: str) -> tuple[dict[str, Any], dict[str, _Sds]]:
                 finally:
                     sds.endaccess()
         except hdf4_error as exc:
-            raise ReadError(f"{role}: the HDF4 file cannot be read ({_first_line(str(exc))})", path=path,
+            raise ReadError(f"{role}: the HDF4 file cannot be read ({first_line(str(exc))})", path=path,
                             hint="the file may be truncated or corrupt; re-download it") from None
         finally:
             sd.end()
@@ -488,7 +488,7 @@ def _check_readable(path: Path, role: str, names: Sequence[str]) -> None:
             finally:
                 sd.end()
         except hdf4_error as exc:
-            raise ReadError(f"{role}: {name} cannot be read ({_first_line(str(exc))})", path=path,
+            raise ReadError(f"{role}: {name} cannot be read ({first_line(str(exc))})", path=path,
                             hint="the file may be truncated or corrupt; re-download it") from None
 
 
@@ -749,7 +749,7 @@ def _open_tif(path: Path, role: str) -> rasterio.DatasetReader:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(path)
     except RasterioError as exc:
-        raise ReadError(f"{role} cannot be read ({_first_line(str(exc))})", path=path,
+        raise ReadError(f"{role} cannot be read ({first_line(str(exc))})", path=path,
                         hint="the file may be truncated or corrupt; re-download it") from None
 
 
@@ -847,7 +847,7 @@ def _check_last_block(src: rasterio.DatasetReader, role: str, path: Path) -> Non
         src.read(1, window=Window(max(0, src.width - block_w), max(0, src.height - block_h),
                                   min(block_w, src.width), min(block_h, src.height)))
     except RasterioError as exc:
-        raise ReadError(f"{role}: {path.name} cannot be read ({_first_line(str(exc))})", path=path,
+        raise ReadError(f"{role}: {path.name} cannot be read ({first_line(str(exc))})", path=path,
                         hint="the file may be truncated or corrupt; re-download it") from None
 
 
@@ -875,9 +875,6 @@ def _tif_qa_layer(file: Path, band: Band, role: str) -> _Layer:
 # -------------------------------------------------------------------------------------------------------- reader
 
 
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else "unknown error"
-
 
 def _mask_resampling(resampling: str) -> str:
     return "nearest" if resampling == "nearest" else "bilinear"
@@ -893,7 +890,7 @@ class _SDHandle:
             try:
                 self.sd = pyhdf_sd.SD(str(path), pyhdf_sd.SDC.READ)
             except hdf4_error as exc:
-                raise ReadError(f"cannot reopen ({_first_line(str(exc))})", path=path,
+                raise ReadError(f"cannot reopen ({first_line(str(exc))})", path=path,
                                 hint="the file may have been moved, truncated or replaced") from None
         self.selected: dict[str, Any] = {}
 
@@ -937,7 +934,7 @@ class ModisReader(PerThreadHandles):
             try:
                 return handle.read(layer.sds, rows, cols)
             except handle.error as exc:
-                raise ReadError(f"read of {layer.sds} failed ({_first_line(str(exc))})", path=self.product.path,
+                raise ReadError(f"read of {layer.sds} failed ({first_line(str(exc))})", path=self.product.path,
                                 hint="the file may be truncated or corrupt") from None
         assert layer.file is not None
         file = layer.file
@@ -945,7 +942,7 @@ class ModisReader(PerThreadHandles):
         try:
             return src.read(1, window=Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start))
         except RasterioError as exc:
-            raise ReadError(f"read failed ({_first_line(str(exc))})", path=file,
+            raise ReadError(f"read failed ({first_line(str(exc))})", path=file,
                             hint="the file may be truncated or corrupt") from None
 
     def _qa_on(self, qa: _Layer, grid: Grid, rows: slice, cols: slice) -> np.ndarray:
@@ -1025,7 +1022,7 @@ class ModisReader(PerThreadHandles):
                     reproject(valid[0].astype(np.float32), weight, resampling=Resampling[_mask_resampling(resampling)],
                               **common)
                 except (RasterioError, CRSError, ValueError) as exc:
-                    raise ReadError(f"reprojection onto {target.crs} failed ({_first_line(str(exc))})",
+                    raise ReadError(f"reprojection onto {target.crs} failed ({first_line(str(exc))})",
                                     path=product.path) from None
                 ok[i] = (weight >= 1.0 - 1e-4) & np.isfinite(band)
                 out[i] = np.where(ok[i], band, np.float32(0.0))
@@ -1054,13 +1051,6 @@ class ModisReader(PerThreadHandles):
 
     # -------------------------------------------------------------------------------------------------- interface
 
-    def _indexes(self, bands: list[int] | None) -> list[int]:
-        indexes = bands if bands is not None else list(range(1, self.info.count + 1))
-        for index in indexes:
-            if not 1 <= index <= self.info.count:
-                raise IndexError(f"band index {index} outside 1..{self.info.count}")
-        return [i - 1 for i in indexes]
-
     def _slices(self, window: Window) -> tuple[slice, slice]:
         r0, c0 = int(window.row_off), int(window.col_off)
         r1, c1 = r0 + int(window.height), c0 + int(window.width)
@@ -1072,7 +1062,7 @@ class ModisReader(PerThreadHandles):
     def _block(self, window: Window, bands: list[int] | None) -> tuple[np.ndarray, np.ndarray]:
         """(values with 0 where invalid, per-band validity) of ``window``; the last window of this thread is kept,
         so that ``read`` then ``read_valid`` of one window reads the file once."""
-        indexes = self._indexes(bands)
+        indexes = self.band_indexes(bands)
         rows, cols = self._slices(window)
         key = (rows.start, rows.stop, cols.start, cols.stop, tuple(indexes))
         cached = getattr(self._cache, "last", None)

@@ -50,7 +50,7 @@ from rasterio.windows import Window
 
 from spatialx.errors import ReadError
 from spatialx.grid import Grid
-from spatialx.io.read import PerThreadHandles, ProductFormat, RasterInfo
+from spatialx.io.read import PerThreadHandles, ProductFormat, RasterInfo, first_line
 
 CAMERAS = ("VNIR", "SWIR")
 #: Hyperspectral ground sampling distance in the PRISMA specification, used when a file gives no LR corner.
@@ -118,9 +118,6 @@ def _has_hdf5_signature(path: Path) -> bool:
     return False
 
 
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else "unknown HDF5 error"
-
 
 def _scalar(value: Any) -> Any:
     if isinstance(value, np.ndarray):
@@ -165,13 +162,13 @@ def open_prisma(path: str | PathLike[str], role: str = "HS", keep_overlap: bool 
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise ReadError(f"{role} cannot be read as HDF5 ({_first_line(str(exc))})", path=path,
+        raise ReadError(f"{role} cannot be read as HDF5 ({first_line(str(exc))})", path=path,
                         hint="the file may be truncated or corrupt; re-download it") from None
     try:
         with f:
             return _describe(f, path, role, keep_overlap)
     except (OSError, KeyError) as exc:
-        raise ReadError(f"{role} cannot be read as a PRISMA product ({_first_line(str(exc))})", path=path,
+        raise ReadError(f"{role} cannot be read as a PRISMA product ({first_line(str(exc))})", path=path,
                         hint="the file may be truncated or corrupt; re-download it") from None
 
 
@@ -354,7 +351,7 @@ class PrismaReader(PerThreadHandles):
             try:
                 return h5py.File(self.info.path, "r")
             except OSError as exc:
-                raise ReadError(f"cannot reopen ({_first_line(str(exc))})", path=self.info.path,
+                raise ReadError(f"cannot reopen ({first_line(str(exc))})", path=self.info.path,
                                 hint="the file may have been moved, truncated or replaced") from None
 
         return self.handle("h5", opener)
@@ -409,7 +406,7 @@ class PrismaReader(PerThreadHandles):
                     dn = self._read(self._layout.cubes[camera], rows, cols, indexes)
                     out[positions] = dn.astype(np.float32) * np.float32((hi - lo) / DN_MAX) + np.float32(lo)
         except OSError as exc:
-            raise ReadError(f"read failed at {window} ({_first_line(str(exc))})", path=self.info.path,
+            raise ReadError(f"read failed at {window} ({first_line(str(exc))})", path=self.info.path,
                             hint="the file may be truncated or corrupt; re-download it") from None
         return out
 
@@ -429,7 +426,7 @@ class PrismaReader(PerThreadHandles):
                     if err_path is not None:
                         flagged |= np.any(self._read(err_path, rows, cols, indexes) != 0, axis=0)
         except OSError as exc:
-            raise ReadError(f"mask read failed at {window} ({_first_line(str(exc))})", path=self.info.path,
+            raise ReadError(f"mask read failed at {window} ({first_line(str(exc))})", path=self.info.path,
                             hint="the file may be truncated or corrupt; re-download it") from None
         return ~(flagged | fill)
 

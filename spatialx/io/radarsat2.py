@@ -62,7 +62,7 @@ from rasterio.windows import Window
 
 from spatialx.errors import MethodError, ReadError
 from spatialx.grid import Grid
-from spatialx.io.read import PerThreadHandles, ProductFormat, RasterInfo
+from spatialx.io.read import PerThreadHandles, ProductFormat, RasterInfo, first_line
 from spatialx.io.speckle import halo as speckle_halo
 from spatialx.io.speckle import refined_lee, refined_lee_c3
 
@@ -336,9 +336,6 @@ def _product_xml(path: Path) -> Path | None:
     return None
 
 
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else "unknown GDAL error"
-
 
 def _file_channel(path: Path, pol: str | None, role: str) -> _Channel:
     """One SLC GeoTIFF as a complex channel: one complex band, or two real bands (real, imaginary)."""
@@ -347,7 +344,7 @@ def _file_channel(path: Path, pol: str | None, role: str) -> _Channel:
             layout = _complex_layout(src)
             kinds = f"{src.count} band{'s' if src.count != 1 else ''} of {', '.join(sorted(set(src.dtypes)))}"
     except RasterioError as exc:
-        raise ReadError(f"{role}: cannot open {path.name} ({_first_line(str(exc))})", path=path,
+        raise ReadError(f"{role}: cannot open {path.name} ({first_line(str(exc))})", path=path,
                         hint="the file may be truncated or corrupt") from None
     if layout is None:
         raise ReadError(f"{role}: {path.name} is not complex SLC data ({kinds})", path=path,
@@ -519,7 +516,7 @@ def _from_product(xml: Path, role: str, pol: str | None):
             full_width = src.block_shapes[0][1] >= src.width if src.count else True
             gcps = len(src.gcps[0])
     except RasterioError as exc:
-        raise ReadError(f"{role}: GDAL's RS2 driver cannot open the product ({_first_line(str(exc))})", path=xml,
+        raise ReadError(f"{role}: GDAL's RS2 driver cannot open the product ({first_line(str(exc))})", path=xml,
                         hint="check that the imagery files product.xml names are present") from None
     if not pols:
         raise ReadError(f"{role}: the product's imagery files cannot be opened", path=xml,
@@ -604,7 +601,7 @@ def _one_grid(channels: Sequence[_Channel], role: str, where: Path) -> Grid:
                 grids.append(Grid(transform=src.transform, width=src.width, height=src.height,
                                   crs=src.crs if src.crs else None))
         except RasterioError as exc:
-            raise ReadError(f"{role}: cannot open {channel.path} ({_first_line(str(exc))})", path=where) from None
+            raise ReadError(f"{role}: cannot open {channel.path} ({first_line(str(exc))})", path=where) from None
         if channel.gains is not None and len(channel.gains) != grids[-1].width:
             raise ReadError(f"{role}: the sigma-nought LUT has {len(channel.gains)} gains for "
                             f"{grids[-1].width} columns", path=where, hint="the product's lutSigma.xml is damaged")
@@ -646,23 +643,16 @@ class PolSARReader(PerThreadHandles):
                 else:
                     values = src.read(channel.band, window=window, out_dtype="complex64").astype(np.complex128)
         except RasterioError as exc:
-            raise ReadError(f"read failed at {window} ({_first_line(str(exc))})", path=channel.path,
+            raise ReadError(f"read failed at {window} ({first_line(str(exc))})", path=channel.path,
                             hint="the file may be truncated or corrupt") from None
         if channel.gains is not None:
             c0 = int(window.col_off)
             values = values / np.asarray(channel.gains[c0: c0 + int(window.width)], dtype=np.float64)
         return values
 
-    def _indexes(self, bands: list[int] | None) -> list[int]:
-        indexes = bands if bands is not None else list(range(1, self.info.count + 1))
-        for index in indexes:
-            if not 1 <= index <= self.info.count:
-                raise IndexError(f"band index {index} outside 1..{self.info.count}")
-        return [i - 1 for i in indexes]
-
     def read(self, window: Window, bands: list[int] | None = None) -> np.ndarray:
         """C3 channels (or the intensity) of ``window`` (inside the image) as float32 (bands, rows, cols)."""
-        indexes = self._indexes(bands)
+        indexes = self.band_indexes(bands)
         grid, looks = self.source.grid, self.source.looks
         col, row = int(window.col_off), int(window.row_off)
         width, height = int(window.width), int(window.height)

@@ -198,10 +198,10 @@ def open_raster(path: str | PathLike[str], role: str = "input", warp_to: CRS | N
         if "not recognized as" in text or "not a supported file format" in text:
             raise ReadError(f"{role} is not a raster GDAL can read", path=path,
                             hint="give a GeoTIFF or another GDAL-readable raster") from None
-        raise ReadError(f"{role} cannot be read ({_first_line(text)})", path=path,
+        raise ReadError(f"{role} cannot be read ({first_line(text)})", path=path,
                         hint="the file may be truncated or corrupt; re-download or re-export it") from None
     except RasterioError as exc:
-        raise ReadError(f"{role} cannot be read ({_first_line(str(exc))})", path=path) from None
+        raise ReadError(f"{role} cannot be read ({first_line(str(exc))})", path=path) from None
     return info
 
 
@@ -245,8 +245,37 @@ def _band_wavelengths(src: rasterio.DatasetReader) -> dict[str, tuple[float | No
     return {"wavelengths_nm": tuple(centres), "fwhm_nm": tuple(widths)}
 
 
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else "unknown GDAL error"
+def first_line(text: str, default: str = "unknown GDAL error") -> str:
+    """The first line of a library's error message (GDAL and HDF errors run over several)."""
+    return text.strip().splitlines()[0] if text.strip() else default
+
+
+def open_band_file(path: Path, role: str) -> rasterio.DatasetReader:
+    """One band file of a sensor product, opened, or a one-line error naming it."""
+    try:
+        return _open(path)
+    except RasterioError as exc:
+        raise ReadError(f"{role}: cannot open the band file {path.name} ({first_line(str(exc))})", path=path,
+                        hint="the file may be truncated or corrupt; re-download the product") from None
+
+
+def band_file_grid(path: Path, role: str, georeferencing: str) -> Grid:
+    """The grid of a product's single-band file, after checking it has one band, georeferencing (``georeferencing``
+    says what the product's files carry, for the hint) and a readable last pixel."""
+    with open_band_file(path, role) as src:
+        if src.count != 1:
+            raise ReadError(f"{role}: the band file {path.name} has {src.count} bands; expected one", path=path,
+                            hint="give the product's single-band files")
+        if not src.crs:
+            raise ReadError(f"{role}: the band file {path.name} is not georeferenced", path=path,
+                            hint=f"{georeferencing}; re-download it")
+        try:
+            # A truncated file often opens fine and fails only on its last block.
+            src.read(1, window=Window(src.width - 1, src.height - 1, 1, 1))
+        except RasterioError as exc:
+            raise ReadError(f"{role}: the band file {path.name} cannot be read ({first_line(str(exc))})", path=path,
+                            hint="the file may be truncated or corrupt; re-download the product") from None
+        return Grid(transform=src.transform, width=src.width, height=src.height, crs=src.crs)
 
 
 class PerThreadHandles:
@@ -264,6 +293,14 @@ class PerThreadHandles:
         self._idle = threading.Condition()
         self._active = 0
         self._closed = False
+
+    def band_indexes(self, bands: list[int] | None) -> list[int]:
+        """0-based indexes of the 1-based ``bands`` (default: all), checked against the raster's band count."""
+        indexes = bands if bands is not None else list(range(1, self.info.count + 1))
+        for index in indexes:
+            if not 1 <= index <= self.info.count:
+                raise IndexError(f"band index {index} outside 1..{self.info.count}")
+        return [i - 1 for i in indexes]
 
     def handle(self, key: Any, opener: Callable[[], Any]) -> Any:
         """This thread's handle called ``key``, opened by ``opener`` on first use."""
@@ -322,7 +359,7 @@ class ThreadLocalReader(PerThreadHandles):
             with self.reading():
                 return self._dataset().read(indexes, window=window, out_dtype="float32")
         except RasterioError as exc:
-            raise ReadError(f"read failed at {window} ({_first_line(str(exc))})", path=self.info.path,
+            raise ReadError(f"read failed at {window} ({first_line(str(exc))})", path=self.info.path,
                             hint="the file may be truncated or corrupt") from None
 
     def read_valid(self, window: Window, bands: list[int] | None = None) -> np.ndarray:
@@ -333,5 +370,5 @@ class ThreadLocalReader(PerThreadHandles):
             with self.reading():
                 masks = self._dataset().read_masks(indexes, window=window)
         except RasterioError as exc:
-            raise ReadError(f"mask read failed at {window} ({_first_line(str(exc))})", path=self.info.path) from None
+            raise ReadError(f"mask read failed at {window} ({first_line(str(exc))})", path=self.info.path) from None
         return np.all(masks != 0, axis=0)

@@ -22,7 +22,6 @@ import json
 import math
 import os
 import re
-import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,12 +30,19 @@ from typing import Any
 
 import numpy as np
 import rasterio
-from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from spatialx.errors import ReadError, SpatialxError
 from spatialx.grid import Grid
-from spatialx.io.read import PerThreadHandles, ProductFormat, RasterInfo
+from spatialx.io.read import (
+    PerThreadHandles,
+    ProductFormat,
+    RasterInfo,
+    band_file_grid,
+    first_line,
+    open_band_file,
+)
 from spatialx.sensors import Band, SensorProfile, get_sensor
 
 __all__ = ["FORMAT", "Sentinel2Product", "Sentinel2Reader", "open_sentinel2", "probe_sentinel2"]
@@ -290,18 +296,6 @@ def _choose_scl(candidates: Mapping[str, list[tuple[int | None, Path]]], profile
     return ranked[0][1]
 
 
-def _open_file(path: Path, role: str) -> rasterio.DatasetReader:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path)
-    except RasterioError as exc:
-        hint = "the file may be truncated or corrupt; re-download the product"
-        if path.suffix.lower() == ".jp2" and not _jp2_supported():
-            hint = ("this rasterio build has no JPEG2000 driver (JP2OpenJPEG): convert the band files to GeoTIFF "
-                    "(gdal_translate) or use a rasterio wheel that includes OpenJPEG")
-        raise ReadError(f"{role}: cannot open the band file {path.name} ({_first_line(str(exc))})", path=path,
-                        hint=hint) from None
 
 
 def _jp2_supported() -> bool:
@@ -309,25 +303,9 @@ def _jp2_supported() -> bool:
         return "JP2OpenJPEG" in env.drivers()
 
 
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else "unknown GDAL error"
-
 
 def _file_grid(path: Path, role: str) -> Grid:
-    with _open_file(path, role) as src:
-        if src.count != 1:
-            raise ReadError(f"{role}: the band file {path.name} has {src.count} bands; expected one", path=path,
-                            hint="give the product's single-band files")
-        if not src.crs:
-            raise ReadError(f"{role}: the band file {path.name} is not georeferenced", path=path,
-                            hint="Sentinel-2 band files carry their UTM tile georeferencing; re-download it")
-        try:
-            # A truncated file often opens fine and fails only on its last block.
-            src.read(1, window=Window(src.width - 1, src.height - 1, 1, 1))
-        except RasterioError as exc:
-            raise ReadError(f"{role}: the band file {path.name} cannot be read ({_first_line(str(exc))})", path=path,
-                            hint="the file may be truncated or corrupt; re-download the product") from None
-        return Grid(transform=src.transform, width=src.width, height=src.height, crs=src.crs)
+    return band_file_grid(path, role, "Sentinel-2 band files carry their UTM tile georeferencing")
 
 
 def _describe(grid: Grid) -> str:
@@ -559,7 +537,7 @@ def _from_tags(wanted: tuple[str, ...], files: Mapping[str, Path], role: str, pa
     add_offset: dict[str, float] = {}
     quantification: dict[str, float] = {}
     for band in wanted:
-        with _open_file(files[band], role) as src:
+        with open_band_file(files[band], role) as src:
             scale, offset = float(src.scales[0]), float(src.offsets[0])
         if scale == 1.0 and offset == 0.0:
             # Without a statement, DN / 10000 would be a guess: from baseline 04.00 it is off by 0.1.
@@ -588,14 +566,7 @@ class Sentinel2Reader(PerThreadHandles):
         self.product: Sentinel2Product = info.source
 
     def _dataset(self, path: Path) -> rasterio.DatasetReader:
-        return self.handle(path, lambda: _open_file(path, "input"))
-
-    def _indexes(self, bands: list[int] | None) -> list[int]:
-        indexes = bands if bands is not None else list(range(1, self.info.count + 1))
-        for index in indexes:
-            if not 1 <= index <= self.info.count:
-                raise IndexError(f"band index {index} outside 1..{self.info.count}")
-        return [i - 1 for i in indexes]
+        return self.handle(path, lambda: open_band_file(path, "input"))
 
     def _dn(self, i: int, window: Window) -> np.ndarray:
         path = self.product.files[i]
@@ -603,13 +574,13 @@ class Sentinel2Reader(PerThreadHandles):
             with self.reading():
                 return self._dataset(path).read(1, window=window)
         except RasterioError as exc:
-            raise ReadError(f"read failed at {window} ({_first_line(str(exc))})", path=path,
+            raise ReadError(f"read failed at {window} ({first_line(str(exc))})", path=path,
                             hint="the file may be truncated or corrupt") from None
 
     def read(self, window: Window, bands: list[int] | None = None) -> np.ndarray:
         """Reflectance of ``window`` as float32 (bands, rows, cols); pixels without data (DN 0 or outside the
         valid DN range) read 0, so that resampling does not spread a -0.1 offset or a NaN into valid neighbours."""
-        indexes = self._indexes(bands)
+        indexes = self.band_indexes(bands)
         out = np.empty((len(indexes), int(window.height), int(window.width)), dtype=np.float32)
         for k, i in enumerate(indexes):
             dn = self._dn(i, window)
@@ -621,7 +592,7 @@ class Sentinel2Reader(PerThreadHandles):
         """True where every selected band holds data and the scene class (when the product has an SCL) is not an
         invalid one."""
         valid = np.ones((int(window.height), int(window.width)), dtype=bool)
-        for i in self._indexes(bands):
+        for i in self.band_indexes(bands):
             valid &= self.product.layers[i].valid_mask(self._dn(i, window))
         if self.product.scl is not None:
             valid &= ~np.isin(self.read_scl(window), self.product.invalid_classes)
@@ -652,7 +623,7 @@ class Sentinel2Reader(PerThreadHandles):
             with self.reading():
                 block = self._dataset(product.scl).read(1, window=Window(c0, r0, c1 - c0 + 1, r1 - r0 + 1))
         except RasterioError as exc:
-            raise ReadError(f"SCL read failed ({_first_line(str(exc))})", path=product.scl,
+            raise ReadError(f"SCL read failed ({first_line(str(exc))})", path=product.scl,
                             hint="the file may be truncated or corrupt") from None
         out[np.ix_(row_in, col_in)] = block[np.ix_(scl_rows[row_in] - r0, scl_cols[col_in] - c0)]
         return out
