@@ -2370,6 +2370,29 @@ def stfuse_command(paths: Mapping[str, Path], output: str | PathLike[str] = "stf
             f"--fine-bands {','.join(STFUSE_BANDS)}")
 
 
+def _prepare_product_folders(out: Path, folders: list[Path], files: Mapping[str, Path], overwrite: bool) -> None:
+    """Before a sample writes sensor product folders: each holds nothing but the sample's own files (a reader would
+    take any other file for part of the product), no output exists unless ``overwrite``; then create them."""
+    for folder in folders:
+        if folder.exists() and not folder.is_dir():
+            raise OutputError("not a directory", path=folder, hint="remove it: a product folder of the scene goes here")
+        if folder.is_dir():
+            ours = {p.name for p in files.values() if p.parent == folder}
+            foreign = sorted(p.name for p in folder.iterdir() if p.name not in ours and not p.name.startswith("."))
+            if foreign:
+                raise OutputError(f"the product folder holds other files ({', '.join(foreign[:3])})", path=folder,
+                                  hint="a reader would take them for part of the product: remove them, or write the "
+                                       "scene into another directory")
+    for path in files.values():
+        if path.exists() and not overwrite:
+            raise OutputError("output exists", path=path, hint="pass --overwrite")
+    try:
+        for folder in folders:
+            folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output directory: {exc.strerror}", path=out) from None
+
+
 def write_stfuse_sample(out_dir: str | PathLike[str], size: int = STFUSE_SIZE, seed: int = 0,
                         overwrite: bool = False) -> dict[str, Path]:
     """Write a synthetic Landsat 8 + MODIS scene for spatio-temporal fusion into ``out_dir``.
@@ -2435,24 +2458,7 @@ def write_stfuse_sample(out_dir: str | PathLike[str], size: int = STFUSE_SIZE, s
             files[f"{role}/B{b:02d}qa"] = folders[role] / f"{granule}_B{b:02d}qa.TIF"
     files["reference"] = out / "reference.tif"
     files["summary"] = out / "sample.json"
-    for folder in folders.values():
-        if folder.exists() and not folder.is_dir():
-            raise OutputError("not a directory", path=folder, hint="remove it: a product folder of the scene goes here")
-        if folder.is_dir():
-            ours = {p.name for p in files.values() if p.parent == folder}
-            foreign = sorted(p.name for p in folder.iterdir() if p.name not in ours and not p.name.startswith("."))
-            if foreign:
-                raise OutputError(f"the product folder holds other files ({', '.join(foreign[:3])})", path=folder,
-                                  hint="a reader would take them for part of the product: remove them, or write the "
-                                       "scene into another directory")
-    for path in files.values():
-        if path.exists() and not overwrite:
-            raise OutputError("output exists", path=path, hint="pass --overwrite")
-    try:
-        for folder in folders.values():
-            folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create the output directory: {exc.strerror}", path=out) from None
+    _prepare_product_folders(out, list(folders.values()), files, overwrite)
 
     land = _stfuse_landscape(grids, seed)
     emat = stfuse_band_tables()
@@ -2772,22 +2778,7 @@ def write_polsar_sample(out_dir: str | PathLike[str], size: int = POLSAR_SIZE, s
     files: dict[str, Path] = {f"quad/{p}": quad_dir / f"slc_{p}.tif" for p in POLSAR_POLARISATIONS}
     files.update({"single": out / "single_hh.tif", "reference": out / "reference_c3.tif",
                   "regions": out / "regions.tif", "summary": out / "sample.json"})
-    if quad_dir.exists() and not quad_dir.is_dir():
-        raise OutputError("not a directory", path=quad_dir, hint="remove it: the quad-pol SLC folder goes here")
-    if quad_dir.is_dir():
-        ours = {p.name for p in files.values() if p.parent == quad_dir}
-        foreign = sorted(p.name for p in quad_dir.iterdir() if p.name not in ours and not p.name.startswith("."))
-        if foreign:
-            raise OutputError(f"the quad-pol folder holds other files ({', '.join(foreign[:3])})", path=quad_dir,
-                              hint="the reader takes every file named by a polarisation: remove them, or write the "
-                                   "scene into another directory")
-    for path in files.values():
-        if path.exists() and not overwrite:
-            raise OutputError("output exists", path=path, hint="pass --overwrite")
-    try:
-        quad_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create the output directory: {exc.strerror}", path=out) from None
+    _prepare_product_folders(out, [quad_dir], files, overwrite)
 
     lay = _polsar_layout(size, seed)
     x0, y0 = DEFAULT_ORIGIN
