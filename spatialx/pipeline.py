@@ -12,6 +12,7 @@ workers.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 import warnings
@@ -454,25 +455,41 @@ PREFLIGHT_WINDOW = 1024
 
 
 def alignment_preflight(plan: FusionPlan):
-    """The shift between the PAN and the MS content (:mod:`spatialx.registration`), measured on one central
-    window of at most :data:`PREFLIGHT_WINDOW` output pixels; None for tasks other than pansharpening (their guide is
-    not one panchromatic band) and for inputs already on the output grid."""
+    """The shift between the guide's content and the first lower-resolution input's (:mod:`spatialx.registration`),
+    measured on one central window of at most :data:`PREFLIGHT_WINDOW` output pixels (fewer for many bands, so that
+    the read stays within :data:`spatialx.scene.BLOCK_VALUES`). The guide is compared with the PAN-weighted MS
+    (pansharpening), or the mean of its bands with the mean of the other input's bands inside the guide's spectral
+    range (hmif: the HS bands Sentinel-2's 10 m bands span; stfuse: the coarse image of the first pair date). None
+    for covariance and label inputs (PolSAR, masks) and for inputs already on the output grid."""
     from spatialx.registration import preflight_arrays
+    from spatialx.scene import BLOCK_VALUES
 
     scene, task = plan.scene, plan.scene.task
-    if task.role(task.guide).sensor_part != "pan" or not scene.resampled:
+    if not scene.resampled:
         return None
     low = scene.resampled[0]
+    if task.role(low).resampling in (Resampling.COVARIANCE, Resampling.NEAREST):
+        return None
     ratio = scene.alignment.resamplers[low].ratio
     if ratio < 1.5:
         return None
     grid = scene.alignment.grid
-    height, width = min(PREFLIGHT_WINDOW, grid.height), min(PREFLIGHT_WINDOW, grid.width)
+    side = min(PREFLIGHT_WINDOW, math.isqrt(BLOCK_VALUES // max(1, scene.band_count)))
+    height, width = min(side, grid.height), min(side, grid.width)
     window = Window((grid.width - width) // 2, (grid.height - height) // 2, width, height)
     arrays, valid = scene.read(window)
-    weights = tuple(plan.sensors[low].pan_weights)
-    return preflight_arrays(arrays[task.guide][0], arrays[low], ratio, valid=valid,
-                            weights=weights if len(weights) == arrays[low].shape[0] else None,
+    guide_sensor, low_sensor = plan.sensors[task.guide], plan.sensors[low]
+    weights: tuple[float, ...] | None = tuple(low_sensor.pan_weights)
+    low_bands = arrays[low]
+    if task.role(task.guide).sensor_part != "pan":
+        weights = None
+        span = [b.center_nm for b in guide_sensor.bands if b.center_nm is not None]
+        inside = [k for k, b in enumerate(low_sensor.bands)
+                  if span and b.center_nm is not None and min(span) - 50 <= b.center_nm <= max(span) + 50]
+        if inside and len(inside) < low_bands.shape[0]:
+            low_bands = low_bands[inside]
+    return preflight_arrays(arrays[task.guide], low_bands, ratio, valid=valid,
+                            weights=weights if weights and len(weights) == low_bands.shape[0] else None,
                             guide_label=task.label(task.guide), low_label=task.label(low))
 
 
