@@ -244,3 +244,16 @@ class LEMambaMethod(NetworkMethod):
     gpu_batch_tiles = 2
     # A 512 px tile's activations (with the halo, 576 x 576) take about 2.5 GB on the CPU; 256 px tiles about 0.8 GB.
     cpu_tile = 256
+
+
+class SpaXFusMethod(NetworkMethod):
+    """SpaXFus: the registered model (:class:`~spatialx.models.spaxfus.SpaXFusOnGrid`) takes the MS resampled onto
+    the PAN grid, as every network here, and decimates it back to the MS scale (mean of ratio x ratio blocks)."""
+
+    name = "spaxfus"
+    architecture = "spaxfus"
+    # The SS2D scans see the whole tile (no finite receptive field): as LE-Mamba, a wide context and cross-fade.
+    halo = 32
+    default_overlap = 32
+    gpu_batch_tiles = 2
+    cpu_tile = 256

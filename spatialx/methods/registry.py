@@ -169,3 +169,6 @@ register("bicubic", "spatialx.methods.classical.polsar:C3Bicubic", tasks=("polsa
          summary="cubic convolution of each C3 channel, projected onto the PSD cone")
 register("guided", "spatialx.methods.classical.polsar:C3Guided", tasks=("polsar",), kind="classical",
          summary="bilinear C3 guided-filtered by the single-pol intensity, span kept, projected onto the PSD cone")
+register("spaxfus", "spatialx.methods.network:SpaXFusMethod", model="spaxfus", kind="network",
+         summary="SpaXFus (He et al. 2025), unfolded degradation model with a state-space prior; needs --weights "
+                 "or --adapt-steps")
