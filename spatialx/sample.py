@@ -2429,7 +2429,7 @@ def write_stfuse_sample(out_dir: str | PathLike[str], size: int = STFUSE_SIZE, s
     import json
 
     from spatialx.io.modis import SINUSOIDAL
-    from spatialx.io.outputs import discard, new_temporary, publish
+    from spatialx.io.outputs import staged
 
     out = Path(out_dir)
     size = _check_int(size, "size", out)
@@ -2469,10 +2469,7 @@ def write_stfuse_sample(out_dir: str | PathLike[str], size: int = STFUSE_SIZE, s
     landsat = get_sensor("landsat_c2l2")
     r0, r1, c0, c1 = land.change
     clouds = land.clouds[crop]
-    temps: dict[str, Path] = {}
-    try:
-        for role, path in files.items():
-            temps[role] = new_temporary(path, path.suffix)
+    with staged(files) as temps:
         cloud_counts: dict[str, int] = {}
         for i, date in enumerate(STFUSE_DATES, start=1):
             truth = _stfuse_truth(land, emat, date)
@@ -2552,12 +2549,6 @@ def write_stfuse_sample(out_dir: str | PathLike[str], size: int = STFUSE_SIZE, s
             "note": "run the command in this directory",
         }
         temps["summary"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        for role, tmp in temps.items():
-            publish(tmp, files[role])
-    except BaseException:
-        for tmp in temps.values():
-            discard(tmp)
-        raise
     return paths
 
 
@@ -2761,7 +2752,7 @@ def write_polsar_sample(out_dir: str | PathLike[str], size: int = POLSAR_SIZE, s
     """
     import json
 
-    from spatialx.io.outputs import discard, new_temporary, publish
+    from spatialx.io.outputs import staged
 
     out = Path(out_dir)
     size = _check_int(size, "size", out)
@@ -2787,10 +2778,7 @@ def write_polsar_sample(out_dir: str | PathLike[str], size: int = POLSAR_SIZE, s
     coarse = Affine(coarse_m, 0.0, x0, 0.0, -coarse_m, y0)
     low = -(-size // POLSAR_RATIO)
     tags = {"generator": "spatialx.sample", "task": "polsar", "seed": seed, "units": "linear power"}
-    temps: dict[str, Path] = {}
-    try:
-        for role, path in files.items():
-            temps[role] = new_temporary(path, path.suffix)
+    with staged(files) as temps:
         # quad-pol at 20 m
         weights, texture = _polsar_fields(lay, coarse_m, low, low)
         slc = _polsar_quad_slc(_polsar_covariance(weights, texture), np.random.default_rng([seed, 1]))
@@ -2834,10 +2822,4 @@ def write_polsar_sample(out_dir: str | PathLike[str], size: int = POLSAR_SIZE, s
             "note": "run the command in this directory",
         }
         temps["summary"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        for role, tmp in temps.items():
-            publish(tmp, files[role])
-    except BaseException:
-        for tmp in temps.values():
-            discard(tmp)
-        raise
     return paths

@@ -228,6 +228,24 @@ if hasattr(os, "register_at_fork"):
 
 
 @contextmanager
+def staged(files: Mapping[str, Path]) -> Iterator[dict[str, Path]]:
+    """Registered temporaries for several outputs (``{key: final path}``, each with its final suffix), published
+    together when the block ends normally and all removed when it raises: a set of files appears whole or not at
+    all."""
+    temps: dict[str, Path] = {}
+    try:
+        for key, path in files.items():
+            temps[key] = new_temporary(path, Path(path).suffix)
+        yield temps
+        for key, temporary in temps.items():
+            publish(temporary, files[key])
+    except BaseException:
+        for temporary in temps.values():
+            discard(temporary)
+        raise
+
+
+@contextmanager
 def temporary_for(path: PathArg, suffix: str = "") -> Iterator[Path]:
     """A registered temporary file next to ``path``; removed at the end of the block unless it was published."""
     temporary = new_temporary(path, suffix)
