@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import math
 import os
 import re
 import warnings
@@ -44,6 +43,7 @@ from spatialx.io.read import (
     RasterInfo,
     band_file_grid,
     first_line,
+    metadata_number,
     open_band_file,
 )
 from spatialx.sensors import Band, SensorProfile, get_sensor
@@ -404,23 +404,12 @@ def _scaling(groups: Mapping[str, Mapping[str, str]], wanted: tuple[str, ...], m
         if absent:
             raise ReadError(f"{role}: {mtl.name} states no {' and '.join(absent)} in {group_name}", path=mtl,
                             hint="the metadata file is incomplete; re-download the product")
-        mult[band] = _number(group[keys[0]], keys[0], mtl, role)
-        add[band] = _number(group[keys[1]], keys[1], mtl, role)
+        mult[band] = metadata_number(group[keys[0]], keys[0], mtl, role)
+        add[band] = metadata_number(group[keys[1]], keys[1], mtl, role)
         if not mult[band] > 0:
             raise ReadError(f"{role}: {mtl.name} states {keys[0]} = {group[keys[0]]}; it must be positive", path=mtl,
                             hint="the metadata file is damaged; re-download the product")
     return mult, add
-
-
-def _number(text: Any, what: str, where: Path, role: str) -> float:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise ReadError(f"{role}: {what} is {text!r}, not a number", path=where,
-                        hint="the product metadata is damaged; re-download it") from None
-    if not math.isfinite(value):
-        raise ReadError(f"{role}: {what} is {text!r}", path=where, hint="the product metadata is damaged")
-    return value
 
 
 def _facts(contents: Mapping[str, str], attributes: Mapping[str, str], groups: Mapping[str, Mapping[str, str]],

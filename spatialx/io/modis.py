@@ -487,7 +487,7 @@ def _check_readable(path: Path, role: str, names: Sequence[str]) -> None:
                         sds.endaccess()
             finally:
                 sd.end()
-        except hdf4_error as exc:
+        except (hdf4_error, ValueError) as exc:  # pyhdf reports some read failures as ValueError
             raise ReadError(f"{role}: {name} cannot be read ({first_line(str(exc))})", path=path,
                             hint="the file may be truncated or corrupt; re-download it") from None
 
@@ -933,7 +933,7 @@ class ModisReader(PerThreadHandles):
             handle: _SDHandle = self.handle("sd", lambda: _SDHandle(self.product.path))
             try:
                 return handle.read(layer.sds, rows, cols)
-            except handle.error as exc:
+            except (handle.error, ValueError) as exc:  # pyhdf reports some read failures as ValueError
                 raise ReadError(f"read of {layer.sds} failed ({first_line(str(exc))})", path=self.product.path,
                                 hint="the file may be truncated or corrupt") from None
         assert layer.file is not None

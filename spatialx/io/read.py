@@ -8,6 +8,7 @@ thread's handle (:class:`ThreadLocalReader`). A raster in another CRS can be ope
 
 from __future__ import annotations
 
+import math
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -248,6 +249,18 @@ def _band_wavelengths(src: rasterio.DatasetReader) -> dict[str, tuple[float | No
 def first_line(text: str, default: str = "unknown GDAL error") -> str:
     """The first line of a library's error message (GDAL and HDF errors run over several)."""
     return text.strip().splitlines()[0] if text.strip() else default
+
+
+def metadata_number(text: Any, what: str, where: Path, role: str) -> float:
+    """A number a product's metadata states (``what`` names it), or a one-line error naming the metadata file."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ReadError(f"{role}: {what} is {text!r}, not a number", path=where,
+                        hint="the product metadata is damaged; re-download it") from None
+    if not math.isfinite(value):
+        raise ReadError(f"{role}: {what} is {text!r}", path=where, hint="the product metadata is damaged")
+    return value
 
 
 def open_band_file(path: Path, role: str) -> rasterio.DatasetReader:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -41,6 +40,7 @@ from spatialx.io.read import (
     RasterInfo,
     band_file_grid,
     first_line,
+    metadata_number,
     open_band_file,
 )
 from spatialx.sensors import Band, SensorProfile, get_sensor
@@ -402,13 +402,13 @@ def _from_mtd(mtd: Path, wanted: tuple[str, ...], profile: SensorProfile, role: 
         for band_id, text in offsets.items():
             name = band_ids.get(band_id) or (_MSI_BAND_IDS[int(band_id)] if band_id.isdigit()
                                              and int(band_id) < len(_MSI_BAND_IDS) else f"band_id {band_id}")
-            stated[name] = _number(text, f"BOA_ADD_OFFSET band_id={band_id}", mtd, role)
+            stated[name] = metadata_number(text, f"BOA_ADD_OFFSET band_id={band_id}", mtd, role)
         rule_metadata: dict[str, Any] = {"BOA_ADD_OFFSET": stated}
     else:
         rule_metadata = {} if baseline is None else {"PROCESSING_BASELINE": baseline}
     add_offset = {b: _resolve_offset(profile, b, rule_metadata, role, mtd) for b in wanted}
     if quantification is not None:
-        value = _number(quantification, "BOA_QUANTIFICATION_VALUE", mtd, role)
+        value = metadata_number(quantification, "BOA_QUANTIFICATION_VALUE", mtd, role)
     else:
         value = 1.0 / profile.layer(wanted[0]).scale
     if not value > 0:
@@ -418,17 +418,6 @@ def _from_mtd(mtd: Path, wanted: tuple[str, ...], profile: SensorProfile, role: 
     facts = _facts(baseline, when, first.get("Cloud_Coverage_Assessment"), first.get("PRODUCT_URI"))
     return _Radiometry(add_offset=add_offset, quantification=dict.fromkeys(wanted, value), source=mtd.name,
                        facts=facts)
-
-
-def _number(text: Any, what: str, where: Path, role: str) -> float:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise ReadError(f"{role}: {what} is {text!r}, not a number", path=where,
-                        hint="the product metadata is damaged; re-download it") from None
-    if not math.isfinite(value):
-        raise ReadError(f"{role}: {what} is {text!r}", path=where, hint="the product metadata is damaged")
-    return value
 
 
 def _facts(baseline: str | None, when: str | None, cloud: Any, product: str | None) -> dict[str, Any]:
@@ -499,8 +488,8 @@ def _from_stac(item: tuple[Path, dict[str, Any]], wanted: tuple[str, ...], files
             info = by_band[band][0] if by_band.get(band) else {}
         scale, offset = info.get("scale"), info.get("offset")
         if scale is not None:
-            scale = _number(scale, f"raster:bands scale of {band}", file, role)
-            offset = 0.0 if offset is None else _number(offset, f"raster:bands offset of {band}", file, role)
+            scale = metadata_number(scale, f"raster:bands scale of {band}", file, role)
+            offset = 0.0 if offset is None else metadata_number(offset, f"raster:bands offset of {band}", file, role)
             if not scale > 0:
                 raise ReadError(f"{role}: the STAC item gives {band} scale {scale}", path=file,
                                 hint="the item is damaged; fetch it again")
