@@ -114,11 +114,11 @@ class _Encoder:
         if self.scale != 1.0:
             values = values / np.float32(self.scale)
         if self.range is not None:
-            data = values[:, valid]
-            below = int(np.count_nonzero(data < self.range[0] - 0.5))
-            above = int(np.count_nonzero(data > self.range[1] + 0.5))
+            # Counted in place (no copy of the valid values: this runs on every output cell).
+            below = int(np.count_nonzero((values < self.range[0] - 0.5) & valid))
+            above = int(np.count_nonzero((values > self.range[1] + 0.5) & valid))
             with self._lock:
-                self.values += data.size
+                self.values += int(np.count_nonzero(valid)) * values.shape[0]
                 self.below += below
                 self.above += above
             values = np.clip(np.rint(values), *self.range)

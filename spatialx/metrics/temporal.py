@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from spatialx.metrics.reduced import _chw
+
 from .reduced import _filter_valid, _gaussian_window
 
 __all__ = ["BAND_KEYS", "TEMPORAL_KEYS", "masked_ssim", "temporal_indices"]
@@ -47,15 +49,6 @@ __all__ = ["BAND_KEYS", "TEMPORAL_KEYS", "masked_ssim", "temporal_indices"]
 TEMPORAL_KEYS = ("RMSE", "MAE", "bias", "R2", "CC", "SSIM", "SAM", "ERGAS", "pixels")
 #: The keys of each band's values.
 BAND_KEYS = ("RMSE", "MAE", "bias", "R2", "CC", "SSIM")
-
-
-def _chw(image: np.ndarray) -> np.ndarray:
-    a = np.asarray(image, dtype=np.float64)
-    if a.ndim == 2:
-        a = a[None]
-    if a.ndim != 3:
-        raise ValueError(f"expected a (bands, rows, cols) or (rows, cols) array, got shape {a.shape}")
-    return a
 
 
 def _mask(truth: np.ndarray, prediction: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
@@ -76,7 +69,7 @@ def masked_ssim(truth: np.ndarray, prediction: np.ndarray, valid: np.ndarray | N
     ``data_range`` is one value for every band, one per band, or ``None`` (each band's truth range over the
     compared pixels). A band with no window centre to average, or a zero data range, gives ``None``.
     """
-    t, p = _chw(truth), _chw(prediction)
+    t, p = _chw(truth, "truth"), _chw(prediction, "prediction")
     if t.shape != p.shape:
         raise ValueError(f"prediction {p.shape} and truth {t.shape} differ")
     mask = _mask(t, p, valid)
@@ -132,7 +125,7 @@ def temporal_indices(truth: np.ndarray, prediction: np.ndarray, valid: np.ndarra
     (:data:`TEMPORAL_KEYS`) and ``"bands"``, ``{name: {BAND_KEYS...}}`` in band order (``band_names``, default
     ``"band 1"``, ...). Raises ``ValueError`` when no pixel is valid in both images.
     """
-    t, p = _chw(truth), _chw(prediction)
+    t, p = _chw(truth, "truth"), _chw(prediction, "prediction")
     if t.shape != p.shape:
         raise ValueError(f"prediction {p.shape} and truth {t.shape} differ")
     if not ratio > 0:
