@@ -84,8 +84,6 @@ def profile_for_file(info: RasterInfo, sensor: SensorProfile) -> SensorProfile:
         sensor = _bands_from_file(info, sensor)
     elif len(names) == info.count != len(sensor.bands) and all(n.lower() in known for n in names):
         sensor = sensor.select(names)
-    elif has_wavelengths and info.count != len(sensor.bands):
-        sensor = _bands_from_file(info, sensor)
     physical = info.metadata.get("value_range")
     if physical is not None:
         units = info.metadata.get("units", sensor.units)

@@ -24,6 +24,9 @@ def inputs(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("inputs")
     (root / "pansharpen").mkdir()
     write_pair(root / "pansharpen", pan_size=(64, 64))
+    from spatialx.sample import write_sample
+
+    write_sample(root / "tagged", sensor="wv3", size=64)  # products whose bands carry wavelength tags
     (root / "hmif").mkdir()
     write_hmif_pair(root / "hmif", 48)
     st = root / "stfuse"
@@ -83,6 +86,10 @@ CASES = {
     "repeated bands": (["pansharpen", P, M, "{out}/o.tif", "-s", "qb", "--bands", "2,2,3,4"], ""),
     "PAN coarser than MS": (["pansharpen", M, P, "{out}/o.tif", "-s", "qb"], ""),
     "MS as PAN": (["pansharpen", M, M, "{out}/o.tif", "-s", "qb"], ""),
+    "tagged MS as PAN": (["pansharpen", "{in}/tagged/ms.tif", "{in}/tagged/ms.tif", "{out}/o.tif", "-s", "wv3"],
+                         "bands"),
+    "tagged MS of another sensor": (["pansharpen", "{in}/tagged/pan.tif", "{in}/tagged/ms.tif", "{out}/o.tif",
+                                     "-s", "qb"], "8 bands"),
     "weights missing": (["pansharpen", P, M, "{out}/o.tif", "-s", "qb", "-m", "pnn", "--weights", "{in}/w.safetensors"],
                         "does not exist"),
     "network untrained": (["pansharpen", P, M, "{out}/o.tif", "-s", "qb", "-m", "pnn"], "weights"),
