@@ -72,9 +72,9 @@ def profile_for_file(info: RasterInfo, sensor: SensorProfile) -> SensorProfile:
     """The sensor profile as it describes this file's bands.
 
     A product reader that names the sensor's bands (a Sentinel-2 reader giving B02, B03, ...) restricts the profile
-    to them; an imaging spectrometer whose profile takes wavelengths from each file (PRISMA), or any file whose
-    bands carry wavelengths but do not match the profile's band count, gets bands with the file's centres and FWHM
-    (and the nearest nominal band's MTF gain and resolution). A reader that delivers physical values (reflectance)
+    to them; an imaging spectrometer whose profile takes wavelengths from each file (PRISMA) gets bands with the
+    file's centres and FWHM (and the nearest nominal band's MTF gain and resolution). Any other band-count mismatch
+    is left for :func:`resolve_bands` to refuse. A reader that delivers physical values (reflectance)
     marks it in ``info.metadata``: the profile then describes those values, not the DN.
     """
     names = [d for d in info.descriptions if d]
