@@ -413,3 +413,24 @@ def test_kernel_exp_is_accurate_and_ieee_at_the_edges(dtype):
     _scan_kernels.exp_array(edges, out)
     assert np.isnan(out[0]) and out[1] == 0 and out[2] == np.inf and out[3] == 0 and out[4] == np.inf
     assert out[5] == 1
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_softplus_matches_torch_and_ieee_at_the_edges(dtype):
+    """The step's softplus inside the SS2D kernel is torch's (threshold 20), within 2 ulp, NaN and inf kept."""
+    from spatialx.models import _scan_kernels
+
+    x = np.concatenate([np.linspace(-110, 110, 22001), np.linspace(-1e-3, 1e-3, 2001),
+                        np.linspace(19.9, 20.1, 201)]).astype(dtype)
+    out = np.empty_like(x)
+    _scan_kernels.softplus_array(x, out)
+    ref = torch.nn.functional.softplus(torch.from_numpy(x.astype(np.float64))).numpy()
+    normal = ref > np.finfo(dtype).tiny
+    assert (np.abs(out[normal] - ref[normal]) / ref[normal]).max() < 2 * np.finfo(dtype).eps
+    assert (out[~normal] <= np.finfo(dtype).tiny).all()
+    edges = np.array([np.nan, -np.inf, np.inf, 0.0], dtype=dtype)
+    out = np.empty_like(edges)
+    _scan_kernels.softplus_array(edges, out)
+    assert np.isnan(out[0]) and out[1] == 0 and out[2] == np.inf
+    assert abs(out[3] - np.log(2.0)) < 2 * np.finfo(dtype).eps

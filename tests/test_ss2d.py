@@ -298,8 +298,8 @@ def test_ss2d_four_direction_inference_matches_the_per_direction_path(dtype, sha
     if not scan_cpu.available():
         pytest.skip("numba is not importable")
     calls = []
-    original = scan_cpu.cross_inference_scan
-    monkeypatch.setattr(scan_cpu, "cross_inference_scan", lambda *a: calls.append(1) or original(*a))
+    original = scan_cpu.ss2d_inference_scan
+    monkeypatch.setattr(scan_cpu, "ss2d_inference_scan", lambda *a: calls.append(1) or original(*a))
     torch.manual_seed(0)
     layer = SS2D(8, d_state=4, share_state=share, state_dim=12 if share else None,
                  share_state_mode=mode).to(dtype).eval()

@@ -6,6 +6,8 @@ T, N); ``delta``, ``du``, ``y``, ``dy`` (batch, dim, T); ``B``, ``C`` and their 
 states (batch, dim, N). The channels of group ``g`` are ``g * dim // G ... (g + 1) * dim // G - 1``.
 """
 
+import math
+
 import numpy as np
 from numba import njit as _njit
 from numba import prange, types
@@ -13,7 +15,9 @@ from numba.extending import intrinsic, overload
 
 # cache: compiled code is stored next to this file (or in NUMBA_CACHE_DIR) and reused by later processes.
 # reassoc/contract only (no nnan/ninf): the sums over the N states may be vectorised, NaN and inf stay IEEE.
-njit = _njit(parallel=True, cache=True, nogil=True, fastmath={"reassoc", "contract"})
+# numpy's error model: Python's adds a ZeroDivisionError check to every float division, which stops a loop from
+# vectorising (the softplus below ran 14x slower with it).
+njit = _njit(parallel=True, cache=True, nogil=True, fastmath={"reassoc", "contract"}, error_model="numpy")
 
 
 @njit
@@ -221,49 +225,138 @@ def forward_inference(delta, u, A, B, C, D, state, y):
         state[b, d] = h
 
 
+# softplus for the scan's step, ``log(1 + exp(x))`` as torch computes it (``x`` itself above 20): for float32 by
+# ``max(x, 0) + log1p(exp(-|x|))`` with the exp above and Cephes' logf polynomial on ``w = 1 + exp(-|x|)`` in (1, 2]
+# (reduced to [sqrt(1/2), sqrt(2)) by one halving), corrected by ``e / (w - 1)`` for the rounding of ``w``, so it
+# vectorises like the exp; about 2 ulp. float64 (tests) uses libm's log1p and exp.
+_LOGF32 = tuple(np.float32(c) for c in (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1,
+                                        1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1,
+                                        3.3333331174e-1))
+_SQRT2_32 = np.float32(1.4142135623730951)
+_TWENTY32 = np.float32(20.0)
+
+
+@_njit(inline="always", fastmath={"contract"}, error_model="numpy")
+def _softplus32(x):
+    e = _exp32(-abs(x))
+    w = _ONE32 + e
+    big = w > _SQRT2_32
+    m = w * _HALF32 if big else w
+    k = _ONE32 if big else _ZERO32
+    f = m - _ONE32
+    z = f * f
+    c = _LOGF32
+    p = c[0]
+    p = p * f + c[1]
+    p = p * f + c[2]
+    p = p * f + c[3]
+    p = p * f + c[4]
+    p = p * f + c[5]
+    p = p * f + c[6]
+    p = p * f + c[7]
+    p = p * f + c[8]
+    log_w = f + ((p * f * z + k * _LN2_LO32) - _HALF32 * z) + k * _LN2_HI32
+    tail = e if w == _ONE32 else log_w * (e / (w - _ONE32))
+    out = max(x, _ZERO32) + tail
+    return x if x > _TWENTY32 else out
+
+
+@_njit(inline="always")
+def _softplus64(x):
+    return x if x > 20.0 else math.log1p(math.exp(x))
+
+
+def fast_softplus(x):  # pragma: no cover - replaced by the overload inside compiled code
+    """softplus(x) (torch's, threshold 20) for a float32 or float64 scalar inside numba-compiled code."""
+    raise NotImplementedError("fast_softplus is only callable from numba-compiled code")
+
+
+@overload(fast_softplus, inline="always")
+def _fast_softplus_overload(x):
+    if x == types.float32:
+        return lambda x: _softplus32(x)
+    if x == types.float64:
+        return lambda x: _softplus64(x)
+    return None
+
+
 @njit
-def forward_cross(delta, u, A, B, C, D, state, y, height, width):
-    """SS2D's four scans of an ``height x width`` image read in image order, merged: ``y`` = cross_merge(ys).
+def softplus_array(x, out):
+    """``out[i] = fast_softplus(x[i])`` over 1-D arrays (to test the softplus on its own)."""
+    for i in prange(x.shape[0]):
+        out[i] = fast_softplus(x[i])
+
+
+@njit
+def forward_ss2d(proj, rank, dt_weight, dt_bias, u, A, D, state, y, height, width, block):
+    """SS2D's four scans of an ``height x width`` image, its step computed in the kernel, outputs merged.
 
     Direction ``k`` visits the pixels row-major (0), column-major (1), and each reversed (2, 3), as
-    :func:`spatialx.models.ss2d.cross_scan` lays them out; ``u``, ``delta`` and ``y`` stay in image (row-major) order
-    and the kernel reads them in the direction's order, so no per-direction copy of the image exists. ``delta``: (batch,
-    K dim, L); ``u``: (batch, dim, L), the same input for every direction, or (batch, K dim, L); ``A``: (K dim, N);
-    ``B``, ``C``: (batch, K, L, N) in each direction's scan order (step t of direction k at [b, k, t]: these are
-    read whole for every channel, and read in image order the column-major directions would jump a page per step);
-    ``D``: (K dim,); ``state``: (batch, K dim, N), initial states in, last states
-    out (in scan order). Writes ``y`` (batch, dim, L), the sum over the directions of ``sum_n C h + D u``. One
-    thread owns one (batch, channel) and runs its K scans one after the other, so no two threads write alike.
+    :func:`spatialx.models.ss2d.cross_scan` lays them out. Everything is channels last, in image order
+    (``K`` directions, ``dim`` channels, ``L = H W``):
+
+    * ``proj`` (batch, L, K, rank + 2N): each pixel's x projection for every direction: ``rank`` step inputs, then
+      ``B``, then ``C``. The step of channel ``d`` in direction ``k`` is ``softplus(dt_bias[k, d] + dt_weight[k, :,
+      d] . proj[b, p, k, :rank])``: no (batch, K dim, L) step tensor exists.
+    * ``u`` (batch, 1, L, dim), one input for all directions, or (batch, K, L, dim);
+    * ``dt_weight`` (K, rank, dim), ``dt_bias`` (K, dim), ``A`` (K, N, dim), ``D`` (K, dim);
+    * ``state`` (batch, K, dim, N): initial states in, last states out (in scan order);
+    * ``y`` (batch, L, dim), zeros on entry: receives the sum over the directions of ``sum_n C h + D u``.
+
+    A thread owns one (batch, block of ``block`` channels) and runs the four scans of the block one after the
+    other, vectorised over the block's channels: the recurrences of different channels are independent, so each
+    step is a few wide multiply-adds with no reduction, and no two threads write alike. LLVM vectorises the channel
+    loops 16 float32 wide, so blocks of fewer than 16 channels run scalar.
     """
-    batch, kd, length = delta.shape
-    dim = y.shape[1]
-    k_dirs = kd // dim
-    shared = u.shape[1] == dim
+    batch, length, k_dirs, _ = proj.shape
     n_state = A.shape[1]
-    for job in prange(batch * dim):
-        b = job // dim
-        d = job % dim
-        for t in range(length):
-            y[b, d, t] = 0
+    dim = y.shape[2]
+    blocks = (dim + block - 1) // block
+    for job in prange(batch * blocks):
+        b = job // blocks
+        d0 = (job % blocks) * block
+        w = min(block, dim - d0)
+        h = np.empty((n_state, w), dtype=y.dtype)
+        a = np.empty((n_state, w), dtype=y.dtype)
+        weight = np.empty((rank, w), dtype=y.dtype)
+        step = np.empty(w, dtype=y.dtype)
+        drive = np.empty(w, dtype=y.dtype)
+        out = np.empty(w, dtype=y.dtype)
         for k in range(k_dirs):
-            c = k * dim + d
-            cu = d if shared else c
-            h = state[b, c].copy()
-            a = A[c].copy()
-            skip = D[c]
+            ku = 0 if u.shape[1] == 1 else k
+            for n in range(n_state):
+                for j in range(w):
+                    h[n, j] = state[b, k, d0 + j, n]
+                    a[n, j] = A[k, n, d0 + j]
+            for r in range(rank):
+                for j in range(w):
+                    weight[r, j] = dt_weight[k, r, d0 + j]
             # the pixel p = row * width + col of step t, advanced without divisions
             row = height - 1 if k >= 2 else 0
             col = width - 1 if k >= 2 else 0
-            for t in range(length):
+            for _ in range(length):
                 p = row * width + col
-                step = delta[b, c, p]
-                ut = u[b, cu, p]
-                drive = step * ut
-                acc = h[0] * 0
+                for j in range(w):
+                    step[j] = dt_bias[k, d0 + j]
+                for r in range(rank):
+                    x = proj[b, p, k, r]
+                    for j in range(w):
+                        step[j] += weight[r, j] * x
+                for j in range(w):
+                    s = fast_softplus(step[j])
+                    ut = u[b, ku, p, d0 + j]
+                    step[j] = s
+                    drive[j] = s * ut
+                    out[j] = D[k, d0 + j] * ut
                 for n in range(n_state):
-                    h[n] = fast_exp(step * a[n]) * h[n] + drive * B[b, k, t, n]
-                    acc += h[n] * C[b, k, t, n]
-                y[b, d, p] += acc + skip * ut
+                    bn = proj[b, p, k, rank + n]
+                    cn = proj[b, p, k, rank + n_state + n]
+                    for j in range(w):
+                        hn = fast_exp(step[j] * a[n, j]) * h[n, j] + drive[j] * bn
+                        h[n, j] = hn
+                        out[j] += cn * hn
+                for j in range(w):
+                    y[b, p, d0 + j] += out[j]
                 if k == 0:
                     col += 1
                     if col == width:
@@ -284,4 +377,6 @@ def forward_cross(delta, u, A, B, C, D, state, y, height, width):
                     if row < 0:
                         row = height - 1
                         col -= 1
-            state[b, c] = h
+            for n in range(n_state):
+                for j in range(w):
+                    state[b, k, d0 + j, n] = h[n, j]

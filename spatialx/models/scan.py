@@ -561,22 +561,17 @@ def selective_scan_chunked(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
 def selective_scan_compiled(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None,
                             z: Tensor | None = None, delta_bias: Tensor | None = None, delta_softplus: bool = False,
                             return_last_state: bool = False, initial_state: Tensor | None = None,
-                            block_elements: int | None = None, *,
-                            cross_size: tuple[int, int] | None = None) -> Tensor | tuple[Tensor, Tensor]:
+                            block_elements: int | None = None) -> Tensor | tuple[Tensor, Tensor]:
     """The selective scan through the compiled CPU kernel (:mod:`spatialx.models.scan_cpu`); same contract.
 
     Needs numba, CPU tensors and time-varying ``B``/``C`` (``(batch, N, L)`` or grouped); raises otherwise.
     ``block_elements``: decays per time block (default :data:`spatialx.models.scan_cpu.BLOCK_ELEMENTS`); results
     do not depend on it. With grad mode off (``torch.no_grad``, ``torch.inference_mode``) one compiled pass
-    computes the decays in its loop and keeps nothing for backward (``scan_cpu.inference_scan``).
-
-    ``cross_size=(H, W)`` selects SS2D's four-direction layout, inference only (see :func:`_cross_scan_compiled`).
+    computes the decays in its loop and keeps nothing for backward (``scan_cpu.inference_scan``). (SS2D's
+    inference on the CPU calls ``scan_cpu.ss2d_inference_scan`` directly: four directions in one pass.)
     """
     from spatialx.models import scan_cpu
 
-    if cross_size is not None:
-        return _cross_scan_compiled(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
-                                    initial_state, cross_size)
     length = _check_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state)[2]
     if length == 0:  # nothing to scan: the chunked path's answer (the initial state) is the whole result
         return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
@@ -603,52 +598,6 @@ def selective_scan_compiled(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: T
     return (out, last) if return_last_state else out
 
 
-def _cross_scan_compiled(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
-                         z: Tensor | None, delta_bias: Tensor | None, delta_softplus: bool, return_last_state: bool,
-                         initial_state: Tensor | None, size: tuple[int, int]) -> Tensor | tuple[Tensor, Tensor]:
-    """SS2D's four scans of an ``H x W`` image in one compiled pass, inputs in image order, output merged.
-
-    Layout (``K = 4`` directions as :func:`spatialx.models.ss2d.cross_scan` orders them, ``L = H W``, every
-    sequence in the image's row-major order): ``u`` (batch, dim, L), one input for all directions, or (batch,
-    K dim, L); ``delta`` (batch, K dim, L); ``A`` (K dim, N); ``B``, ``C`` (batch, K, L, N), the states last;
-    ``D``, ``delta_bias`` (K dim,); ``initial_state`` (batch, K dim, N). Returns ``cross_merge(ys)`` (batch, dim,
-    L), the sum of the four directions' outputs back in image order, and with ``return_last_state`` the last states
-    (batch, K dim, N) -- what :func:`selective_scan` on ``cross_scan``-ed inputs followed by ``cross_merge`` gives,
-    without the four copies of the image. No ``z``, no autograd, CPU and numba only.
-    """
-    from spatialx.models import scan_cpu
-
-    if not scan_cpu.available() or u.device.type != "cpu":
-        raise RuntimeError("the four-direction scan needs numba and CPU tensors")
-    if scan_cpu.needs_grad(u, delta, A, B, C, D, delta_bias, initial_state):
-        raise RuntimeError("the four-direction scan is for inference only (no autograd)")
-    if z is not None:
-        raise ValueError("the four-direction scan takes no z")
-    batch, kd, length = delta.shape
-    k = 4
-    n_state = A.shape[-1]
-    dim = kd // k
-    if (kd % k or u.dim() != 3 or u.shape[0] != batch or u.shape[2] != length or u.shape[1] not in (dim, kd)
-            or tuple(A.shape) != (kd, n_state) or size[0] * size[1] != length):
-        raise ValueError(f"four-direction layout: got u {tuple(u.shape)}, delta {tuple(delta.shape)}, "
-                         f"A {tuple(A.shape)} for an image of {size}")
-    for name, mat in (("B", B), ("C", C)):
-        if tuple(mat.shape) != (batch, k, length, n_state):
-            raise ValueError(f"{name} must be (batch, 4, L, N) = {(batch, k, length, n_state)}, got "
-                             f"{tuple(mat.shape)}")
-    if initial_state is not None and tuple(initial_state.shape) != (batch, kd, n_state):
-        raise ValueError(f"initial_state must be (batch, 4 dim, N) = {(batch, kd, n_state)}, "
-                         f"got {tuple(initial_state.shape)}")
-    dtype_in = u.dtype
-    ctype = _compute_dtype(u, delta, A, B, C)
-    dc = _effective_delta(delta, delta_bias, delta_softplus, ctype)
-    skip = dc.new_zeros(kd) if D is None else D.to(ctype)
-    y, last = scan_cpu.cross_inference_scan(dc, u.to(ctype), A.to(ctype), B.to(ctype), C.to(ctype), skip,
-                                            initial_state, (int(size[0]), int(size[1])))
-    out = y.to(dtype_in)
-    return (out, last) if return_last_state else out
-
-
 def _compiled_usable(u: Tensor, B: Tensor, C: Tensor) -> bool:
     if u.device.type != "cpu" or B.dim() == 2 or C.dim() == 2:  # e.g. meta tensors for FLOP counting
         return False
@@ -665,8 +614,7 @@ def _compiled_usable(u: Tensor, B: Tensor, C: Tensor) -> bool:
 def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None,
                    z: Tensor | None = None, delta_bias: Tensor | None = None, delta_softplus: bool = False,
                    return_last_state: bool = False, initial_state: Tensor | None = None, chunk: int | None = None,
-                   backend: str = "auto", *,
-                   cross_size: tuple[int, int] | None = None) -> Tensor | tuple[Tensor, Tensor]:
+                   backend: str = "auto") -> Tensor | tuple[Tensor, Tensor]:
     """Selective scan with ``mamba_ssm.selective_scan_fn``'s arguments, plus ``initial_state`` (see module doc).
 
     ``backend``: ``"auto"`` uses ``mamba_ssm``'s CUDA kernel when it imports, the tensors are on CUDA (not
@@ -675,18 +623,9 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
     given; else :func:`selective_scan_chunked` (``chunk`` is passed to it). ``"compiled"``, ``"chunked"`` and
     ``"reference"`` force that path; ``"cuda"`` forces the CUDA kernel and raises when it cannot be used. Returns
     ``out`` ``(batch, dim, L)``, or ``(out, last_state)`` with ``return_last_state``.
-
-    ``cross_size=(H, W)``: SS2D's four directions at once on image-order inputs, for inference on the CPU (the
-    compiled kernel; see :func:`_cross_scan_compiled` for the layout); ``backend`` must be ``"auto"`` or
-    ``"compiled"``.
     """
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
-    if cross_size is not None:
-        if backend not in ("auto", "compiled"):
-            raise ValueError(f"cross_size needs backend 'auto' or 'compiled', got {backend!r}")
-        return selective_scan_compiled(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
-                                       initial_state, cross_size=cross_size)
     if backend in ("auto", "cuda"):
         kernel = mamba_selective_scan_fn() if u.is_cuda else None
         usable = kernel is not None and initial_state is None and u.dtype != torch.float64

@@ -81,7 +81,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spatialx.models.scan import selective_scan
-from spatialx.models.ss2d import SS2D
+from spatialx.models.ss2d import SS2D, at_least_fp32
 
 __all__ = [
     "CAB",
@@ -207,8 +207,9 @@ class ChannelSSM(nn.Module):
             Bs.append(b.transpose(1, 2))
             Cs.append(c.transpose(1, 2))
         y = selective_scan(torch.cat(us, 1).contiguous(), torch.cat(dts, 1).contiguous(),
-                           -torch.exp(self.A_log.float()), torch.stack(Bs, 1).contiguous(),
-                           torch.stack(Cs, 1).contiguous(), self.D.float(), delta_bias=self.dt_bias.float(),
+                           -torch.exp(at_least_fp32(self.A_log)), torch.stack(Bs, 1).contiguous(),
+                           torch.stack(Cs, 1).contiguous(), at_least_fp32(self.D),
+                           delta_bias=at_least_fp32(self.dt_bias),
                            delta_softplus=True, chunk=self.chunk, backend=self.scan_backend)
         forward, reverse = y.view(batch, 2, d, length).unbind(1)
         return (forward + reverse.flip(-1)).transpose(1, 2)

@@ -81,6 +81,11 @@ def cross_merge(ys: Tensor, size: tuple[int, int] | None = None) -> Tensor:
     return rows + cols
 
 
+def at_least_fp32(p: Tensor) -> Tensor:
+    """The SSM parameters in float32 under reduced-precision weights (as Mamba), in float64 for float64 models."""
+    return p.to(torch.promote_types(p.dtype, torch.float32))
+
+
 def _inverse_softplus(x: Tensor) -> Tensor:
     return x + torch.log(-torch.expm1(-x))
 
@@ -190,12 +195,16 @@ class SS2D(nn.Module):
         batch, height, width, _ = x.shape
         k, d, n, r = K_DIRECTIONS, self.d_inner, self.d_state, self.dt_rank
         length = height * width
+        hook = state_injection if state_injection is not None else self.state_injection
+        if hook is None and self._cross_usable(x):
+            # channels last throughout (in_proj's halves, the depthwise convolution, the kernel): no transposes
+            w_x, w_z = self.in_proj.weight.chunk(2, dim=0)
+            b_x, b_z = (None, None) if self.in_proj.bias is None else self.in_proj.bias.chunk(2)
+            xi = self.act(self.conv2d(F.linear(x, w_x, b_x).permute(0, 3, 1, 2))).permute(0, 2, 3, 1)
+            y, last = self._cross_scans(xi.reshape(batch, length, d), (height, width), prev_state, initial_state)
+            return self._finish(y.view(batch, height, width, d), F.linear(x, w_z, b_z), last, return_state)
         xi, z = self.in_proj(x).chunk(2, dim=-1)
         xi = self.act(self.conv2d(xi.permute(0, 3, 1, 2).contiguous()))
-        hook = state_injection if state_injection is not None else self.state_injection
-        if hook is None and self._cross_usable(x, xi):
-            y, last = self._cross_scans(xi, prev_state, initial_state)
-            return self._finish(y, z, last, return_state)
         xs = cross_scan(xi)  # (batch, K, D, L)
         if hook is not None:
             xs = hook(xs, prev_state)
@@ -213,75 +222,78 @@ class SS2D(nn.Module):
                                  f"got {tuple(initial_state.shape)}")
             initial_state = initial_state.reshape(batch, k * d, n)
         result = selective_scan(
-            xs.reshape(batch, k * d, length), dts.reshape(batch, k * d, length), -torch.exp(self.A_logs.float()),
-            Bs.contiguous(), Cs.contiguous(), self.Ds.float(), delta_bias=self.dt_projs_bias.reshape(-1).float(),
+            xs.reshape(batch, k * d, length), dts.reshape(batch, k * d, length), -torch.exp(at_least_fp32(self.A_logs)),
+            Bs.contiguous(), Cs.contiguous(), at_least_fp32(self.Ds),
+            delta_bias=at_least_fp32(self.dt_projs_bias.reshape(-1)),
             delta_softplus=True, return_last_state=return_state, initial_state=initial_state, chunk=self.chunk,
             backend=self.scan_backend)
         ys, last = result if return_state else (result, None)
         y = cross_merge(ys.view(batch, k, d, length), (height, width))  # (batch, D, H, W)
-        return self._finish(y, z, last, return_state)
+        return self._finish(y.permute(0, 2, 3, 1), z, last, return_state)
 
     def _finish(self, y: Tensor, z: Tensor, last: Tensor | None,
                 return_state: bool) -> Tensor | tuple[Tensor, Tensor]:
-        """Merged scan output ``y`` (batch, D, H, W) -> norm, gate, out_proj; the states as (batch, 4, D, N)."""
-        y = self.out_norm(y.permute(0, 2, 3, 1)) * F.silu(z)
+        """Merged scan output ``y`` (batch, H, W, D) -> norm, gate, out_proj; the states as (batch, 4, D, N)."""
+        y = self.out_norm(y) * F.silu(z)
         out = self.dropout(self.out_proj(y))
         if return_state:
             return out, last.view(y.shape[0], K_DIRECTIONS, self.d_inner, self.d_state)
         return out
 
-    def _cross_usable(self, x: Tensor, xi: Tensor) -> bool:
+    def _cross_usable(self, x: Tensor) -> bool:
         """Whether the four scans can run as one compiled inference pass on image-order inputs (CPU, numba, the
         compiled backend chosen or defaulted, grad mode off): same results as the per-direction path, without its
-        four copies of the image (``cross_scan``) and the merge."""
-        if xi.device.type != "cpu" or not (self.scan_backend == "compiled"
+        four copies of the image (``cross_scan``) and the merge. That pass uses ``in_proj`` and ``state_g`` by
+        their weights, so hooks on them (FLOP counting, a user's) send the layer down the per-direction path."""
+        if x.device.type != "cpu" or not (self.scan_backend == "compiled"
                                            or (self.scan_backend == "auto" and self.chunk is None)):
+            return False
+        hooked = [self.in_proj] + ([self.state_g] if self.share_state else [])
+        if any(m._forward_hooks or m._forward_pre_hooks for m in hooked):
             return False
         from spatialx.models import scan_cpu
 
         return not torch.is_grad_enabled() and scan_cpu.available()
 
-    def _cross_scans(self, xi: Tensor, prev_state: Tensor | None,
+    def _cross_scans(self, x: Tensor, size: tuple[int, int], prev_state: Tensor | None,
                      initial_state: Tensor | None) -> tuple[Tensor, Tensor]:
-        """The four directional scans of ``xi`` (batch, D, H, W), merged (batch, D, H, W), and their last states
-        (batch, 4 D, N), computed in image order: the projections are per pixel, so they commute with the
-        directions' reordering, and the kernel reads each direction's order itself."""
-        batch, d, height, width = xi.shape
-        k, n, r = K_DIRECTIONS, self.d_state, self.dt_rank
-        length = height * width
-        x_flat = xi.reshape(batch, d, length)
-        u = for_params = x_flat
+        """The four directional scans of ``x`` (batch, L, D), channels last in image order, merged (batch, L, D),
+        and their last states (batch, 4 D, N). The projections are per pixel, so they commute with the directions'
+        reordering: each is one matmul in image order, and the kernel reads each direction's order itself and
+        computes the step (dt projection, bias, softplus), so no (batch, 4 D, L) tensor exists."""
+        batch, length, d = x.shape
+        k, n = K_DIRECTIONS, self.d_state
+        u = for_params = x
         if self.share_state and prev_state is not None:
             expected = (batch, k, self.state_dim, n)
             if tuple(prev_state.shape) != expected:
                 raise ValueError(f"prev_state must be (batch, 4, state_dim, N) = {expected}, "
                                  f"got {tuple(prev_state.shape)}")
-            h = self.state_proj(prev_state.reshape(batch, k * self.state_dim, n).to(xi.dtype)).view(batch, k, d, n)
-            if self.state_g._forward_hooks or self.state_g._forward_pre_hooks:  # e.g. FLOP counting: the module
-                g = self.state_g(x_flat.repeat(1, k, 1)).view(batch, k, n, length)
-            else:  # the grouped 1x1 conv1d on the same input for every direction, without repeating it
-                g = torch.einsum("bdl,knd->bknl", x_flat, self.state_g.weight.view(k, n, d))
-                g = g + self.state_g.bias.view(1, k, n, 1)
-            u = x_flat.unsqueeze(1) + self.state_alpha * torch.einsum("bkdn,bknl->bkdl", h, g)
+            h = self.state_proj(prev_state.reshape(batch, k * self.state_dim, n).to(x.dtype)).view(batch, k, d, n)
+            scaled = (self.state_alpha.view(1, k, d, 1) * h).transpose(2, 3)  # (batch, 4, N, D)
+            # u_k = x + g_k h_k^T with g_k = x Wg_k^T + bg_k (the S2L update) is one D x D map per direction
+            maps = torch.eye(d, dtype=x.dtype) + torch.matmul(self.state_g.weight.view(k, n, d).transpose(1, 2), scaled)
+            offsets = torch.matmul(self.state_g.bias.view(1, k, 1, n), scaled)
+            u = x.new_empty(batch, k, length, d)
+            for i in range(batch):
+                for j in range(k):
+                    torch.addmm(offsets[i, j], x[i], maps[i, j], out=u[i, j])
             if self.share_state_mode == "paper":
                 for_params = u
-            u = u.reshape(batch, k * d, length)
-        if for_params is x_flat:
-            x_dbl = torch.einsum("bdl,kcd->bklc", x_flat, self.x_proj_weight)
+        if for_params is x:
+            proj = F.linear(x, self.x_proj_weight.reshape(-1, d)).view(batch, length, k, -1)
         else:
-            x_dbl = torch.einsum("bkdl,kcd->bklc", for_params, self.x_proj_weight)
-        dts, Bs, Cs = torch.split(x_dbl, [r, n, n], dim=3)
-        dts = torch.einsum("bklr,kdr->bkdl", dts, self.dt_projs_weight)
+            proj = torch.matmul(for_params, self.x_proj_weight.transpose(1, 2)).transpose(1, 2)
         if initial_state is not None:
             if tuple(initial_state.shape) != (batch, k, d, n):
                 raise ValueError(f"initial_state must be (batch, 4, d_inner, N) = {(batch, k, d, n)}, "
                                  f"got {tuple(initial_state.shape)}")
             initial_state = initial_state.reshape(batch, k * d, n)
-        y, last = selective_scan(
-            u, dts.reshape(batch, k * d, length), -torch.exp(self.A_logs.float()), Bs, Cs, self.Ds.float(),
-            delta_bias=self.dt_projs_bias.reshape(-1).float(), delta_softplus=True, return_last_state=True,
-            initial_state=initial_state, backend=self.scan_backend, cross_size=(height, width))
-        return y.view(batch, d, height, width), last
+        from spatialx.models import scan_cpu
+
+        return scan_cpu.ss2d_inference_scan(
+            proj, self.dt_projs_weight, self.dt_projs_bias, u, -torch.exp(at_least_fp32(self.A_logs)),
+            self.Ds, initial_state, size)
 
 
 class DropPath(nn.Module):
