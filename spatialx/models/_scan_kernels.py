@@ -288,28 +288,27 @@ def softplus_array(x, out):
 
 
 @njit
-def forward_ss2d(proj, rank, dt_weight, dt_bias, u, A, D, state, y, height, width, block):
-    """SS2D's four scans of an ``height x width`` image, its step computed in the kernel, outputs merged.
+def forward_ss2d(proj, rank, dt_weight, dt_bias, u, A, D, state, y, height, width, direction, block):
+    """One of SS2D's four scans of an ``height x width`` image, its step computed in the kernel, added into ``y``.
 
-    Direction ``k`` visits the pixels row-major (0), column-major (1), and each reversed (2, 3), as
-    :func:`spatialx.models.ss2d.cross_scan` lays them out. Everything is channels last, in image order
-    (``K`` directions, ``dim`` channels, ``L = H W``):
+    ``direction`` visits the pixels row-major (0), column-major (1), or one of them reversed (2, 3), as
+    :func:`spatialx.models.ss2d.cross_scan` lays them out. Everything is channels last, in image order (``dim``
+    channels, ``L = H W``):
 
-    * ``proj`` (batch, L, K, rank + 2N): each pixel's x projection for every direction: ``rank`` step inputs, then
-      ``B``, then ``C``. The step of channel ``d`` in direction ``k`` is ``softplus(dt_bias[k, d] + dt_weight[k, :,
-      d] . proj[b, p, k, :rank])``: no (batch, K dim, L) step tensor exists.
-    * ``u`` (batch, 1, L, dim), one input for all directions, or (batch, K, L, dim);
-    * ``dt_weight`` (K, rank, dim), ``dt_bias`` (K, dim), ``A`` (K, N, dim), ``D`` (K, dim);
-    * ``state`` (batch, K, dim, N): initial states in, last states out (in scan order);
-    * ``y`` (batch, L, dim), zeros on entry: receives the sum over the directions of ``sum_n C h + D u``.
+    * ``proj`` (batch, L, rank + 2N): each pixel's x projection for this direction: ``rank`` step inputs, then
+      ``B``, then ``C``. The step of channel ``d`` is ``softplus(dt_bias[d] + dt_weight[:, d] . proj[b, p, :rank])``:
+      no (batch, dim, L) step tensor exists.
+    * ``u`` (batch, L, dim); ``dt_weight`` (rank, dim), ``dt_bias`` (dim,), ``A`` (N, dim), ``D`` (dim,);
+    * ``state`` (batch, dim, N): the initial states in, the last ones out;
+    * ``y`` (batch, L, dim): ``sum_n C h + D u`` is added to it (the four directions' calls merge the scans).
 
-    A thread owns one (batch, block of ``block`` channels) and runs the four scans of the block one after the
-    other, vectorised over the block's channels: the recurrences of different channels are independent, so each
-    step is a few wide multiply-adds with no reduction, and no two threads write alike. LLVM vectorises the channel
-    loops 16 float32 wide, so blocks of fewer than 16 channels run scalar.
+    A thread owns one (batch, block of ``block`` channels) and scans it vectorised over the block's channels: the
+    recurrences of different channels are independent, so each step is a few wide multiply-adds with no
+    reduction, and no two threads write alike. LLVM vectorises the channel loops 16 float32 wide, so blocks of
+    fewer than 16 channels run scalar.
     """
-    batch, length, k_dirs, _ = proj.shape
-    n_state = A.shape[1]
+    batch, length, _ = proj.shape
+    n_state = A.shape[0]
     dim = y.shape[2]
     blocks = (dim + block - 1) // block
     for job in prange(batch * blocks):
@@ -322,61 +321,59 @@ def forward_ss2d(proj, rank, dt_weight, dt_bias, u, A, D, state, y, height, widt
         step = np.empty(w, dtype=y.dtype)
         drive = np.empty(w, dtype=y.dtype)
         out = np.empty(w, dtype=y.dtype)
-        for k in range(k_dirs):
-            ku = 0 if u.shape[1] == 1 else k
-            for n in range(n_state):
-                for j in range(w):
-                    h[n, j] = state[b, k, d0 + j, n]
-                    a[n, j] = A[k, n, d0 + j]
+        for n in range(n_state):
+            for j in range(w):
+                h[n, j] = state[b, d0 + j, n]
+                a[n, j] = A[n, d0 + j]
+        for r in range(rank):
+            for j in range(w):
+                weight[r, j] = dt_weight[r, d0 + j]
+        # the pixel p = row * width + col of step t, advanced without divisions
+        row = height - 1 if direction >= 2 else 0
+        col = width - 1 if direction >= 2 else 0
+        for _ in range(length):
+            p = row * width + col
+            for j in range(w):
+                step[j] = dt_bias[d0 + j]
             for r in range(rank):
+                x = proj[b, p, r]
                 for j in range(w):
-                    weight[r, j] = dt_weight[k, r, d0 + j]
-            # the pixel p = row * width + col of step t, advanced without divisions
-            row = height - 1 if k >= 2 else 0
-            col = width - 1 if k >= 2 else 0
-            for _ in range(length):
-                p = row * width + col
-                for j in range(w):
-                    step[j] = dt_bias[k, d0 + j]
-                for r in range(rank):
-                    x = proj[b, p, k, r]
-                    for j in range(w):
-                        step[j] += weight[r, j] * x
-                for j in range(w):
-                    s = fast_softplus(step[j])
-                    ut = u[b, ku, p, d0 + j]
-                    step[j] = s
-                    drive[j] = s * ut
-                    out[j] = D[k, d0 + j] * ut
-                for n in range(n_state):
-                    bn = proj[b, p, k, rank + n]
-                    cn = proj[b, p, k, rank + n_state + n]
-                    for j in range(w):
-                        hn = fast_exp(step[j] * a[n, j]) * h[n, j] + drive[j] * bn
-                        h[n, j] = hn
-                        out[j] += cn * hn
-                for j in range(w):
-                    y[b, p, d0 + j] += out[j]
-                if k == 0:
-                    col += 1
-                    if col == width:
-                        col = 0
-                        row += 1
-                elif k == 1:
-                    row += 1
-                    if row == height:
-                        row = 0
-                        col += 1
-                elif k == 2:
-                    col -= 1
-                    if col < 0:
-                        col = width - 1
-                        row -= 1
-                else:
-                    row -= 1
-                    if row < 0:
-                        row = height - 1
-                        col -= 1
+                    step[j] += weight[r, j] * x
+            for j in range(w):
+                s = fast_softplus(step[j])
+                ut = u[b, p, d0 + j]
+                step[j] = s
+                drive[j] = s * ut
+                out[j] = D[d0 + j] * ut
             for n in range(n_state):
+                bn = proj[b, p, rank + n]
+                cn = proj[b, p, rank + n_state + n]
                 for j in range(w):
-                    state[b, k, d0 + j, n] = h[n, j]
+                    hn = fast_exp(step[j] * a[n, j]) * h[n, j] + drive[j] * bn
+                    h[n, j] = hn
+                    out[j] += cn * hn
+            for j in range(w):
+                y[b, p, d0 + j] += out[j]
+            if direction == 0:
+                col += 1
+                if col == width:
+                    col = 0
+                    row += 1
+            elif direction == 1:
+                row += 1
+                if row == height:
+                    row = 0
+                    col += 1
+            elif direction == 2:
+                col -= 1
+                if col < 0:
+                    col = width - 1
+                    row -= 1
+            else:
+                row -= 1
+                if row < 0:
+                    row = height - 1
+                    col -= 1
+        for n in range(n_state):
+            for j in range(w):
+                state[b, d0 + j, n] = h[n, j]

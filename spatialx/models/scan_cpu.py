@@ -240,44 +240,38 @@ def inference_scan(delta: Tensor, u: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
     return y, state
 
 
-def ss2d_inference_scan(proj: Tensor, dt_weight: Tensor, dt_bias: Tensor, u: Tensor, A: Tensor, D: Tensor,
-                        h0: Tensor | None, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    """SS2D's four directional scans of an image, merged: ``(cross_merge(ys), last_states)``, channels last.
+def ss2d_direction_scan(direction: int, proj: Tensor, dt_weight: Tensor, dt_bias: Tensor, u: Tensor, A: Tensor,
+                        D: Tensor, state: Tensor, y: Tensor, size: tuple[int, int]) -> None:
+    """One direction of SS2D's scans on image-order, channels-last inputs, added into ``y`` (inference only).
 
-    ``proj`` (batch, L, K, R + 2N): each pixel's x projection per direction (``R`` step ranks, then ``B``, then
-    ``C``); ``u`` (batch, L, dim), one input for every direction, or (batch, K, L, dim); both in the image's
-    row-major order. ``dt_weight`` (K, dim, R) and ``dt_bias`` (K, dim): the step is ``softplus(dt_bias + dt_weight
-    @ proj[..., :R])``, computed in the kernel; ``A`` (K dim, N), ``D`` (K dim,), ``h0`` (batch, K dim, N) or None.
-    Returns ``y`` (batch, L, dim) and the last states (batch, K dim, N). Inference only (nothing is kept for a
-    backward pass); see ``_scan_kernels.forward_ss2d``.
+    ``direction`` 0-3 as :func:`spatialx.models.ss2d.cross_scan` orders them; ``proj`` (batch, L, R + 2N): the
+    direction's x projection (``R`` step ranks, then ``B``, then ``C``); ``u`` (batch, L, dim); ``dt_weight``
+    (dim, R) and ``dt_bias`` (dim,): the step is ``softplus(dt_bias + dt_weight @ proj[..., :R])``, computed in
+    the kernel; ``A`` (dim, N), ``D`` (dim,). ``state`` (batch, dim, N), contiguous, holds the initial states and
+    receives the last ones; ``y`` (batch, L, dim), contiguous, receives ``sum_n C h + D u`` added to what it holds.
+    Four calls, one per direction, make SS2D's merged scan without its (batch, 4 dim, L) tensors; see
+    ``_scan_kernels.forward_ss2d``.
     """
     kernel = ss2d_kernel()
-    batch, length, k_dirs, rows = proj.shape
-    kd, n_state = A.shape
+    batch, length, rows = proj.shape
+    dim, n_state = A.shape
     rank = dt_weight.shape[-1]
-    dim = kd // k_dirs
     height, width = size
-    if height * width != length or rows != rank + 2 * n_state or k_dirs != 4:
-        raise ValueError(f"SS2D scan layout: proj {tuple(proj.shape)}, A {tuple(A.shape)}, rank {rank} for an "
-                         f"image of {size}")
-    dtype = proj.dtype
+    if height * width != length or rows != rank + 2 * n_state or tuple(u.shape) != (batch, length, dim):
+        raise ValueError(f"SS2D scan layout: proj {tuple(proj.shape)}, u {tuple(u.shape)}, A {tuple(A.shape)}, "
+                         f"rank {rank} for an image of {size}")
+    if not (state.is_contiguous() and y.is_contiguous()):
+        raise ValueError("state and y must be contiguous: the kernel writes them in place")
+    dtype = y.dtype
 
-    def prepared(t: Tensor, *shape: int) -> np.ndarray:
-        return _numpy(t.detach().to(dtype).reshape(shape).contiguous())
+    def prepared(t: Tensor) -> np.ndarray:
+        return _numpy(t.detach().to(dtype).contiguous())
 
-    u4 = u.view(batch, 1, length, dim) if u.dim() == 3 else u
-    state = (proj.new_zeros(batch, k_dirs, dim, n_state) if h0 is None
-             else h0.detach().to(dtype).reshape(batch, k_dirs, dim, n_state).clone(
-                 memory_format=torch.contiguous_format))
-    y = proj.new_zeros(batch, length, dim)
     with _LOCK:
         threads = _set_threads()
         # wide channel blocks vectorise best (64: ~1.3x the speed of 16), narrower ones keep every thread busy
         block = 64
         while block > 16 and batch * -(-dim // block) < threads:
             block //= 2
-        kernel(prepared(proj, batch, length, k_dirs, rows), rank,
-               prepared(dt_weight.transpose(-1, -2), k_dirs, rank, dim), prepared(dt_bias, k_dirs, dim),
-               prepared(u4, *u4.shape), prepared(A.view(k_dirs, dim, n_state).transpose(1, 2), k_dirs, n_state, dim),
-               prepared(D, k_dirs, dim), state.numpy(), y.numpy(), height, width, block)
-    return y, state.view(batch, kd, n_state)
+        kernel(prepared(proj), rank, prepared(dt_weight.t()), prepared(dt_bias), prepared(u), prepared(A.t()),
+               prepared(D), _numpy(state), _numpy(y), height, width, direction, block)

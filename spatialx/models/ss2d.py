@@ -45,6 +45,8 @@ from spatialx.models.scan import selective_scan
 __all__ = ["SS2D", "DropPath", "VSSBlock", "cross_merge", "cross_scan"]
 
 K_DIRECTIONS = 4
+#: Pixels per chunk of VSSBlock's MLP in inference (a 128-wide hidden layer: 8 MiB of float32).
+MLP_CHUNK = 1 << 14
 StateInjection = Callable[[Tensor, Tensor | None], Tensor]
 
 
@@ -200,8 +202,9 @@ class SS2D(nn.Module):
             # channels last throughout (in_proj's halves, the depthwise convolution, the kernel): no transposes
             w_x, w_z = self.in_proj.weight.chunk(2, dim=0)
             b_x, b_z = (None, None) if self.in_proj.bias is None else self.in_proj.bias.chunk(2)
-            xi = self.act(self.conv2d(F.linear(x, w_x, b_x).permute(0, 3, 1, 2))).permute(0, 2, 3, 1)
-            y, last = self._cross_scans(xi.reshape(batch, length, d), (height, width), prev_state, initial_state)
+            xi = F.silu(self.conv2d(F.linear(x, w_x, b_x).permute(0, 3, 1, 2)), inplace=True).permute(0, 2, 3, 1)
+            y, last = self._cross_scans(xi.reshape(batch, length, d), (height, width), prev_state, initial_state,
+                                        return_state)
             return self._finish(y.view(batch, height, width, d), F.linear(x, w_z, b_z), last, return_state)
         xi, z = self.in_proj(x).chunk(2, dim=-1)
         xi = self.act(self.conv2d(xi.permute(0, 3, 1, 2).contiguous()))
@@ -256,14 +259,18 @@ class SS2D(nn.Module):
         return not torch.is_grad_enabled() and scan_cpu.available()
 
     def _cross_scans(self, x: Tensor, size: tuple[int, int], prev_state: Tensor | None,
-                     initial_state: Tensor | None) -> tuple[Tensor, Tensor]:
+                     initial_state: Tensor | None, return_state: bool) -> tuple[Tensor, Tensor | None]:
         """The four directional scans of ``x`` (batch, L, D), channels last in image order, merged (batch, L, D),
-        and their last states (batch, 4 D, N). The projections are per pixel, so they commute with the directions'
-        reordering: each is one matmul in image order, and the kernel reads each direction's order itself and
-        computes the step (dt projection, bias, softplus), so no (batch, 4 D, L) tensor exists."""
+        and their last states (batch, 4 D, N) with ``return_state``. The projections are per pixel, so they commute
+        with the directions' reordering: each direction's is one matmul in image order, made just before its scan,
+        and the kernel reads the direction's order itself and computes the step (dt projection, bias, softplus).
+        Memory is that of one direction's projection and input, not of the four (nor of a (batch, 4 D, L) step
+        tensor)."""
+        from spatialx.models import scan_cpu
+
         batch, length, d = x.shape
         k, n = K_DIRECTIONS, self.d_state
-        u = for_params = x
+        maps = offsets = None
         if self.share_state and prev_state is not None:
             expected = (batch, k, self.state_dim, n)
             if tuple(prev_state.shape) != expected:
@@ -274,26 +281,27 @@ class SS2D(nn.Module):
             # u_k = x + g_k h_k^T with g_k = x Wg_k^T + bg_k (the S2L update) is one D x D map per direction
             maps = torch.eye(d, dtype=x.dtype) + torch.matmul(self.state_g.weight.view(k, n, d).transpose(1, 2), scaled)
             offsets = torch.matmul(self.state_g.bias.view(1, k, 1, n), scaled)
-            u = x.new_empty(batch, k, length, d)
-            for i in range(batch):
-                for j in range(k):
-                    torch.addmm(offsets[i, j], x[i], maps[i, j], out=u[i, j])
-            if self.share_state_mode == "paper":
-                for_params = u
-        if for_params is x:
-            proj = F.linear(x, self.x_proj_weight.reshape(-1, d)).view(batch, length, k, -1)
-        else:
-            proj = torch.matmul(for_params, self.x_proj_weight.transpose(1, 2)).transpose(1, 2)
         if initial_state is not None:
             if tuple(initial_state.shape) != (batch, k, d, n):
                 raise ValueError(f"initial_state must be (batch, 4, d_inner, N) = {(batch, k, d, n)}, "
                                  f"got {tuple(initial_state.shape)}")
-            initial_state = initial_state.reshape(batch, k * d, n)
-        from spatialx.models import scan_cpu
-
-        return scan_cpu.ss2d_inference_scan(
-            proj, self.dt_projs_weight, self.dt_projs_bias, u, -torch.exp(at_least_fp32(self.A_logs)),
-            self.Ds, initial_state, size)
+            states = initial_state.detach().to(x.dtype).transpose(0, 1).contiguous()  # (4, batch, D, N)
+        else:
+            states = x.new_zeros(k, batch, d, n)
+        y = x.new_zeros(batch, length, d)
+        A = -torch.exp(at_least_fp32(self.A_logs)).view(k, d, n)
+        for direction in range(k):
+            u = x
+            if maps is not None:
+                u = x.new_empty(batch, length, d)
+                for i in range(batch):
+                    torch.addmm(offsets[i, direction], x[i], maps[i, direction], out=u[i])
+            source = u if self.share_state_mode == "paper" else x
+            proj = F.linear(source, self.x_proj_weight[direction])  # (batch, L, R + 2N)
+            scan_cpu.ss2d_direction_scan(direction, proj, self.dt_projs_weight[direction],
+                                         self.dt_projs_bias[direction], u, A[direction],
+                                         self.Ds.view(k, d)[direction], states[direction], y, size)
+        return y, (states.transpose(0, 1).reshape(batch, k * d, n) if return_state else None)
 
 
 class DropPath(nn.Module):
@@ -350,6 +358,14 @@ class VSSBlock(nn.Module):
                          return_state=return_state)
         y, state = result if return_state else (result, None)
         x = x + self.drop_path(y)
-        if self.mlp is not None:
+        if self.mlp is None:
+            pass
+        elif torch.is_grad_enabled() or self.training:
             x = x + self.drop_path(self.mlp(self.norm2(x)))
+        else:  # per pixel, so done in chunks of pixels: the hidden layer (mlp_ratio x C) never exists whole
+            x = x.contiguous()
+            flat = x.view(-1, x.shape[-1])
+            for start in range(0, flat.shape[0], MLP_CHUNK):
+                part = flat[start:start + MLP_CHUNK]
+                part += self.mlp(self.norm2(part))
         return (x, state) if return_state else x
