@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
 from pathlib import Path
+
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as the CLI does (spatialx.cli.main.run): huge pages for torch
 
 import torch
 

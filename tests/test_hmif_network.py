@@ -29,6 +29,14 @@ def pair(tmp_path_factory) -> dict:
     return write_hmif_pair(tmp_path_factory.mktemp("hmif-net"), 48)
 
 
+def test_spaxfus_hmif_configuration_is_the_notes_and_takes_the_inputs_band_counts():
+    spec = get_model_spec("spaxfus")
+    assert {k: spec.config("hmif")[k] for k in ("bands", "guide_bands", "ratio", "mid", "groups")} == \
+        {"bands": 128, "guide_bands": 4, "ratio": 4, "mid": 48, "groups": 1}  # Chikusei (4, 128, 4, 48, 1)
+    name, kwargs = spec.config_for("hmif", 230, 4, ratio=3)
+    assert name == "hmif" and (kwargs["bands"], kwargs["guide_bands"], kwargs["ratio"]) == (230, 4, 3)
+
+
 def test_lemamba_takes_the_band_counts_of_the_hmif_inputs():
     spec = get_model_spec("lemamba")
     name, kwargs = spec.config_for("hmif", 230, 4, ratio=3)
@@ -63,8 +71,9 @@ def test_hmif_patches_are_crops_of_the_whole_scene_protocol(pair):
         np.testing.assert_allclose(example[key].numpy() * (high - low) + low, reference, atol=1e-5, err_msg=key)
 
 
-def test_lemamba_adapts_and_fuses_an_hmif_scene(pair, tmp_path):
-    result = spatialx.fuse("hmif", {"hs": pair["hs"], "ms": pair["ms"]}, tmp_path / "lem.tif", method="lemamba",
+@pytest.mark.parametrize("method", ["lemamba", "spaxfus"])
+def test_networks_adapt_and_fuse_an_hmif_scene(pair, tmp_path, method):
+    result = spatialx.fuse("hmif", {"hs": pair["hs"], "ms": pair["ms"]}, tmp_path / "net.tif", method=method,
                            sensor=SENSORS, method_options={"adapt_steps": 2, **TINY})
     with rasterio.open(result.output) as src, rasterio.open(pair["ms"] / "B02.tif") as ms:
         assert src.transform == ms.transform and src.crs == ms.crs

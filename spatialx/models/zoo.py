@@ -46,7 +46,10 @@ register_model(ModelSpec(
 # SpaXFus: the authors' pansharpening configuration (notes: GF2 with mid 48, groups 4; K = 9 stages, 4 SXM blocks),
 # with 8 bands for WV3 (same 4 groups). The paper reports no parameter or FLOP count; ours: 1.56 M parameters and
 # 9.79 GFLOPs (WV3, 64 x 64), 1.54 M and 9.75 G (QB/GF2). ``tiny`` (2 stages, mid 8, one SXM block) is for tests
-# and quick CPU runs. The HMIF, PolSAR and spatio-temporal configurations of the notes wait for their adapters.
+# and quick CPU runs. HMIF: the notes' Chikusei configuration (a 4-band MSI guide, 128 HS bands, ratio 4, mid 48,
+# groups 1); real HS/MS pairs (PRISMA + Sentinel-2: ~230 bands, ratio 3) take it with their own band counts and
+# ratio, as ``hmif-tiny`` does for tests. The PolSAR and spatio-temporal configurations of the notes wait for
+# their adapters.
 register_model(ModelSpec(
     name="spaxfus",
     entry="spatialx.models.spaxfus:SpaXFusOnGrid",
@@ -55,8 +58,12 @@ register_model(ModelSpec(
         "qb": {"bands": 4, "ratio": 4},
         "gf2": {"bands": 4, "ratio": 4},
         "tiny": {"bands": 4, "ratio": 4, "stages": 2, "mid": 8, "sxm_blocks": 1, "xim_inner": 4},
+        "hmif": {"bands": 128, "ratio": 4, "guide_bands": 4, "mid": 48, "groups": 1},
+        "hmif-tiny": {"bands": 128, "ratio": 4, "guide_bands": 4, "stages": 2, "mid": 8, "sxm_blocks": 1,
+                      "xim_inner": 4, "groups": 1},
     },
-    tasks=("pansharpen",),
+    tasks=("pansharpen", "hmif"),
+    task_configs={"hmif": ("hmif", "hmif-tiny")},
     summary="SpaXFus (He et al. 2025): deep unfolding of the degradation model, 9 stages with a state-space "
             "spatial-X prior (SS2D blocks + a channel-order scan), ODConv head; takes the MS at its own scale",
 ))
