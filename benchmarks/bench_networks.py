@@ -25,20 +25,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as the CLI does (spatialx.cli.main.run): huge pages for torch
-
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from spatialx.runtime import configure_memory  # noqa: E402
+
+configure_memory()  # as the CLI does, before torch's first allocation
+
+import torch  # noqa: E402
 from bench_pansharpen import child_env, ensure_scene, run_child  # noqa: E402
 
 from spatialx.models.flops import count_gflops, network_inputs  # noqa: E402

@@ -657,10 +657,11 @@ def _run_tiles(job: SceneInputs, fusion: FusionMethod, plan: TilePlan, bands: in
     blocks = da.Array(graph, name, chunks=((bands_total + 1,), heights, widths), dtype=np.float32)
     # Each row of tiles is stored before the next starts: at most one row is in flight whatever the scene size.
     row_starts = np.concatenate([[0], np.cumsum(heights)])
+    workers = max(1, min(workers, fusion.tile_workers or workers))
     for r in range(plan.shape[0]):
         sink.row = r
         da.store(blocks[:, row_starts[r]: row_starts[r + 1], :], sink, lock=False, scheduler="threads",
-                 num_workers=max(1, workers))
+                 num_workers=workers)
     if stitcher.pending_cells:
         raise RuntimeError(f"{stitcher.pending_cells} output cells were never completed")
     return counted[0]

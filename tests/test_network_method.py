@@ -38,8 +38,9 @@ def read(path):
 
 
 def test_untrained_network_is_refused(scene, tmp_path):
+    # --config builds a fresh network (the bundled weights are not used): without adaptation it is refused
     with pytest.raises(MethodError, match="--weights FILE"):
-        pansharpen(scene["pan"], scene["ms"], tmp_path / "out.tif", "qb", "pnn")
+        pansharpen(scene["pan"], scene["ms"], tmp_path / "out.tif", "qb", "pnn", method_options={"config": "qb"})
     assert not (tmp_path / "out.tif").exists()
 
 
@@ -73,7 +74,8 @@ def test_mismatched_or_corrupt_weights_are_one_line_errors(scene, weights, tmp_p
 
 def test_adaptation_runs_end_to_end_and_lowers_the_scene_loss(scene, tmp_path):
     result = pansharpen(scene["pan"], scene["ms"], tmp_path / "a.tif", "qb", "pnn",
-                        method_options={"adapt_steps": 6, "adapt_patch": 32, "adapt_batch": 4, "adapt_lr": 1e-3})
+                        method_options={"adapt_steps": 6, "adapt_patch": 32, "adapt_batch": 4, "adapt_lr": 1e-3,
+                                        "scratch": True})
     fused, tags = read(result.output)
     adaptation = json.loads(tags["SPATIALX_PARAMS"])["adaptation"]
     assert adaptation["steps"] == 6 and adaptation["final_loss"] < adaptation["initial_loss"]

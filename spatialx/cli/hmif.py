@@ -33,6 +33,7 @@ def command(
     = False,
     weights: opt.Weights = None,
     adapt_steps: opt.AdaptSteps = 0,
+    scratch: opt.Scratch = False,
     config: opt.NetworkConfig = None,
     backend: opt.Backend = "torch",
     onnx: opt.OnnxFile = None,
@@ -66,6 +67,7 @@ def command(
     if mask_snow:
         read_options.setdefault("ms", {})["mask_snow"] = True
     opt.run_fusion("hmif", {"hs": hs, "ms": ms}, output, method, {"hs": hs_sensor, "ms": ms_sensor}, device=device,
-                   quiet=quiet, weights=weights, adapt_steps=adapt_steps, config=config, backend=backend, onnx=onnx,
-                   bands=bands or None, read_options=read_options, ratio=ratio, tile=tile, overlap=overlap,
-                   workers=workers, dtype=dtype, overwrite=overwrite, ndvi=ndvi, report=report, reproject=reproject)
+                   quiet=quiet, weights=weights, adapt_steps=adapt_steps, scratch=scratch, config=config,
+                   backend=backend, onnx=onnx, bands=bands or None, read_options=read_options, ratio=ratio, tile=tile,
+                   overlap=overlap, workers=workers, dtype=dtype, overwrite=overwrite, ndvi=ndvi, report=report,
+                   reproject=reproject)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 
@@ -72,11 +71,9 @@ def run() -> None:
     every temporary file and become one line and exit status 130/143 (:func:`spatialx.io.outputs.signal_guard`)."""
     from spatialx.errors import SpatialxError
     from spatialx.io.outputs import signal_guard
+    from spatialx.runtime import configure_memory
 
-    # torch's CPU allocator backs large tensors with transparent huge pages when asked (read once, before torch's
-    # first allocation): a network forward allocates gigabytes of short-lived activations, and first-touch page
-    # faults on 4 KiB pages cost as much as the arithmetic (measured 3-4x faster fresh allocations here).
-    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    configure_memory()
     warnings.showwarning = _warning_line
     warnings.simplefilter("once")
     with signal_guard():

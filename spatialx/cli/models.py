@@ -1,5 +1,5 @@
 """``spatialx models``: every fusion method with its size -- parameters and GFLOPs at 64 x 64 for the networks (next
-to the paper's figures), 0 parameters for the classical methods."""
+to the paper's figures), 0 parameters for the classical methods -- and the weights bundled with the package."""
 
 from __future__ import annotations
 
@@ -63,14 +63,31 @@ def _method_rows(networks: set[str]) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
+def _bundled_rows() -> list[dict[str, Any]]:
+    """The weights shipped with the package, from their cards: what they fit and what they were trained on."""
+    from spatialx.models.bundled import list_bundled
+
+    rows = []
+    for weights in list_bundled():
+        training = weights.card.get("training") or {}
+        rows.append({"file": weights.name, "architecture": weights.architecture, "config": weights.config_name,
+                     "task": weights.task, "bands": weights.bands, "guide_bands": weights.guide_bands,
+                     "sha256": weights.sha256, "steps": training.get("steps"), "summary": weights.summary,
+                     "validation": weights.card.get("validation"),
+                     "trained_by": training.get("command") or training.get("script")})
+    return rows
+
+
 def command(
     json_path: Annotated[Path | None, typer.Option(
         "--json", help="Also write {name: {params, gflops, tasks}} to this JSON file (networks at their "
-                       "sensor-default configuration).", show_default=False)] = None,
+                       "sensor-default configuration; networks with bundled weights list them under "
+                       "\"bundled\").", show_default=False)] = None,
     overwrite: opt.Overwrite = False,
 ) -> None:
     """List the fusion methods with their size: parameters and GFLOPs at 64 x 64 (1 MAC = 1 FLOP) per network
-    configuration, next to the paper's figures; classical methods have no parameters."""
+    configuration, next to the paper's figures; classical methods have no parameters. Then the bundled weights:
+    what each fits and what it was trained on."""
     import json
 
     from rich.console import Console
@@ -92,9 +109,26 @@ def command(
         params = "?" if row["params"] is None else f"{row['params']:,}"
         gflops = "-" if row["gflops"] is None else f"{row['gflops']:.3f}"
         table.add_row(row["name"], row["config"], row["kind"], ", ".join(row["tasks"]), params, gflops, row["paper"])
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    bundled = _bundled_rows()
+    if bundled:
+        weights_table = Table(title="Bundled weights (used when a network gets no --weights; --adapt-steps "
+                                    "fine-tunes them, --scratch ignores them)", caption_justify="left",
+                              caption="cards next to each file in spatialx/models/weights/ state the training "
+                                      "data, recipe and validation in full")
+        for column in ("weights", "task", "bands", "steps", "trained on", "sha256"):
+            weights_table.add_column(column, justify="right" if column in ("bands", "steps") else "left",
+                                     no_wrap=column in ("weights", "sha256"))
+        for row in bundled:
+            weights_table.add_row(Path(row["file"]).stem, row["task"], str(row["bands"]), str(row["steps"]),
+                                  row["summary"], row["sha256"][:8])
+        console.print(weights_table)
 
     if json_path is not None:
         for row in method_rows:
             entries[row["name"]] = {"params": row["params"], "gflops": row["gflops"], "tasks": row["tasks"]}
+        for row in bundled:
+            if row["architecture"] in entries:
+                entries[row["architecture"]].setdefault("bundled", []).append(row)
         atomic_write_text(json_path, json.dumps(entries, indent=2) + "\n")

@@ -37,8 +37,12 @@ Reproject = Annotated[bool, typer.Option(
     "--reproject", help="Warp inputs in another CRS onto the guide's CRS on the fly (GDAL warped VRT); the product's "
                         "provenance says so.")]
 AdaptSteps = Annotated[int, typer.Option(
-    "--adapt-steps", min=0, help="Networks: fine-tune (or train from scratch) on reduced-resolution patches of this "
-                                 "scene for N steps before fusing.")]
+    "--adapt-steps", min=0, help="Networks: fine-tune the weights (--weights, else the bundled ones; or train a "
+                                 "fresh network with --scratch) on reduced-resolution patches of this scene for N "
+                                 "steps before fusing.")]
+Scratch = Annotated[bool, typer.Option(
+    "--scratch", help="Networks: ignore the bundled weights and train a fresh network on the scene (needs "
+                      "--adapt-steps).")]
 
 
 NetworkConfig = Annotated[str | None, typer.Option(
@@ -53,9 +57,11 @@ OnnxFile = Annotated[Path | None, typer.Option(
 
 
 def method_options(weights: Path | None, adapt_steps: int = 0, config: str | None = None, backend: str = "torch",
-                   onnx: Path | None = None) -> dict[str, object]:
+                   onnx: Path | None = None, scratch: bool = False) -> dict[str, object]:
     """Options every fusion command passes to the method it creates (only those the user gave)."""
     options: dict[str, object] = {}
+    if scratch:
+        options["scratch"] = True
     if backend != "torch":
         options["backend"] = backend
     if onnx is not None:
@@ -89,7 +95,7 @@ def fusion_device(task: str, method: str, device: str) -> str:
 
 def run_fusion(task: str, inputs: dict[str, Path], output: Path, method: str, sensor: object, *, device: str,
                quiet: bool, weights: Path | None = None, adapt_steps: int = 0, config: str | None = None,
-               backend: str = "torch", onnx: Path | None = None, **changes: object) -> None:
+               backend: str = "torch", onnx: Path | None = None, scratch: bool = False, **changes: object) -> None:
     """What every fusion command does once its arguments are parsed: pick the device, run ``spatialx.fuse`` under
     a progress bar, print what was written."""
     from spatialx.cli.progress import print_result, tile_progress
@@ -98,7 +104,8 @@ def run_fusion(task: str, inputs: dict[str, Path], output: Path, method: str, se
     target = fusion_device(task, method, device)
     with tile_progress(f"{task} {method}", enabled=not quiet) as progress:
         result = fuse(task, inputs, output, method=method, sensor=sensor,  # type: ignore[arg-type]
-                      method_options=method_options(weights, adapt_steps, config, backend, onnx), device=target,
+                      method_options=method_options(weights, adapt_steps, config, backend, onnx, scratch),
+                      device=target,
                       progress=progress, **changes)
     if not quiet:
         print_result(result)

@@ -19,6 +19,7 @@ def command(
     method: opt.Method = "brovey",
     weights: opt.Weights = None,
     adapt_steps: opt.AdaptSteps = 0,
+    scratch: opt.Scratch = False,
     config: opt.NetworkConfig = None,
     backend: opt.Backend = "torch",
     onnx: opt.OnnxFile = None,
@@ -43,7 +44,7 @@ def command(
 ) -> None:
     """Pansharpen MS with PAN onto the PAN grid (over the common footprint); write a COG."""
     opt.run_fusion("pansharpen", {"pan": pan, "ms": ms}, output, method, sensor, device=device, quiet=quiet,
-                   weights=weights, adapt_steps=adapt_steps, config=config, backend=backend, onnx=onnx, bands=bands,
-                   ratio=ratio, tile=tile, overlap=overlap, workers=workers, dtype=dtype, overwrite=overwrite,
-                   ndvi=ndvi, report=report, reproject=reproject, allow_misregistration=allow_misregistration,
-                   align_shift=align_shift)
+                   weights=weights, adapt_steps=adapt_steps, scratch=scratch, config=config, backend=backend,
+                   onnx=onnx, bands=bands, ratio=ratio, tile=tile, overlap=overlap, workers=workers, dtype=dtype,
+                   overwrite=overwrite, ndvi=ndvi, report=report, reproject=reproject,
+                   allow_misregistration=allow_misregistration, align_shift=align_shift)

@@ -48,5 +48,8 @@ def print_result(result: FusionResult) -> None:
                   f"{result.seconds:.1f} s, {width * height / max(result.seconds, 1e-9) / 1e6:.1f} Mpx/s)")
     for note in result.notes:
         console.print(f"  {note}", style="dim")
+    if result.params.get("weights_source") == "bundled":
+        console.print(f"  weights: bundled {result.params['weights']} (sha256 "
+                      f"{str(result.params.get('weights_sha256', ''))[:12]}...)", style="dim")
     if result.products:
         console.print(f"wrote {', '.join(str(path) for path in result.products.values())}")

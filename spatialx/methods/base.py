@@ -156,6 +156,9 @@ class FusionMethod(ABC):
     batch_tiles: int = 1
     #: Tile side the method works best with when the user gives none (None: the pipeline's default).
     preferred_tile: int | None = None
+    #: Most tiles fused side by side (None: as many as ``--workers``). A method that uses every core inside one
+    #: tile (a network on the CPU) says 1: more tile workers would only compete for the cores and hold more tiles.
+    tile_workers: int | None = None
     #: The method judges validity itself: :meth:`fuse` receives NaN where an input holds no data and returns NaN
     #: where it cannot predict (multi-date fusion: one cloudy date does not void a pixel). Otherwise a pixel is
     #: fused only where every input holds data, and the output is nodata elsewhere.

@@ -2,7 +2,8 @@
 
 - :mod:`spatialx.training.data`: :class:`PanCollectionDataset` (PanCollection HDF5), :class:`WaldPatchDataset`
   (reduced-resolution patches of the user's own scenes, files or arrays), samplers (:class:`RandomPatchSampler`,
-  :class:`GridPatchSampler`, :class:`EpochSampler`) and :class:`PatchStream` joining them;
+  :class:`GridPatchSampler`, :class:`EpochSampler`), :class:`PatchStream` joining them, and :func:`mix_streams`
+  (one stream drawing from several data sets, e.g. one per sensor);
 - :mod:`spatialx.training.loop`: :func:`train` (AdamW, clipping, EMA, validation, safetensors checkpoints, exact
   resume), :func:`validate`, :func:`train_model` (the library function behind ``spatialx train``);
 - :mod:`spatialx.training.adapt`: :func:`adapt`, fine-tuning a network on the scene it fuses.
@@ -27,6 +28,9 @@ _LAZY = {
     "Subset": "spatialx.training.data",
     "collate": "spatialx.training.data",
     "wald_patches": "spatialx.training.data",
+    "StreamMixture": "spatialx.training.data",
+    "MixtureSampler": "spatialx.training.data",
+    "mix_streams": "spatialx.training.data",
     "write_pancollection": "spatialx.training.data",
     "train": "spatialx.training.loop",
     "TrainResult": "spatialx.training.loop",

@@ -692,3 +692,71 @@ def wald_patches(scenes: Sequence[_Scene | tuple[Any, Any]], sensor: str | Senso
         return PatchStream(dataset, RandomPatchSampler(dataset, patch, seed=seed)), None
     train = PatchStream(dataset, RandomPatchSampler(dataset, patch, seed=seed, rows=(0.0, split)))
     return train, PatchStream(dataset, val_sampler)
+
+
+# ------------------------------------------------------------------------------------------------ mixtures
+class StreamMixture(Dataset):
+    """Several example streams (e.g. one :class:`WaldPatchDataset` stream per sensor, whose scenes differ in MTF and
+    scaling) as one dataset: the query ``(source, k)`` is example ``k`` of stream ``source``.
+
+    All streams must give the same band count and ratio; ``max_value`` is kept only when they agree (examples are
+    in [0, 1] whatever the sensor, so it matters only for validation indices).
+    """
+
+    def __init__(self, streams: Sequence[Any], names: Sequence[str] | None = None):
+        self.streams = list(streams)
+        if not self.streams:
+            raise SpatialxError("no training data sets given")
+        self.names = list(names) if names is not None else [_describe(s) for s in self.streams]
+        for name in ("bands", "ratio"):
+            values = {getattr(s, name, None) for s in self.streams}
+            if len(values) > 1:
+                raise InputMismatchError(f"the mixed data sets differ in {name}: {sorted(values, key=str)}",
+                                         hint="mix data of one band count and ratio")
+            setattr(self, name, values.pop())
+        values = {getattr(s, "max_value", None) for s in self.streams}
+        self.max_value = values.pop() if len(values) == 1 else None
+
+    def __len__(self) -> int:
+        return len(self.streams)
+
+    def __getitem__(self, query: tuple[int, int]) -> Example:
+        source, k = query
+        return self.streams[source][k]
+
+    def describe(self) -> str:
+        return f"mixture of {len(self.streams)} data sets ({'; '.join(self.names)})"
+
+
+class MixtureSampler:
+    """The query of example ``k`` of a :class:`StreamMixture`: a source drawn with probability ``weights`` from
+    ``(seed, k)`` alone, and that source's example ``k`` (so a run is reproducible and resumable, as with the
+    other samplers)."""
+
+    def __init__(self, weights: Sequence[float], seed: int = 0):
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.ndim != 1 or not len(weights) or (weights < 0).any() or weights.sum() <= 0:
+            raise SpatialxError(f"mixture weights must be non-negative with a positive sum, got {weights.tolist()}")
+        self.weights = weights / weights.sum()
+        self.cumulative = np.cumsum(self.weights)
+        self.seed = int(seed)
+
+    def query(self, k: int, attempt: int = 0) -> tuple[int, int]:
+        draw = _seeded(self.seed, 0x6D6978, k).random()  # a key of its own: not the streams' window draws
+        source = int(min(np.searchsorted(self.cumulative, draw, side="right"), len(self.weights) - 1))
+        while self.weights[source] == 0:
+            source = (source + 1) % len(self.weights)
+        return source, int(k)
+
+
+def mix_streams(streams: Sequence[Any], weights: Sequence[float] | None = None, seed: int = 0,
+                names: Sequence[str] | None = None) -> PatchStream:
+    """One endless training stream drawing each example from one of ``streams`` (:class:`PatchStream` objects, or
+    any map-style data over sample numbers), in proportion to ``weights`` (default: equal)."""
+    mixture = StreamMixture(streams, names)
+    return PatchStream(mixture, MixtureSampler(weights if weights is not None else [1.0] * len(mixture), seed))
+
+
+def _describe(data: Any) -> str:
+    describe = getattr(data, "describe", None)
+    return describe() if describe else type(data).__name__

@@ -92,7 +92,11 @@ CASES = {
                                      "-s", "qb"], "8 bands"),
     "weights missing": (["pansharpen", P, M, "{out}/o.tif", "-s", "qb", "-m", "pnn", "--weights", "{in}/w.safetensors"],
                         "does not exist"),
-    "network untrained": (["pansharpen", P, M, "{out}/o.tif", "-s", "qb", "-m", "pnn"], "weights"),
+    "network untrained": (["pansharpen", P, M, "{out}/o.tif", "-s", "qb", "-m", "pnn", "--config", "qb"], "weights"),
+    "network scratch without adaptation": (["pansharpen", P, M, "{out}/o.tif", "-s", "qb", "-m", "pnn", "--scratch"],
+                                           "--adapt-steps"),
+    "network without bundled weights": (["pansharpen", "{in}/tagged/pan.tif", "{in}/tagged/ms.tif", "{out}/o.tif",
+                                         "-s", "wv3", "-m", "spaxfus"], "no bundled weights"),
     "unknown device": (["pansharpen", P, M, "{out}/o.tif", "-s", "qb", "--device", "tpu"], "tpu"),
     # hmif
     "HS missing": (["hmif", "{in}/nope.he5", MS, "{out}/o.tif"], "does not exist"),
