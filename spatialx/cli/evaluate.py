@@ -158,6 +158,7 @@ def reduced(
         show_default=False)] = None,
     weights: opt.Weights = None,
     adapt_steps: opt.AdaptSteps = 0,
+    adapt_loss: opt.AdaptLoss = None,
     scratch: opt.Scratch = False,
     ratio: Annotated[int | None, typer.Option(
         "--ratio", min=1, help="Resolution ratio [default: the sensor's; hmif: the HS:MS grid ratio, required when "
@@ -195,7 +196,7 @@ def reduced(
     labels = ("PAN", "MS") if task == "pansharpen" else ("HS", "MS")
     _check_outputs(dict(zip(labels, (pan, ms), strict=True)), json_path, csv_path, overwrite, weights)
     names = methods or [m.name for m in list_methods(task) if m.kind == "classical"]
-    options = opt.method_options(weights, adapt_steps, scratch=scratch)
+    options = opt.method_options(weights, adapt_steps, scratch=scratch, adapt_loss=adapt_loss)
     if task == "pansharpen":
         cut = 21 if cut is None else cut
         results = evaluate_reduced(pan, ms, sensor or "wv3", names, ratio=ratio, cut=cut, bands=bands,

@@ -40,6 +40,10 @@ AdaptSteps = Annotated[int, typer.Option(
     "--adapt-steps", min=0, help="Networks: fine-tune the weights (--weights, else the bundled ones; or train a "
                                  "fresh network with --scratch) on reduced-resolution patches of this scene for N "
                                  "steps before fusing.")]
+AdaptLoss = Annotated[str | None, typer.Option(
+    "--adapt-loss", help="Networks with --adapt-steps, pansharpening: reduced (Wald patches of the scene), full "
+                         "(unsupervised spectral + spatial consistency on full-resolution patches of the actual PAN "
+                         "and MS) or both [default: reduced].", show_default=False)]
 Scratch = Annotated[bool, typer.Option(
     "--scratch", help="Networks: ignore the bundled weights and train a fresh network on the scene (needs "
                       "--adapt-steps).")]
@@ -57,9 +61,18 @@ OnnxFile = Annotated[Path | None, typer.Option(
 
 
 def method_options(weights: Path | None, adapt_steps: int = 0, config: str | None = None, backend: str = "torch",
-                   onnx: Path | None = None, scratch: bool = False) -> dict[str, object]:
+                   onnx: Path | None = None, scratch: bool = False,
+                   adapt_loss: str | None = None) -> dict[str, object]:
     """Options every fusion command passes to the method it creates (only those the user gave)."""
     options: dict[str, object] = {}
+    if adapt_loss is not None:
+        from spatialx.errors import SpatialxError
+
+        if adapt_loss not in ("reduced", "full", "both"):
+            raise SpatialxError(f"unknown --adapt-loss {adapt_loss!r}", hint="choose one of: reduced, full, both")
+        if not adapt_steps:
+            raise SpatialxError("--adapt-loss chooses the objective of scene adaptation", hint="add --adapt-steps N")
+        options["adapt_loss"] = adapt_loss
     if scratch:
         options["scratch"] = True
     if backend != "torch":
@@ -95,7 +108,8 @@ def fusion_device(task: str, method: str, device: str) -> str:
 
 def run_fusion(task: str, inputs: dict[str, Path], output: Path, method: str, sensor: object, *, device: str,
                quiet: bool, weights: Path | None = None, adapt_steps: int = 0, config: str | None = None,
-               backend: str = "torch", onnx: Path | None = None, scratch: bool = False, **changes: object) -> None:
+               backend: str = "torch", onnx: Path | None = None, scratch: bool = False,
+               adapt_loss: str | None = None, **changes: object) -> None:
     """What every fusion command does once its arguments are parsed: pick the device, run ``spatialx.fuse`` under
     a progress bar, print what was written."""
     from spatialx.cli.progress import print_result, tile_progress
@@ -104,7 +118,8 @@ def run_fusion(task: str, inputs: dict[str, Path], output: Path, method: str, se
     target = fusion_device(task, method, device)
     with tile_progress(f"{task} {method}", enabled=not quiet) as progress:
         result = fuse(task, inputs, output, method=method, sensor=sensor,  # type: ignore[arg-type]
-                      method_options=method_options(weights, adapt_steps, config, backend, onnx, scratch),
+                      method_options=method_options(weights, adapt_steps, config, backend, onnx, scratch,
+                                                     adapt_loss),
                       device=target,
                       progress=progress, **changes)
     if not quiet:

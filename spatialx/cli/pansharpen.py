@@ -19,6 +19,7 @@ def command(
     method: opt.Method = "brovey",
     weights: opt.Weights = None,
     adapt_steps: opt.AdaptSteps = 0,
+    adapt_loss: opt.AdaptLoss = None,
     scratch: opt.Scratch = False,
     config: opt.NetworkConfig = None,
     backend: opt.Backend = "torch",
@@ -44,7 +45,8 @@ def command(
 ) -> None:
     """Pansharpen MS with PAN onto the PAN grid (over the common footprint); write a COG."""
     opt.run_fusion("pansharpen", {"pan": pan, "ms": ms}, output, method, sensor, device=device, quiet=quiet,
-                   weights=weights, adapt_steps=adapt_steps, scratch=scratch, config=config, backend=backend,
+                   weights=weights, adapt_steps=adapt_steps, adapt_loss=adapt_loss, scratch=scratch, config=config,
+                   backend=backend,
                    onnx=onnx, bands=bands, ratio=ratio, tile=tile, overlap=overlap, workers=workers, dtype=dtype,
                    overwrite=overwrite, ndvi=ndvi, report=report, reproject=reproject,
                    allow_misregistration=allow_misregistration, align_shift=align_shift)

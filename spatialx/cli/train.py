@@ -99,6 +99,9 @@ def train_progress(total: int, enabled: bool = True) -> Iterator[object]:
         progress.stop()
 
 
+_RECIPE = "(default: the --model's training recipe)"
+
+
 def command(
     output: Annotated[Path, typer.Argument(help="Weights to write (.safetensors; its card goes to the .json "
                                                 "next to it).", show_default=False)],
@@ -126,8 +129,30 @@ def command(
     steps: Annotated[int, typer.Option("--steps", min=0, help="Optimizer steps in total.")] = 1000,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Examples per step.")] = 8,
     patch: Annotated[int, typer.Option("--patch", min=8, help="Patch size in pixels (--scene).")] = 64,
-    lr: Annotated[float, typer.Option("--lr", min=0.0, help="AdamW learning rate.")] = 1e-3,
-    weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0, help="AdamW weight decay.")] = 1e-6,
+    lr: Annotated[float | None, typer.Option(
+        "--lr", min=0.0, help="Learning rate (the peak of a onecycle schedule) " + _RECIPE + ": pnn and lemamba "
+                              "1e-3, spaxfus 1e-4.", show_default=False)] = None,
+    weight_decay: Annotated[float | None, typer.Option(
+        "--weight-decay", min=0.0, help="Weight decay " + _RECIPE + ": pnn and lemamba 1e-6, spaxfus 0.",
+        show_default=False)] = None,
+    optimizer: Annotated[str | None, typer.Option(
+        "--optimizer", help="adamw or adamax " + _RECIPE + ": spaxfus adamax, the others adamw.",
+        show_default=False)] = None,
+    schedule: Annotated[str | None, typer.Option(
+        "--schedule", help="Learning-rate schedule, none or onecycle (OneCycleLR over --steps) " + _RECIPE + ": "
+                           "spaxfus onecycle, the others none.", show_default=False)] = None,
+    clip: Annotated[float | None, typer.Option(
+        "--clip", min=0.0, help="Gradient-norm clipping, 0 for none " + _RECIPE + ": spaxfus 0.1, the others "
+                                "0.03.", show_default=False)] = None,
+    ema: Annotated[float | None, typer.Option(
+        "--ema", min=0.0, max=1.0, help="Decay of the weights' moving average, 0 for none " + _RECIPE + ": "
+                                        "spaxfus none, the others 0.995.", show_default=False)] = None,
+    loss: Annotated[str | None, typer.Option(
+        "--loss", help="l1+ssim, l1 or mse " + _RECIPE + ": spaxfus l1, the others l1+ssim.",
+        show_default=False)] = None,
+    augment: Annotated[bool | None, typer.Option(
+        "--augment/--no-augment", help="Random rot90/flip of every example " + _RECIPE + ": spaxfus on, the "
+                                       "others off.", show_default=False)] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the initial weights and the patch order.")] = 0,
     device: opt.Device = "auto",
     val_every: Annotated[int | None, typer.Option(
@@ -145,7 +170,12 @@ def command(
     overwrite: opt.Overwrite = False,
     quiet: opt.Quiet = False,
 ) -> None:
-    """Train a fusion network on PanCollection HDF5 data or on your own scenes; write weights and a card."""
+    """Train a fusion network on PanCollection HDF5 data or on your own scenes; write weights and a card.
+
+    Options left out follow the network's training recipe (pnn and lemamba: AdamW lr 1e-3, weight decay 1e-6,
+    clip 0.03, EMA 0.995, L1 + 0.1 (1 - SSIM); spaxfus: Adamax lr 1e-4 with OneCycle, clip 0.1, L1, rot90/flip
+    augmentation); the card records the recipe used.
+    """
     from spatialx.cli.progress import console
     from spatialx.training.loop import train_model
 
@@ -153,7 +183,8 @@ def command(
     with train_progress(steps, enabled=not quiet) as progress:
         done = train_model(output, model=model, config=config, sensor=sensor, h5=h5, val_h5=val_h5,
                            scenes=scenes or None, steps=steps, batch_size=batch, patch=patch, lr=lr,
-                           weight_decay=weight_decay, seed=seed, device=device, val_every=val_every,
+                           weight_decay=weight_decay, optimizer=optimizer, schedule=schedule, clip=clip, ema=ema,
+                           loss=loss, augment=augment, seed=seed, device=device, val_every=val_every,
                            checkpoint=checkpoint or resume, checkpoint_every=checkpoint_every, resume=resume,
                            overwrite=overwrite, workers=workers, progress=progress, task=task,
                            sensors={"hs": hs_sensor, "ms": ms_sensor} if task == "hmif" else None)

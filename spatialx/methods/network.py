@@ -34,6 +34,14 @@ BACKENDS = ("torch", "onnx")
 _CPU_FORWARD = threading.Lock()
 
 
+def _to_device(tensor, device):
+    """A host tensor on ``device``; to a GPU through pinned memory, so the copy runs asynchronously, overlapping
+    what the tile workers read and write meanwhile."""
+    if device.type != "cuda":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 class NetworkMethod(FusionMethod):
     """Base of every network method; subclasses name their architecture in the model registry.
 
@@ -66,7 +74,8 @@ class NetworkMethod(FusionMethod):
     def __init__(self, context: MethodContext, weights: str | Path | None = None,
                  adapt_steps: int = 0, adapt_patch: int | None = None, adapt_batch: int | None = None,
                  adapt_lr: float | None = None, config: str | None = None, seed: int = 0, backend: str = "torch",
-                 onnx: str | Path | None = None, scratch: bool = False, **options: Any):
+                 onnx: str | Path | None = None, scratch: bool = False, adapt_loss: str | None = None,
+                 **options: Any):
         super().__init__(context, **options)
         if backend not in BACKENDS:
             raise MethodError(f"{self.name}: unknown backend {backend!r}", hint=f"use one of: {', '.join(BACKENDS)}")
@@ -97,6 +106,17 @@ class NetworkMethod(FusionMethod):
             raise MethodError(f"{self.name}: --scratch trains a fresh network on the scene, so it needs "
                               "--adapt-steps N", hint="add --adapt-steps N, or drop --scratch to use the bundled "
                                                       "weights")
+        from spatialx.training.fullres import ADAPT_LOSSES
+
+        if adapt_loss is not None and adapt_loss not in ADAPT_LOSSES:
+            raise MethodError(f"{self.name}: unknown adaptation loss {adapt_loss!r}",
+                              hint=f"choose one of: {', '.join(ADAPT_LOSSES)}")
+        if adapt_loss not in (None, "reduced") and context.task.name != "pansharpen":
+            raise MethodError(f"{self.name}: --adapt-loss {adapt_loss} (full resolution) is implemented for "
+                              f"pansharpening only, not {context.task.name}", hint="use --adapt-loss reduced")
+        #: Scene adaptation's objective: Wald patches ("reduced", the default: see README), full-resolution
+        #: consistency ("full") or both.
+        self.adapt_loss = adapt_loss or "reduced"
         bands, guide_bands = (len(context.sensors[role].bands) for role in self.network_roles[:2])
         #: Where the weights come from: "file" (--weights), "bundled" (the package's), "scratch" (a fresh network).
         self.weights_source = "file" if weights is not None else "scratch"
@@ -122,7 +142,12 @@ class NetworkMethod(FusionMethod):
         # from scratch takes the papers' learning rate, fine-tuning (given or bundled weights) a tenth of it.
         self.adapt_steps = adapt_steps
         self._adapt_patch, self._adapt_batch = adapt_patch, adapt_batch
-        self.adapt_lr = adapt_lr if adapt_lr is not None else (1e-4 if weights is not None else 1e-3)
+        from spatialx.training.recipes import recipe_for
+
+        #: The architecture's training recipe; fine-tuning takes a tenth of its learning rate.
+        self.recipe = recipe_for(self.architecture)
+        self.adapt_lr = adapt_lr if adapt_lr is not None else (self.recipe["lr"] / 10 if weights is not None
+                                                               else self.recipe["lr"])
         self.seed = seed
         self.card: dict[str, Any] = {}
         self.adaptation: dict[str, Any] = {}
@@ -197,7 +222,8 @@ class NetworkMethod(FusionMethod):
         self.adaptation = adapt(
             self.model, [w.arrays[guide] for w in sample.windows], [w.arrays[low] for w in sample.windows],
             self.sensor, round(self.ratio), steps=self.adapt_steps, patch=self.adapt_patch,
-            batch_size=self.adapt_batch, lr=self.adapt_lr, seed=self.seed, device=self.device,
+            batch_size=self.adapt_batch, **{**self.recipe, "lr": self.adapt_lr}, adapt_loss=self.adapt_loss,
+            seed=self.seed, device=self.device,
             pan_to_ms=sample.windows[0].factor(low), task=task, sensors=self.context.sensors)
         self.model.eval()
 
@@ -236,8 +262,8 @@ class NetworkMethod(FusionMethod):
                     results[i] = fused[slot]
                 continue
             arguments = [
-                torch.from_numpy((np.stack([batch[i][role] for i in indexes]) - ranges[role][0])
-                                 / (ranges[role][1] - ranges[role][0])).float().to(device)
+                _to_device(torch.from_numpy((np.stack([batch[i][role] for i in indexes]) - ranges[role][0])
+                                            / (ranges[role][1] - ranges[role][0])).float(), device)
                 for role in self.network_roles]
             serial = _CPU_FORWARD if device.type == "cpu" else contextlib.nullcontext()
             with serial, torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,

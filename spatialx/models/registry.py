@@ -27,6 +27,9 @@ class ModelSpec:
     #: ``guide_bands`` are replaced by the inputs' (hyperspectral cubes come with as many bands as the sensor and
     #: the user's selection leave).
     task_configs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: The training recipe (loss, optimizer, lr, weight_decay, schedule, clip, ema, augment) over LE-Mamba's
+    #: defaults: :mod:`spatialx.training.recipes`. ``spatialx train`` and scene adaptation follow it.
+    recipe: Mapping[str, Any] = field(default_factory=dict)
 
     def config(self, name: str) -> dict[str, Any]:
         if name not in self.configs:

@@ -16,6 +16,7 @@ register_model(ModelSpec(
         "gf2": {"bands": 4, "ratio": 4},
     },
     tasks=("pansharpen",),
+    recipe={},  # spatialx's defaults (LE-Mamba's recipe), as before recipes existed
     summary="PNN (Masi et al. 2016): 3-layer CNN 9x9/5x5/5x5, widths 64/32, residual on the upsampled MS",
 ))
 
@@ -38,6 +39,9 @@ register_model(ModelSpec(
     },
     tasks=("pansharpen", "hmif"),
     task_configs={"hmif": ("hmif", "hmif-tiny")},
+    # notes: AdamW lr 1e-3, weight decay 1e-6, gradient clip 0.03, EMA 0.995, L1 + 0.1 (1 - SSIM)
+    recipe={"loss": "l1+ssim", "optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-6, "schedule": "none",
+            "clip": 0.03, "ema": 0.995, "augment": False},
     summary="LE-Mamba (Cao et al. 2024): U-Net of local-enhanced vision Mamba blocks (windowed + global SS2D) with "
             "state sharing, residual on the upsampled image",
     paper={"params": 0.74e6, "gflops": 3.58, "config": "wv3", "hmif": {"params": 3.158e6, "gflops": 9.80}},
@@ -64,6 +68,10 @@ register_model(ModelSpec(
     },
     tasks=("pansharpen", "hmif"),
     task_configs={"hmif": ("hmif", "hmif-tiny")},
+    # notes: L1, Adamax lr 1e-4 with OneCycle, gradient clip 0.1, rot90/flip augmentation; they name no weight decay
+    # and no EMA, so neither is used
+    recipe={"loss": "l1", "optimizer": "adamax", "lr": 1e-4, "weight_decay": 0.0, "schedule": "onecycle",
+            "clip": 0.1, "ema": None, "augment": True},
     summary="SpaXFus (He et al. 2025): deep unfolding of the degradation model, 9 stages with a state-space "
             "spatial-X prior (SS2D blocks + a channel-order scan), ODConv head; takes the MS at its own scale",
 ))

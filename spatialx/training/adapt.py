@@ -2,8 +2,14 @@
 
 The scene is its own training set through Wald's protocol: patches of the PAN and MS are degraded by the ratio
 (:class:`~spatialx.training.data.WaldPatchDataset`), the network learns to restore the original MS from them, and
-the same weights are then applied at full resolution (the idea of A-PNN, Scarpa et al. 2018). Same loss and
-optimizer as training; the EMA of the weights is what the network holds at the end.
+the same weights are then applied at full resolution (the idea of A-PNN, Scarpa et al. 2018). Same recipe as
+training (the network's loss, optimizer, schedule, clipping, EMA, augmentation; :mod:`spatialx.training.recipes`);
+the EMA of the weights, when the recipe keeps one, is what the network holds at the end.
+
+``adapt_loss="full"`` (pansharpening) trains instead on full-resolution patches of the scene with the
+unsupervised spectral + spatial consistency objective of :mod:`spatialx.training.fullres`; ``"both"`` sums the
+two. Augmentation is not applied to full-resolution patches: a quarter turn would move the decimation phase of
+the spectral term off the MS grid.
 """
 
 from __future__ import annotations
@@ -55,6 +61,10 @@ def adapt(
     clip: float | None = 0.03,
     ema: float | None = 0.995,
     loss: str | LossFn = "l1+ssim",
+    optimizer: str = "adamw",
+    schedule: str = "none",
+    augment: bool = False,
+    adapt_loss: str = "reduced",
     seed: int = 0,
     device: str | torch.device = "cpu",
     pan_to_ms: int | None = None,
@@ -77,7 +87,18 @@ def adapt(
     Other tasks name their guide and low-resolution roles in ``task`` (``guide``, ``output_like``) and give every
     role's profile in ``sensors``: for hmif, ``pan`` is the MS (the guide), ``ms`` the HS on its own grid, and the
     HS is the reference (:class:`~spatialx.training.data.HMIFWaldPatchDataset`).
+
+    ``adapt_loss``: "reduced" (the above), "full" or "both" (pansharpening only; :mod:`spatialx.training.fullres`);
+    the initial and final losses are then those of the chosen objective on fixed patches, and the dict also holds
+    ``loss`` (the kind) and, for full resolution, ``spatial_weight``.
     """
+    from spatialx.training.fullres import ADAPT_LOSSES
+    from spatialx.training.recipes import check_choice
+
+    check_choice("adaptation loss", adapt_loss, ADAPT_LOSSES)
+    if adapt_loss != "reduced" and task.name != PANSHARPEN.name:
+        raise InputMismatchError(f"--adapt-loss {adapt_loss} is implemented for pansharpening only, not {task.name}",
+                                 hint="use --adapt-loss reduced")
     began = time.perf_counter()
     profile = sensor if isinstance(sensor, SensorProfile) else get_sensor(sensor)
     ratio = int(ratio if ratio is not None else profile.ratio)
@@ -95,10 +116,31 @@ def adapt(
     else:
         dataset = WaldPatchDataset(scenes, profile, ratio=ratio)
     patch = min(_fitting_patch(scene, patch, ratio, task.label(task.output_like)) for scene in scenes)
-    stream = PatchStream(dataset, RandomPatchSampler(dataset, patch, seed=seed))
-    held = PatchStream(dataset, GridPatchSampler(dataset, patch, limit=max(1, eval_patches)))
+    stream: Any = PatchStream(dataset, RandomPatchSampler(dataset, patch, seed=seed))
+    held: Any = PatchStream(dataset, GridPatchSampler(dataset, patch, limit=max(1, eval_patches)))
     torch_device = resolve_torch_device(device)
-    loss_fn = make_loss(loss)
+    loss_fn: Any = make_loss(loss)
+    extra: dict[str, Any] = {}
+    if adapt_loss != "reduced":
+        from spatialx.training.fullres import (
+            BothLoss,
+            FullResolutionLoss,
+            FullResolutionPatches,
+            FullResolutionStream,
+            PairedStream,
+        )
+
+        patches = FullResolutionPatches(scenes, dataset.gains, ratio, patch, dataset.max_value)
+        full_stream = FullResolutionStream(patches, seed=seed)
+        full_held = FullResolutionStream(patches, fixed=max(1, eval_patches))
+        objective = FullResolutionLoss(dataset.gains, ratio)
+        extra = {"spatial_weight": objective.spatial_weight, "full_patch": patches.patch}
+        if adapt_loss == "full":
+            stream, held, loss_fn = full_stream, full_held, objective
+        else:
+            stream, held = PairedStream(stream, full_stream), PairedStream(held, full_held)
+            loss_fn = BothLoss(loss_fn, objective)
+        augment = False
 
     def reduced_loss() -> float:
         return validate(model, held, max_value=dataset.max_value, ratio=ratio, batch_size=batch_size,
@@ -107,11 +149,16 @@ def adapt(
     model.to(torch_device)
     initial = reduced_loss()
     result = train(model, stream, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, clip=clip,
-                   ema=ema, loss=loss_fn, seed=seed, device=torch_device, progress=progress,
-                   roles=task.network_roles)
+                   ema=ema, loss=loss_fn, optimizer=optimizer, schedule=schedule, augment=augment, seed=seed,
+                   device=torch_device, progress=progress, roles=task.network_roles)
     final = reduced_loss()
     return {
         "task": task.name,
+        "loss": adapt_loss,
+        **extra,
+        "recipe": {"loss": loss if isinstance(loss, str) else getattr(loss, "__name__", "custom"),
+                   "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay, "schedule": schedule, "clip": clip,
+                   "ema": ema, "augment": augment},
         "initial_loss": initial,
         "final_loss": final,
         "first_train_loss": result.losses[0] if result.losses else None,

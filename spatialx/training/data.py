@@ -760,3 +760,46 @@ def mix_streams(streams: Sequence[Any], weights: Sequence[float] | None = None, 
 def _describe(data: Any) -> str:
     describe = getattr(data, "describe", None)
     return describe() if describe else type(data).__name__
+
+
+#: Salt of the augmentation's random stream, so it is not the patch sampler's for the same seed.
+_AUGMENT_SALT = 0x5A0F
+
+
+def symmetry(example: Example, which: int) -> Example:
+    """``example`` under symmetry ``which`` of the square (0..7: ``which % 4`` quarter turns, then a left-right
+    flip when ``which >= 4``), applied to the last two axes of every tensor alike."""
+    out = {}
+    for key, tensor in example.items():
+        value = torch.rot90(tensor, which % 4, dims=(-2, -1)) if which % 4 else tensor
+        out[key] = (torch.flip(value, dims=(-1,)) if which >= 4 else value).contiguous()
+    return out
+
+
+class AugmentedStream(Dataset):
+    """A stream of examples with rot90/flip augmentation: example ``k`` is ``stream[k]`` under one of the 8
+    symmetries of the square drawn from ``(seed, k)`` only, so a resumed run sees the same examples."""
+
+    is_stream = True
+
+    def __init__(self, stream: Any, seed: int = 0):
+        self.stream, self.seed = stream, int(seed)
+        for name in ("max_value", "ratio", "bands"):
+            setattr(self, name, getattr(stream, name, None))
+
+    def __len__(self) -> int:
+        return len(self.stream)
+
+    def which(self, k: int) -> int:
+        return int(_seeded(self.seed, _AUGMENT_SALT, int(k)).integers(8))
+
+    def __getitem__(self, k: int) -> Example:
+        return symmetry(self.stream[k], self.which(k))
+
+    def __getitems__(self, ks: Sequence[int]) -> list[Example]:
+        examples = (self.stream.__getitems__(list(ks)) if hasattr(self.stream, "__getitems__")
+                    else [self.stream[k] for k in ks])
+        return [symmetry(e, self.which(k)) for e, k in zip(examples, ks, strict=True)]
+
+    def describe(self) -> str:
+        return f"{_describe(self.stream)}, rot90/flip augmented"

@@ -1,13 +1,16 @@
-"""The training loop: AdamW, gradient clipping, EMA weights, validation, safetensors checkpoints, exact resume.
+"""The training loop: AdamW or Adamax, an optional OneCycle schedule, gradient clipping, EMA weights, rot90/flip
+augmentation, validation, safetensors checkpoints, exact resume.
 
 :func:`train` trains any registered network (``model(lms, pan) -> fused``) on examples from
-:mod:`spatialx.training.data`. The defaults are LE-Mamba's recipe: AdamW (lr 1e-3, weight decay 1e-6), gradient
+:mod:`spatialx.training.data`. Its defaults are LE-Mamba's recipe: AdamW (lr 1e-3, weight decay 1e-6), gradient
 norm clipped to 0.03, an exponential moving average of the weights with decay 0.995, and the loss
-L1 + 0.1 (1 - SSIM) on images in [0, 1].
+L1 + 0.1 (1 - SSIM) on images in [0, 1]; :func:`train_model` (``spatialx train``) takes each network's own recipe
+(:mod:`spatialx.training.recipes`, e.g. SpaXFus: L1, Adamax lr 1e-4 with OneCycle, clip 0.1, augmentation).
 
 Reproducibility: example ``k`` of a run is a function of the data's seed and ``k`` only (see
 :mod:`spatialx.training.data`), the torch generators are seeded from ``seed``, and deterministic kernels are
-requested. A checkpoint holds the live weights, the EMA weights, AdamW's state and the RNG states, so
+requested. A checkpoint holds the live weights, the EMA weights, the optimizer's kind and state, the learning-rate
+schedule's state and the RNG states, so
 ``train(steps=N)`` and ``train(steps=k, checkpoint=c)`` followed by ``train(steps=N, resume=c)`` end with the same
 weights, bit for bit (same device, same batch size). Checkpoints are safetensors files, never pickles: tensors
 under ``model/``, ``ema/`` and ``optim/<param>/<name>``; steps, hyperparameters and RNG states as JSON in the
@@ -41,6 +44,7 @@ from spatialx.tasks import PANSHARPEN
 from spatialx.training.data import (
     TARGET,
     ArrayScene,
+    AugmentedStream,
     EpochSampler,
     GridPatchSampler,
     HMIFWaldPatchDataset,
@@ -55,6 +59,8 @@ from spatialx.training.data import (
 CHECKPOINT_KEY = "spatialx_checkpoint"
 CHECKPOINT_FORMAT = "spatialx-checkpoint/1"
 LOSSES = ("l1+ssim", "l1", "mse")
+OPTIMIZERS = ("adamw", "adamax")
+SCHEDULES = ("none", "onecycle")
 #: Indices reported by validation (from :func:`spatialx.metrics.torch_backend.reduced_indices`), plus "loss".
 VAL_INDICES = ("Q2n", "SAM", "ERGAS", "SCC", "PSNR")
 
@@ -80,6 +86,48 @@ def make_loss(loss: str | LossFn) -> LossFn:
     if loss == "mse":
         return F.mse_loss
     raise SpatialxError(f"unknown loss {loss!r}", hint=f"choose one of: {', '.join(LOSSES)}")
+
+
+def make_optimizer(kind: str, parameters: Any, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """``torch.optim.AdamW`` or ``torch.optim.Adamax`` by name."""
+    from spatialx.training.recipes import check_choice
+
+    check_choice("optimizer", kind, OPTIMIZERS)
+    factory = torch.optim.AdamW if kind == "adamw" else torch.optim.Adamax
+    return factory(parameters, lr=lr, weight_decay=weight_decay)
+
+
+def make_schedule(kind: str, optimizer: torch.optim.Optimizer, lr: float, steps: int) -> Any:
+    """None for "none"; for "onecycle" ``OneCycleLR`` over ``steps`` optimizer steps peaking at ``lr``."""
+    from spatialx.training.recipes import check_choice
+
+    check_choice("schedule", kind, SCHEDULES)
+    if kind == "none":
+        return None
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(int(steps), 2))
+
+
+def batch_loss(loss_fn: Any) -> bool:
+    """Whether ``loss_fn`` is an objective that runs the network itself: ``loss_fn(forward, batch)`` with
+    ``forward(*inputs) -> fused`` and the batch's tensors on the device (full-resolution scene adaptation,
+    :mod:`spatialx.training.fullres`), rather than ``loss_fn(fused, target)``."""
+    return bool(getattr(loss_fn, "takes_batch", False))
+
+
+def _loss_of_batch(model: nn.Module, batch: Mapping[str, torch.Tensor], loss_fn: Any, roles: Sequence[str],
+                   device: torch.device, amp: bool) -> torch.Tensor:
+    if batch_loss(loss_fn):
+        on_device = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+
+        def forward(*inputs: torch.Tensor) -> torch.Tensor:
+            with _autocast(device, amp):
+                return model(*inputs).float()
+
+        return loss_fn(forward, on_device)
+    gt = batch[TARGET].to(device, non_blocking=True)
+    with _autocast(device, amp):
+        fused = model(*(batch[role].to(device, non_blocking=True) for role in roles))
+    return loss_fn(fused.float(), gt)
 
 
 def ema_decay(decay: float, updates: int) -> float:
@@ -149,7 +197,7 @@ def as_stream(data: Any, seed: int) -> PatchStream:
     """Training data as a stream of examples over sample numbers: a :class:`PatchStream` as it is, a
     :class:`WaldPatchDataset` with random windows of its ``patch`` (64 when it has none), any sized map-style
     dataset with a fresh permutation every epoch."""
-    if isinstance(data, PatchStream):
+    if isinstance(data, PatchStream) or getattr(data, "is_stream", False):  # already over sample numbers
         return data
     if isinstance(data, WaldPatchDataset):
         return PatchStream(data, RandomPatchSampler(data, getattr(data, "patch", 64), seed=seed))
@@ -194,7 +242,7 @@ def validate(model: nn.Module, data: Any, *, max_value: float, ratio: float, bat
     from spatialx.metrics.torch_backend import reduced_indices
 
     device = resolve_torch_device(device)
-    loss_fn = make_loss(loss) if loss is not None else None
+    loss_fn = (loss if batch_loss(loss) else make_loss(loss)) if loss is not None else None
     was_training = model.training
     model.eval()
     sums: dict[str, float] = {}
@@ -202,6 +250,15 @@ def validate(model: nn.Module, data: Any, *, max_value: float, ratio: float, bat
     try:
         for start in range(0, len(data), batch_size):
             batch = collate(_get_examples(data, range(start, min(len(data), start + batch_size))))
+            if loss_fn is not None and batch_loss(loss_fn):
+                if indices:
+                    raise SpatialxError("reduced-resolution indices need a reference: validate a batch objective "
+                                        "with indices=False")
+                n = next(iter(batch.values())).shape[0]
+                sums["loss"] = sums.get("loss", 0.0) + float(_loss_of_batch(model, batch, loss_fn, roles, device,
+                                                                            amp)) * n
+                count += n
+                continue
             gt = batch[TARGET].to(device)
             with _autocast(device, amp):
                 fused = model(*(batch[role].to(device) for role in roles))
@@ -352,6 +409,10 @@ def train(
     clip: float | None = 0.03,
     ema: float | None = 0.995,
     loss: str | LossFn = "l1+ssim",
+    optimizer: str = "adamw",
+    schedule: str = "none",
+    augment: bool = False,
+    total_steps: int | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
     val_data: Any = None,
@@ -376,14 +437,26 @@ def train(
     (s + 1) * batch_size - 1``. ``val_data`` (sized) is evaluated with the EMA weights every ``val_every`` steps and
     at the end (indices in the DN scale ``max_value`` with the data's ``ratio``, taken from the data sets when not
     given). ``checkpoint`` is written every ``checkpoint_every`` steps and at the end; ``resume`` continues from
-    one. ``ema`` None or 0 disables the average. On CUDA the forward pass runs under bfloat16 autocast when ``amp``
+    one. ``ema`` None or 0 disables the average. ``optimizer`` is "adamw" or "adamax"; ``schedule`` "none" keeps
+    ``lr``,
+    "onecycle" runs ``OneCycleLR`` over the ``total_steps`` of the whole run (default ``steps``; give it to a run
+    stopped early on purpose, so its checkpoint resumes the same schedule) with ``lr`` as its peak; ``augment``
+    applies a rot90/flip drawn from ``(seed, sample number)`` to every tensor of each example alike.
+    ``loss`` may also be a batch objective (:func:`batch_loss`) that runs the network on the batch itself.
+    On CUDA the forward pass runs under bfloat16 autocast when ``amp``
     (and the GPU supports it). After training, ``model`` holds the EMA weights and is left in the mode it came in.
     """
     if steps < 0 or batch_size < 1:
         raise SpatialxError(f"steps must be >= 0 and batch_size >= 1, got {steps} and {batch_size}")
     device = resolve_torch_device(device)
-    loss_fn = make_loss(loss)
+    loss_fn = loss if batch_loss(loss) else make_loss(loss)
+    from spatialx.training.recipes import check_choice
+
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_choice("schedule", schedule, SCHEDULES)
     stream = as_stream(train_data, seed)
+    if augment:
+        stream = AugmentedStream(stream, seed)
     max_value = max_value if max_value is not None else _data_attr("max_value", val_data, stream)
     ratio = ratio if ratio is not None else _data_attr("ratio", val_data, stream)
     if val_data is not None and (max_value is None or ratio is None):
@@ -395,11 +468,13 @@ def train(
     ema_model = copy.deepcopy(model).eval() if use_ema else model
     for parameter in ema_model.parameters() if use_ema else ():
         parameter.requires_grad_(False)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
-                                  weight_decay=weight_decay)
+    optimizer_kind = optimizer
+    optimizer = make_optimizer(optimizer_kind, [p for p in model.parameters() if p.requires_grad], lr, weight_decay)
+    scheduler = make_schedule(schedule, optimizer, lr, steps if total_steps is None else total_steps)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     info = {"seed": int(seed), "batch_size": int(batch_size), "ema": ema, "loss": loss if isinstance(loss, str)
-            else getattr(loss, "__name__", "custom")}
+            else getattr(loss, "name", None) or getattr(loss, "__name__", "custom"), "optimizer": optimizer_kind,
+            "schedule": schedule, "augment": bool(augment)}
 
     start = 0
     if resume is not None:
@@ -410,9 +485,19 @@ def train(
             if not any(name.startswith("ema/") for name in tensors):
                 raise ReadError("checkpoint has no EMA weights", path=resume)
             _load_module(ema_model, tensors, "ema", resume)
+        # checkpoints written before Adamax existed hold AdamW states and no "optimizer" key
+        for key, default in (("optimizer", "adamw"), ("schedule", "none")):
+            if saved.get(key, default) != info[key]:
+                raise ReadError(f"checkpoint was trained with {key} {saved.get(key, default)!r}, this run uses "
+                                f"{info[key]!r}", path=resume, hint=f"resume with the same --{key}")
         _load_optimizer(optimizer, tensors, saved, resume)
-        for group in optimizer.param_groups:
-            group["lr"], group["weight_decay"] = lr, weight_decay
+        if scheduler is None:
+            for group in optimizer.param_groups:
+                group["lr"], group["weight_decay"] = lr, weight_decay
+        else:  # the schedule's position and its learning rates come back as they were
+            if "scheduler" not in saved:
+                raise ReadError("checkpoint has no learning-rate schedule state", path=resume)
+            scheduler.load_state_dict(saved["scheduler"])
         changed = [f"{key} {saved.get(key)} -> {value}" for key, value in info.items()
                    if key in ("seed", "batch_size") and saved.get(key) != value]
         if changed:
@@ -425,7 +510,8 @@ def train(
 
     def write_checkpoint(step: int) -> None:
         assert checkpoint is not None
-        save_checkpoint(checkpoint, model, ema_model, optimizer, step, {**info, "rng": _rng_state(device)})
+        extra = {"scheduler": scheduler.state_dict()} if scheduler is not None else {}
+        save_checkpoint(checkpoint, model, ema_model, optimizer, step, {**info, **extra, "rng": _rng_state(device)})
 
     losses: list[float] = []
     history: list[tuple[int, dict[str, float]]] = []
@@ -447,10 +533,7 @@ def train(
     model.train()
     with deterministic():
         for step, batch in enumerate(loader, start=start + 1):
-            gt = batch[TARGET].to(device, non_blocking=True)
-            with _autocast(device, amp):
-                fused = model(*(batch[role].to(device, non_blocking=True) for role in roles))
-            value = loss_fn(fused.float(), gt)
+            value = _loss_of_batch(model, batch, loss_fn, roles, device, amp)
             if not torch.isfinite(value):
                 raise SpatialxError(f"training diverged at step {step} (loss {float(value)})",
                                     hint="lower --lr or check the data scaling (--sensor)")
@@ -459,6 +542,8 @@ def train(
             if clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             optimizer.step()
+            if scheduler is not None and scheduler.last_epoch < scheduler.total_steps - 1:
+                scheduler.step()
             if use_ema:
                 ema_update(ema_model, model, ema_decay(float(ema), step - 1))
             losses.append(float(value.detach()))
@@ -522,11 +607,14 @@ def train_model(
     steps: int = 1000,
     batch_size: int = 8,
     patch: int = 64,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-6,
-    clip: float | None = 0.03,
-    ema: float | None = 0.995,
-    loss: str = "l1+ssim",
+    lr: float | None = None,
+    weight_decay: float | None = None,
+    clip: float | None = None,
+    ema: float | None = None,
+    loss: str | None = None,
+    optimizer: str | None = None,
+    schedule: str | None = None,
+    augment: bool | None = None,
     seed: int = 0,
     device: str = "auto",
     holdout: float = 0.1,
@@ -548,6 +636,10 @@ def train_model(
     into random Wald-protocol patches of ``patch`` pixels, the bottom rows of every scene (``holdout``, at least
     one patch high) held out for validation. At most ``val_patches`` examples are validated. ``config`` defaults
     to the sensor's configuration of the network, else the first with the data's band count.
+
+    ``lr``, ``weight_decay``, ``clip``, ``ema``, ``loss``, ``optimizer``, ``schedule`` and ``augment`` default (None)
+    to the network's training recipe (:func:`spatialx.training.recipes.recipe_for`); ``clip=0`` and ``ema=0``
+    turn those off. The card's ``training`` records the recipe used.
 
     ``task="hmif"``: ``scenes`` are (HS, MS) pairs read with the fusion pipeline's readers (PRISMA HE5, Sentinel-2
     products, cubes with wavelengths), each whole into memory, their sensors in ``sensors`` (``{"hs": ...,
@@ -573,7 +665,11 @@ def train_model(
         raise SpatialxError("give training data: either --h5 FILE or --scene PAN MS (not both)")
     if val_h5 is not None and h5 is None:
         raise SpatialxError("--val-h5 goes with --h5", hint="with --scene, validation patches are held out")
+    from spatialx.training.recipes import recipe_for
+
     spec = get_model_spec(model)
+    recipe = recipe_for(model, lr=lr, weight_decay=weight_decay, clip=clip, ema=ema, loss=loss, optimizer=optimizer,
+                        schedule=schedule, augment=augment)
     if task not in spec.tasks:
         raise SpatialxError(f"{model} is not a network for {task}", hint=f"it serves {', '.join(spec.tasks)}")
     if task != PANSHARPEN.name and h5 is not None:
@@ -644,8 +740,8 @@ def train_model(
     network = create_model(model, config_name, **kwargs)
 
     torch_device = resolve_torch_device(device)
-    result = train(network, train_data, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                   clip=clip, ema=ema, loss=loss, seed=seed, device=torch_device, val_data=val_data,
+    result = train(network, train_data, steps=steps, batch_size=batch_size, **recipe, seed=seed,
+                   device=torch_device, val_data=val_data,
                    val_every=val_every, max_value=wald.max_value if h5 is None else profile.max_value, ratio=ratio,
                    checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, progress=progress,
                    workers=workers, roles=task_roles)
@@ -660,8 +756,8 @@ def train_model(
         "max_value": profile.max_value if task == PANSHARPEN.name else None,
         "ratio": int(ratio),
         "parameters": sum(p.numel() for p in network.parameters()),
-        "training": {"data": description, "steps": result.steps, "batch_size": batch_size, "lr": lr,
-                     "weight_decay": weight_decay, "clip": clip, "ema": ema, "loss": loss, "seed": seed,
+        "training": {"data": description, "steps": result.steps, "batch_size": batch_size, **recipe,
+                     "recipe": dict(recipe), "seed": seed,
                      "device": str(torch_device), "seconds_this_run": round(result.seconds, 3),
                      "final_train_loss": result.final_loss, "resumed_from": str(resume) if resume else None},
         "validation": {key: _finite(value) for key, value in (result.val_metrics or {}).items()} or None,
