@@ -388,15 +388,7 @@ def fuse_scene(task: TaskSpec, inputs: Mapping[str, str | PathLike[str]], output
         plan = _realigned(plan, task, sensor, method, options)
     scene, grid = plan.scene, plan.scene.alignment.grid
     with scene, gdal_env(options.workers):
-        check = alignment_preflight(plan)
-        if check is not None:
-            plan.params["alignment"] = check.tags()
-            if check.decision == "warn":
-                warnings.warn(check.message, stacklevel=2)
-            elif check.decision == "refuse" and not options.allow_misregistration:
-                raise InputMismatchError(check.message, path=scene.rasters[task.resampled[0]].path,
-                                         hint="check the georeferencing of both inputs, or pass "
-                                              "--allow-misregistration to fuse anyway")
+        check_alignment(plan, options)
         if type(plan.fusion).fit is not FusionMethod.fit:  # pointwise methods need no scene statistics
             plan.fusion.fit(first_pass(scene))
         plan.params.update(plan.fusion.params())
@@ -424,6 +416,22 @@ def fuse_scene(task: TaskSpec, inputs: Mapping[str, str | PathLike[str]], output
                         shape=(len(plan.output_sensor.bands), grid.height, grid.width), tiles=len(plan.tiles),
                         seconds=time.perf_counter() - started, notes=plan.notes, params=plan.params,
                         task=task.name, nodata=plan.nodata, output_profile=plan.output_sensor)
+
+
+def check_alignment(plan: FusionPlan, options: RunOptions) -> None:
+    """Run the alignment preflight on an opened plan: record the shift in its params, warn above half a low-resolution
+    pixel, refuse above the limit unless ``options.allow_misregistration`` (:mod:`spatialx.registration`)."""
+    check = alignment_preflight(plan)
+    if check is None:
+        return
+    plan.params["alignment"] = check.tags()
+    if check.decision == "warn":
+        warnings.warn(check.message, stacklevel=3)
+    elif check.decision == "refuse" and not options.allow_misregistration:
+        task = plan.scene.task
+        raise InputMismatchError(check.message, path=plan.scene.rasters[task.resampled[0]].path,
+                                 hint="check the georeferencing of both inputs, or pass "
+                                      "--allow-misregistration to fuse anyway")
 
 
 def _realigned(plan: FusionPlan, task: TaskSpec, sensor: SensorArg, method: str, options: RunOptions) -> FusionPlan:

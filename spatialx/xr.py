@@ -110,7 +110,7 @@ def fuse(task: str | TaskSpec, inputs: Mapping[str, Any], *, method: str, sensor
     import dask.array as da
     import xarray as xr
 
-    from spatialx.pipeline import TileFuser, plan_fusion
+    from spatialx.pipeline import TileFuser, check_alignment, plan_fusion
     from spatialx.scene import first_pass
     from spatialx.tiling import blend_cell
 
@@ -123,6 +123,7 @@ def fuse(task: str | TaskSpec, inputs: Mapping[str, Any], *, method: str, sensor
     plan = plan_fusion(spec, infos, sensor, method, options)
     scene = plan.scene
     scene.open_readers()
+    check_alignment(plan, options)
     if type(plan.fusion).fit is not FusionMethod.fit:
         plan.fusion.fit(first_pass(scene))
     plan.params.update(plan.fusion.params())

@@ -213,3 +213,19 @@ def test_align_shift_auto_corrects_the_pair_before_fusing(truth, tmp_path):
     assert params["alignment_corrected"] == pytest.approx({"dx": -2.0, "dy": 1.0}, abs=0.1)
     assert params["alignment"]["decision"] == "ok"  # measured again after the correction
     assert any("--align-shift auto" in note for note in fixed.notes)
+
+
+def test_xarray_api_runs_the_same_preflight(truth, tmp_path):
+    """``spatialx.xr.fuse`` on labelled arrays refuses the 10-pixel offset as the file path does, and records the
+    measured shift in the result's attributes when forced."""
+    import rioxarray
+
+    import spatialx.xr
+    from spatialx.errors import InputMismatchError
+
+    pan, ms = _write(tmp_path, truth, (10.0, 0.0))
+    arrays = {role: rioxarray.open_rasterio(path) for role, path in (("pan", pan), ("ms", ms))}
+    with pytest.raises(InputMismatchError, match="--allow-misregistration"):
+        spatialx.xr.fuse("pansharpen", arrays, method="gsa", sensor="qb")
+    forced = spatialx.xr.fuse("pansharpen", arrays, method="gsa", sensor="qb", allow_misregistration=True)
+    assert "refuse" in str(forced.attrs)
