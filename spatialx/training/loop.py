@@ -55,12 +55,11 @@ from spatialx.training.data import (
     WaldPatchDataset,
     collate,
 )
+from spatialx.training.recipes import OPTIMIZERS, SCHEDULES
 
 CHECKPOINT_KEY = "spatialx_checkpoint"
 CHECKPOINT_FORMAT = "spatialx-checkpoint/1"
 LOSSES = ("l1+ssim", "l1", "mse")
-OPTIMIZERS = ("adamw", "adamax")
-SCHEDULES = ("none", "onecycle")
 #: Indices reported by validation (from :func:`spatialx.metrics.torch_backend.reduced_indices`), plus "loss".
 VAL_INDICES = ("Q2n", "SAM", "ERGAS", "SCC", "PSNR")
 
