@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 import warnings
@@ -130,11 +129,9 @@ def main() -> None:
     parser.add_argument("--only", choices=("reduced", "full"), default=None)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/default_weights_vs_scratch.json"))
     args = parser.parse_args()
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ.setdefault(variable, str(args.threads))
-    import torch
+    from spatialx.runtime import use_threads
 
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     warnings.simplefilter("ignore")
     began = time.perf_counter()
     report: dict[str, Any] = {"networks": args.networks, "steps": args.steps, "threads": args.threads,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 import warnings
@@ -105,11 +104,9 @@ def main() -> None:
     parser.add_argument("--scenes", nargs="+", default=["wv3", "qb"], choices=("wv3", "qb"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/full_resolution_adaptation.json"))
     args = parser.parse_args()
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ.setdefault(variable, str(args.threads))
-    import torch
+    from spatialx.runtime import use_threads
 
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     warnings.simplefilter("ignore")
     from spatialx.sample import write_sample
 

@@ -33,3 +33,14 @@ def configure_memory() -> None:
         libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
     except (OSError, AttributeError):  # not glibc (musl has no mallopt): its allocator's own behaviour stands
         pass
+
+
+def use_threads(threads: int) -> None:
+    """Run this process's compute on ``threads`` cores: the OpenMP/MKL/numba pools (unless the environment already
+    says otherwise; they read it when first loaded, so call this before importing torch) and torch's intra-op
+    threads (numba's kernels follow torch's count, :mod:`spatialx.models.scan_cpu`)."""
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ.setdefault(variable, str(threads))
+    import torch
+
+    torch.set_num_threads(threads)

@@ -1702,23 +1702,8 @@ def write_hmif_sample(out_dir: str | PathLike[str], size: int = HMIF_SIZE, bands
     item_path = ms_dir / "item.json"
     files = {"hs": out / "hs.he5", "hs_tif": out / "hs.tif", "reference": out / "reference.tif",
              **{f"ms_{name}": path for name, path in band_paths.items()}, "item": item_path}
-    if ms_dir.exists() and not ms_dir.is_dir():
-        raise OutputError("not a directory", path=ms_dir, hint="remove it: the Sentinel-2 bands go into ms/")
-    if ms_dir.is_dir():
-        # The Sentinel-2 reader takes every band file and STAC item of the folder for part of the product.
-        ours = {p.name for p in (*band_paths.values(), item_path)}
-        foreign = sorted(p.name for p in ms_dir.iterdir() if p.name not in ours and not p.name.startswith("."))
-        if foreign:
-            raise OutputError(f"the Sentinel-2 folder holds other files ({', '.join(foreign[:3])})", path=ms_dir,
-                              hint="a reader would take them for part of the product: remove them, or write the "
-                                   "scene into another directory")
-    for path in files.values():
-        if path.exists() and not overwrite:
-            raise OutputError("output exists", path=path, hint="pass --overwrite")
-    try:
-        ms_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create the output directory: {exc.strerror}", path=ms_dir) from None
+    # the Sentinel-2 reader takes every band file and STAC item of ms/ for part of the product
+    _prepare_product_folders(out, [ms_dir], files, overwrite)
 
     hs_size = size // HMIF_RATIO
     x0, y0 = DEFAULT_ORIGIN
