@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from spatialx.runtime import configure_memory  # noqa: E402
 
-configure_memory()  # as the CLI does, before torch's first allocation
+configure_memory()  # as a network method does, before torch's first allocation
 
 import torch  # noqa: E402
 from bench_pansharpen import child_env, ensure_scene, run_child  # noqa: E402

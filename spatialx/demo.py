@@ -45,10 +45,6 @@ def main(out_dir: str = "demo-out") -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from spatialx.runtime import configure_memory
-
-    configure_memory()  # as the CLI does: the demo runs networks too
-
     import spatialx
     from spatialx.methods import list_methods
     from spatialx.sample import write_hmif_sample, write_sample

@@ -1,7 +1,8 @@
-"""Process-wide memory settings for long fusion runs (the CLI applies them at start-up).
+"""Process-wide memory settings for network runs (a network method applies them when it is built).
 
 A network forward allocates and frees gigabytes of short-lived activations. Two allocator behaviours decide what
-that costs on Linux, and both are set here before torch allocates anything:
+that costs on Linux, and both are set here before torch allocates anything (classical methods, whose numpy
+temporaries are faulted in afresh under a fixed threshold, measured 10-30 % slower with them, run without):
 
 * glibc raises its mmap threshold to the size of every large block freed (up to 32 MiB), so later tensors below it
   come from the heap, which fragments and does not shrink: peak RSS crept by ~430 MB over the tiles of a 1024 px

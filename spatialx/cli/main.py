@@ -71,9 +71,7 @@ def run() -> None:
     every temporary file and become one line and exit status 130/143 (:func:`spatialx.io.outputs.signal_guard`)."""
     from spatialx.errors import SpatialxError
     from spatialx.io.outputs import signal_guard
-    from spatialx.runtime import configure_memory
 
-    configure_memory()
     warnings.showwarning = _warning_line
     warnings.simplefilter("once")
     with signal_guard():
