@@ -8,6 +8,11 @@ these into an estimate of the original MS.
 hmif (:func:`reduce_hmif`) is the same protocol with the HS as the reference: the MS is degraded onto the HS grid
 with its own MTF, the HS by the ratio with the HS MTF and re-expanded with bicubic resizing (any integer ratio:
 PRISMA over Sentinel-2 is 3).
+
+polsar (:func:`reduce_polsar`) is the same protocol with the quad-pol C3 as the reference: the C3 is averaged over
+``ratio x ratio`` blocks (a multilook, as :func:`spatialx.tasks.polsar.simulate_pair` simulates the low-resolution
+quad-pol) and brought back bilinearly, as the pipeline resamples a covariance image; the single-pol intensity is
+averaged onto the reference grid.
 """
 
 from __future__ import annotations
@@ -147,3 +152,82 @@ def reduce_hmif(hs: np.ndarray, ms: np.ndarray, sensors: Mapping[str, SensorProf
     return HMIFReducedScene(reference=reference.astype(np.float32), ms=ms_ref.astype(np.float32),
                             hs_lr=hs_lr.astype(np.float32), hs_up=hs_up.astype(np.float32), ratio=ratio,
                             sensors=dict(sensors), notes=tuple(notes))
+
+
+# ---------------------------------------------------------------------------------------------------------- polsar
+#: Quantile of the single-pol intensity a PolSAR scene is scaled by for a network (:func:`polsar_level`).
+POLSAR_LEVEL_QUANTILE = 0.99
+
+
+@dataclass(frozen=True)
+class PolSARReducedScene:
+    """Inputs of one reduced-resolution polsar fusion and the C3 it must reproduce (all (channels, rows, cols))."""
+
+    reference: np.ndarray  # the quad-pol C3, cropped to a multiple of the ratio
+    single: np.ndarray  # the single-pol intensity on the reference grid, (1, rows, cols)
+    quad_lr: np.ndarray  # the reference averaged over ratio x ratio blocks
+    quad_up: np.ndarray  # quad_lr resampled bilinearly back onto the reference grid
+    ratio: int
+
+
+def block_mean(image: np.ndarray, ratio: int) -> np.ndarray:
+    """The mean of every ``ratio x ratio`` block of ``image`` (bands, rows, cols), rows and columns cropped to a
+    multiple of ``ratio`` (float64): a boxcar multilook onto the ``ratio`` times coarser grid."""
+    arr = np.asarray(image, dtype=np.float64)
+    rows, cols = arr.shape[1] // ratio * ratio, arr.shape[2] // ratio * ratio
+    if ratio == 1:
+        return arr[:, :rows, :cols]
+    return arr[:, :rows, :cols].reshape(arr.shape[0], rows // ratio, ratio, cols // ratio, ratio).mean(axis=(2, 4))
+
+
+def expand_linear(image: np.ndarray, ratio: int) -> np.ndarray:
+    """``image`` (bands, h, w) bilinearly onto the grid ``ratio`` times finer on the same origin (h r, w r): the
+    pipeline's covariance resampling (:class:`spatialx.align.AxisMap`, replicated edges), a convex combination of
+    neighbouring pixels, so a C3 image stays positive semidefinite."""
+    from spatialx.align import AxisMap
+
+    arr = np.asarray(image, dtype=np.float64)
+    offset = 0.5 / ratio - 0.5
+    rows = AxisMap(scale=1.0 / ratio, offset=offset, size=arr.shape[1], kernel="linear")
+    cols = AxisMap(scale=1.0 / ratio, offset=offset, size=arr.shape[2], kernel="linear")
+    iy, wy = rows.taps(0, arr.shape[1] * ratio, 0)
+    ix, wx = cols.taps(0, arr.shape[2] * ratio, 0)
+    along_rows = sum(arr[:, iy[:, t], :] * wy[None, :, t, None] for t in range(wy.shape[1]))
+    return sum(np.take(along_rows, ix[:, t], axis=2) * wx[None, None, :, t] for t in range(wx.shape[1]))
+
+
+def reduce_polsar(quad: np.ndarray, single: np.ndarray, grid_ratio: int, ratio: int = 2) -> PolSARReducedScene:
+    """Degrade a quad-pol C3 (9, h, w) and single-pol intensity (1, h g, w g) pair for Wald's protocol with the C3 as
+    reference: the C3 averaged over ``ratio x ratio`` blocks and resampled bilinearly back, the intensity averaged
+    over ``g x g`` blocks onto the C3 grid (as read when ``g`` is 1: a single-pol image simulated from the C3 itself).
+    """
+    ratio, grid_ratio = int(ratio), int(grid_ratio)
+    if quad.shape[0] != 9:
+        raise InputMismatchError(f"the quad-pol input has {quad.shape[0]} channels, not the 9 of C3")
+    if single.shape[1:] != (quad.shape[1] * grid_ratio, quad.shape[2] * grid_ratio):
+        raise InputMismatchError(f"single-pol {single.shape[1:]} is not quad-pol {quad.shape[1:]} x {grid_ratio}")
+    if ratio < 2:
+        raise InputMismatchError(f"ratio {ratio}: the reduced-resolution protocol degrades by 2 or more")
+    rows, cols = quad.shape[1] // ratio * ratio, quad.shape[2] // ratio * ratio
+    if rows < 4 * ratio or cols < 4 * ratio:
+        raise InputMismatchError(f"quad-pol C3 of {quad.shape[2]}x{quad.shape[1]} pixels is too small for ratio "
+                                 f"{ratio}", hint=f"it needs at least {4 * ratio} pixels each way")
+    reference = np.asarray(quad[:, :rows, :cols], dtype=np.float64)
+    guide = block_mean(single[:, : rows * grid_ratio, : cols * grid_ratio], grid_ratio)
+    quad_lr = block_mean(reference, ratio)
+    return PolSARReducedScene(reference=reference.astype(np.float32), single=guide.astype(np.float32),
+                              quad_lr=quad_lr.astype(np.float32),
+                              quad_up=expand_linear(quad_lr, ratio).astype(np.float32), ratio=ratio)
+
+
+def polsar_level(intensity: np.ndarray) -> float:
+    """The level a PolSAR scene is divided by before a network sees it: the :data:`POLSAR_LEVEL_QUANTILE` quantile
+    of the single-pol intensity's finite positive pixels. SAR power has no nominal range (the optical sensors'
+    [0, max DN]); one level for the single-pol and every C3 channel keeps their physical relation (C11 is the HH
+    intensity) and leaves most values in [0, 1], as the optical inputs are."""
+    values = np.asarray(intensity, dtype=np.float64).ravel()
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size == 0:
+        raise InputMismatchError("the single-pol intensity has no positive pixel to scale the scene by",
+                                 hint="check that the single-pol input is an intensity (linear power)")
+    return float(np.quantile(values, POLSAR_LEVEL_QUANTILE))

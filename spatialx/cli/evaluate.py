@@ -160,6 +160,7 @@ def reduced(
     adapt_steps: opt.AdaptSteps = 0,
     adapt_loss: opt.AdaptLoss = None,
     scratch: opt.Scratch = False,
+    config: opt.NetworkConfig = None,
     ratio: Annotated[int | None, typer.Option(
         "--ratio", min=1, help="Resolution ratio [default: the sensor's; hmif: the HS:MS grid ratio, required when "
                                "the grids coincide].", show_default=False)] = None,
@@ -176,6 +177,7 @@ def reduced(
     from spatialx.evaluate import evaluate_reduced
     from spatialx.methods import list_methods
 
+    options = opt.method_options(weights, adapt_steps, config, scratch=scratch, adapt_loss=adapt_loss)
     if task.strip().lower() == "polsar":
         from spatialx.evaluate import evaluate_reduced_polsar
 
@@ -185,7 +187,7 @@ def reduced(
         _check_outputs({"quad-pol": pan}, json_path, csv_path, overwrite, weights)
         names = methods or [m.name for m in list_methods("polsar") if m.kind == "classical"]
         results = evaluate_reduced_polsar(pan, names, ratio=ratio or 2, looks=looks, cut=cut or 0,
-                                          method_options=opt.method_options(weights, adapt_steps))
+                                          method_options=options)
         _print(f"Reduced resolution, polsar ({pan.name}, ratio {ratio or 2})", results, "method", results.notes)
         _save(results, json_path, csv_path, "method")
         return
@@ -196,7 +198,6 @@ def reduced(
     labels = ("PAN", "MS") if task == "pansharpen" else ("HS", "MS")
     _check_outputs(dict(zip(labels, (pan, ms), strict=True)), json_path, csv_path, overwrite, weights)
     names = methods or [m.name for m in list_methods(task) if m.kind == "classical"]
-    options = opt.method_options(weights, adapt_steps, scratch=scratch, adapt_loss=adapt_loss)
     if task == "pansharpen":
         cut = 21 if cut is None else cut
         results = evaluate_reduced(pan, ms, sensor or "wv3", names, ratio=ratio, cut=cut, bands=bands,

@@ -41,6 +41,8 @@ def command(
                                                show_default=False)] = None,
     weights: opt.Weights = None,
     adapt_steps: opt.AdaptSteps = 0,
+    scratch: opt.Scratch = False,
+    config: opt.NetworkConfig = None,
     tile: opt.Tile = None,
     overlap: opt.Overlap = None,
     workers: opt.Workers = 1,
@@ -60,12 +62,12 @@ def command(
         single, output = None, single
     if output is None or (single is None and simulate is None):
         raise SpatialxError("give QUADPOL SINGLEPOL OUT, or QUADPOL OUT with --simulate-from RATIO")
-    method_options: dict[str, object] = opt.method_options(weights, adapt_steps)
+    method_options: dict[str, object] = opt.method_options(weights, adapt_steps, config, scratch=scratch)
     if radius is not None:
         method_options["radius"] = radius
-    with tempfile.TemporaryDirectory(prefix="spatialx-polsar-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="spatialx-polsar-") as directory:
         if simulate is not None:
-            pair = simulate_pair(quad, simulate, scratch, looks=looks, speckle=speckle)
+            pair = simulate_pair(quad, simulate, directory, looks=looks, speckle=speckle)
             quad, single = pair["quad"], pair["single"]
         with tile_progress(f"polsar {method}", enabled=not quiet) as progress:
             result = polsar(quad, single, output, method=method, looks=looks, speckle=speckle, pauli=pauli,

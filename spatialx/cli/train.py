@@ -120,8 +120,11 @@ def command(
                                           "repeat for more scenes. The bottom rows are held out for validation.",
         show_default=False)] = None,
     sensor: opt.Sensor = "wv3",
-    task: Annotated[str, typer.Option("--task", help="pansharpen (--h5 or --scene PAN MS) or hmif (--scene HS MS, "
-                                                     "read like `spatialx hmif` reads them).")] = "pansharpen",
+    task: Annotated[str, typer.Option(
+        "--task", help="pansharpen (--h5 or --scene PAN MS), hmif (--scene HS MS, read like `spatialx hmif` reads "
+                       "them) or polsar (--scene SINGLE QUAD on nested grids, the C3 the reference; a single-pol "
+                       "image on the C3's own grid, e.g. its HH, simulates the pair from the quad-pol alone).")]
+    = "pansharpen",
     hs_sensor: Annotated[str, typer.Option("--hs-sensor", help="hmif: sensor profile of the HS cubes.")]
     = "prisma_l2d",
     ms_sensor: Annotated[str, typer.Option("--ms-sensor", help="hmif: sensor profile of the MS images.")]

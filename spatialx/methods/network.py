@@ -2,10 +2,15 @@
 
 The method is the adapter between a task and a network: it hands the task's ``network_roles`` to the model as its
 arguments, in that order, each scaled to [0, 1] by its own sensor's value range, and scales the result back by the
-output sensor's range. A network method needs weights (``weights=``, a safetensors file written by ``spatialx
-train``; without it, the bundled weights for the architecture, task and band counts, :mod:`spatialx.models.bundled`)
-or scene adaptation (``adapt_steps=``: fine-tune those weights, or with ``scratch=True`` or ``config=`` train a
-fresh network, on reduced-resolution patches of the scene being fused, before fusing it at full resolution), or
+output sensor's range, clipped to it. SAR power has no nominal range: a PolSAR scene is divided by one level, the
+99th percentile of its single-pol intensity found in the first pass (:func:`spatialx.protocols.polsar_level`;
+training and adaptation divide their scenes the same way), and the fused C3, scaled back, is projected onto the
+cone of covariance matrices instead of clipped.
+
+A network method needs weights (``weights=``, a safetensors file written by ``spatialx train``; without it, the
+bundled weights for the architecture, task and band counts, :mod:`spatialx.models.bundled`) or scene adaptation
+(``adapt_steps=``: fine-tune those weights, or with ``scratch=True`` or ``config=`` train a fresh network, on
+reduced-resolution patches of the scene being fused, before fusing it at full resolution), or
 both; an untrained network is refused, never run. Tiles are fused in batches on the chosen device, with mixed
 precision on CUDA.
 """
@@ -24,7 +29,7 @@ from spatialx.errors import MethodError, ReadError
 from spatialx.methods.base import FusionMethod, MethodContext, SceneSample
 
 #: Tasks with a reduced-resolution protocol to adapt a network on the scene itself (:mod:`spatialx.training.adapt`).
-ADAPTABLE_TASKS = ("pansharpen", "hmif")
+ADAPTABLE_TASKS = ("pansharpen", "hmif", "polsar")
 #: Inference engines: PyTorch, or ONNX Runtime on the network exported to ONNX (:mod:`spatialx.models.onnx`).
 BACKENDS = ("torch", "onnx")
 
@@ -154,6 +159,12 @@ class NetworkMethod(FusionMethod):
         self.adapt_lr = adapt_lr if adapt_lr is not None else (self.recipe["lr"] / 10 if weights is not None
                                                                else self.recipe["lr"])
         self.seed = seed
+        #: Each network role's and the output's (low, high) mapped to [0, 1]; for SAR set by :meth:`fit`.
+        self.value_ranges: dict[str, tuple[float, float]] = {}
+        self.scene_level: float | None = None
+        if not self.sensor.is_sar:
+            self.value_ranges = {role: self.context.sensors[role].value_range
+                                 for role in (*self.network_roles, context.task.output_like)}
         self.card: dict[str, Any] = {}
         self.adaptation: dict[str, Any] = {}
         if weights is not None:
@@ -214,9 +225,15 @@ class NetworkMethod(FusionMethod):
             return self._onnx_runner
 
     def fit(self, sample: SceneSample) -> None:
+        task = self.context.task
+        if self.sensor.is_sar:
+            from spatialx.protocols import polsar_level
+
+            guide = sample.inputs[task.guide]
+            self.scene_level = polsar_level(guide[:, sample.valid])
+            self.value_ranges = dict.fromkeys((*self.network_roles, task.output_like), (0.0, self.scene_level))
         if self.adapt_steps <= 0:
             return
-        task = self.context.task
         if not sample.windows:
             raise MethodError(f"{self.name}: scene adaptation needs exactly nested {task.label(task.guide)} and "
                               f"{task.label(task.output_like)} grids ({sample.windows_unavailable})",
@@ -229,7 +246,8 @@ class NetworkMethod(FusionMethod):
             self.sensor, round(self.ratio), steps=self.adapt_steps, patch=self.adapt_patch,
             batch_size=self.adapt_batch, **{**self.recipe, "lr": self.adapt_lr}, adapt_loss=self.adapt_loss,
             seed=self.seed, device=self.device,
-            pan_to_ms=sample.windows[0].factor(low), task=task, sensors=self.context.sensors)
+            pan_to_ms=sample.windows[0].factor(low), task=task, sensors=self.context.sensors,
+            level=self.scene_level)
         self.model.eval()
 
     @property
@@ -247,36 +265,47 @@ class NetworkMethod(FusionMethod):
         """Run tiles of equal shape as one batch; inputs and outputs in the sensors' units, the network in [0, 1]."""
         import torch
 
+        if not self.value_ranges:
+            raise MethodError(f"{self.name}: a SAR scene is scaled by its level, found in the first pass",
+                              hint="call fit() before fuse(), as the pipeline does")
         device = torch.device(self.device)
         runner = self._onnx() if self.backend == "onnx" else None
         if runner is None:
             self.model.to(device)
-        ranges = {role: self.context.sensors[role].value_range for role in self.network_roles}
-        low, high = self.sensor.value_range
+        low, high = self.value_ranges[self.context.task.output_like]
         results: list[np.ndarray | None] = [None] * len(batch)
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for i, inputs in enumerate(batch):
             by_shape.setdefault(inputs[self.network_roles[0]].shape, []).append(i)
+        serial = _CPU_FORWARD if device.type == "cpu" else contextlib.nullcontext()
         for indexes in by_shape.values():
+            arrays = [self._scaled(np.stack([batch[i][role] for i in indexes]), role) for role in self.network_roles]
             if runner is not None:
-                arrays = [((np.stack([batch[i][role] for i in indexes]) - ranges[role][0])
-                           / (ranges[role][1] - ranges[role][0])).astype(np.float32) for role in self.network_roles]
-                with _CPU_FORWARD if device.type == "cpu" else contextlib.nullcontext():
-                    fused = np.clip(runner.run(arrays), 0, 1) * (high - low) + low
-                for slot, i in enumerate(indexes):
-                    results[i] = fused[slot]
-                continue
-            arguments = [
-                _to_device(torch.from_numpy((np.stack([batch[i][role] for i in indexes]) - ranges[role][0])
-                                            / (ranges[role][1] - ranges[role][0])).float(), device)
-                for role in self.network_roles]
-            serial = _CPU_FORWARD if device.type == "cpu" else contextlib.nullcontext()
-            with serial, torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
-                                                                enabled=device.type == "cuda"):
-                fused = self.model(*arguments).float().clamp(0, 1).cpu().numpy() * (high - low) + low
+                with serial:
+                    fused = runner.run(arrays)
+            else:
+                arguments = [_to_device(torch.from_numpy(array), device) for array in arrays]
+                with serial, torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                                                    enabled=device.type == "cuda"):
+                    fused = self.model(*arguments).float().cpu().numpy()
+            fused = self._unscaled(fused, low, high)
             for slot, i in enumerate(indexes):
                 results[i] = fused[slot]
         return [r for r in results if r is not None]
+
+    def _scaled(self, array: np.ndarray, role: str) -> np.ndarray:
+        low, high = self.value_ranges[role]
+        return ((array - np.float32(low)) / np.float32(high - low)).astype(np.float32, copy=False)
+
+    def _unscaled(self, fused: np.ndarray, low: float, high: float) -> np.ndarray:
+        """The network's output in the output sensor's units: clipped to its range, or for a C3 (no range) projected
+        onto the cone of covariance matrices, pixel by pixel (a C3 with a negative eigenvalue is no covariance)."""
+        if not self.sensor.is_sar:
+            return np.clip(fused, 0, 1) * np.float32(high - low) + np.float32(low)
+        from spatialx.metrics.polsar import psd_project
+
+        return np.stack([psd_project(tile * np.float32(high - low) + np.float32(low)).astype(np.float32)
+                         for tile in fused])
 
     def params(self) -> dict[str, Any]:
         info: dict[str, Any] = {"architecture": self.architecture, "config": self.card.get("config"),
@@ -285,6 +314,8 @@ class NetworkMethod(FusionMethod):
             info["weights_sha256"] = self.card["sha256"]
         if self.backend != "torch":
             info["backend"] = self.backend
+        if self.scene_level is not None:
+            info["scene_level"] = round(self.scene_level, 9)
         if self.adaptation:
             info["adaptation"] = {k: (round(v, 6) if isinstance(v, float) else v)
                                   for k, v in self.adaptation.items()}

@@ -67,9 +67,10 @@ normal (fan-out) as its code.
 
 Configurations (:mod:`spatialx.models.zoo`): pansharpening ``wv3`` (8 bands), ``qb`` and ``gf2`` (4 bands), ratio 4,
 ``mid`` 48, ``groups`` 4 (the authors' GF2 configuration; WV3's 8 bands take the same 4 groups), K = 9 stages, 4 SXM
-blocks. The HMIF (Chikusei: 4 -> 128 bands, mid 48, groups 1), PolSAR (2 -> 9, ratio 2, mid 96, groups 3) and
-spatio-temporal (4 -> 8, ratio 16, mid 48, groups 2) configurations of the notes need those tasks' adapters (the
-spatio-temporal one predicts Landsat t1 and t2 and keeps the t2 half) and are not registered yet.
+blocks. HMIF: Chikusei (4 -> 128 bands, mid 48, groups 1), any band count. PolSAR: 2 -> 9 channels, ratio 2, mid 96,
+groups 3, with the single-pol intensity as its one guide band (the fusion method scales a SAR scene by its level,
+:mod:`spatialx.methods.network`). The spatio-temporal configuration (4 -> 8, ratio 16, mid 48, groups 2: Landsat
+t1 and t2 predicted, the t2 half kept) needs the stfuse adapter and is not registered yet.
 """
 
 from __future__ import annotations

@@ -52,8 +52,10 @@ register_model(ModelSpec(
 # 9.79 GFLOPs (WV3, 64 x 64), 1.54 M and 9.75 G (QB/GF2). ``tiny`` (2 stages, mid 8, one SXM block) is for tests
 # and quick CPU runs. HMIF: the notes' Chikusei configuration (a 4-band MSI guide, 128 HS bands, ratio 4, mid 48,
 # groups 1); real HS/MS pairs (PRISMA + Sentinel-2: ~230 bands, ratio 3) take it with their own band counts and
-# ratio, as ``hmif-tiny`` does for tests. The PolSAR and spatio-temporal configurations of the notes wait for
-# their adapters.
+# ratio, as ``hmif-tiny`` does for tests. PolSAR: the notes' (2 -> 9 channels, ratio 2, mid 96, groups 3); the
+# authors' two high-resolution channels are not described, spatialx's single-pol role is one intensity band, which
+# the configuration takes (any guide band count), as ``polsar-tiny`` does. The spatio-temporal configuration waits
+# for its adapter.
 register_model(ModelSpec(
     name="spaxfus",
     entry="spatialx.models.spaxfus:SpaXFusOnGrid",
@@ -65,9 +67,12 @@ register_model(ModelSpec(
         "hmif": {"bands": 128, "ratio": 4, "guide_bands": 4, "mid": 48, "groups": 1},
         "hmif-tiny": {"bands": 128, "ratio": 4, "guide_bands": 4, "stages": 2, "mid": 8, "sxm_blocks": 1,
                       "xim_inner": 4, "groups": 1},
+        "polsar": {"bands": 9, "ratio": 2, "guide_bands": 2, "mid": 96, "groups": 3},
+        "polsar-tiny": {"bands": 9, "ratio": 2, "guide_bands": 2, "stages": 2, "mid": 8, "sxm_blocks": 1,
+                        "xim_inner": 4, "groups": 3},
     },
-    tasks=("pansharpen", "hmif"),
-    task_configs={"hmif": ("hmif", "hmif-tiny")},
+    tasks=("pansharpen", "hmif", "polsar"),
+    task_configs={"hmif": ("hmif", "hmif-tiny"), "polsar": ("polsar", "polsar-tiny")},
     # notes: L1, Adamax lr 1e-4 with OneCycle, gradient clip 0.1, rot90/flip augmentation; they name no weight decay
     # and no EMA, so neither is used
     recipe={"loss": "l1", "optimizer": "adamax", "lr": 1e-4, "weight_decay": 0.0, "schedule": "onecycle",

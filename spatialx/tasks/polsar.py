@@ -21,7 +21,7 @@ from spatialx.errors import InputMismatchError, SpatialxError
 from spatialx.options import RunOptions
 from spatialx.tasks import POLSAR
 
-__all__ = ["polsar", "simulate_pair"]
+__all__ = ["polsar", "read_polsar_pair", "simulate_pair"]
 
 QUAD_SENSOR, SINGLE_SENSOR = "radarsat2_quad", "radarsat2_single"
 #: Rows of C3 read at a time while simulating (a multiple of any ratio up to 8).
@@ -90,6 +90,46 @@ def simulate_pair(quad: str | PathLike[str], ratio: int, directory: str | PathLi
             blocks = c3.reshape(9, height // ratio, ratio, cols // ratio, ratio).mean(axis=(2, 4))
             low.write(blocks.astype(np.float32), Window(0, top // ratio, cols // ratio, height // ratio))
     return {key: spec.path for key, spec in specs.items()}
+
+
+def read_polsar_pair(single: str | PathLike[str], quad: str | PathLike[str], *, looks: int | None = None,
+                     speckle: str = "boxcar", single_looks: int = 1) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(intensity (1, H, W), C3 (9, h, w), g)``: a single-pol and a quad-pol input read whole with the fusion
+    readers (SLC sets multilooked as ``polsar`` does) on nested grids, the quad-pol pixel ``g`` single-pol pixels
+    wide from the same upper-left corner (``g`` 1: a single-pol image on the C3's own grid, e.g. its HH channel).
+    For training: the scenes are small enough to hold (the training patches are cut from memory)."""
+    from spatialx.io.read import open_raster
+
+    single_info = open_raster(single, role="single-pol", options=_reader_options(single, {"looks": single_looks}))
+    quad_info = open_raster(quad, role="quad-pol", options=_reader_options(quad, _speckle_options(looks, speckle)))
+    if quad_info.count != 9:
+        raise InputMismatchError(f"the quad-pol input has {quad_info.count} bands, not the 9 channels of C3",
+                                 path=quad_info.path, hint="give the four SLC polarisations or a 9-band C3 GeoTIFF")
+    if single_info.count != 1:
+        raise InputMismatchError(f"the single-pol input has {single_info.count} bands, not one intensity",
+                                 path=single_info.path, hint="give one single-pol SLC or intensity image")
+    fine, coarse = single_info.grid, quad_info.grid
+    ratio = coarse.transform.a / fine.transform.a
+    grid_ratio = round(ratio)
+    corner = ~fine.transform @ (coarse.transform.c, coarse.transform.f)
+    nested = (grid_ratio >= 1 and abs(ratio - grid_ratio) < 1e-6 * grid_ratio
+              and abs(coarse.transform.e / fine.transform.e - grid_ratio) < 1e-6 * grid_ratio
+              and max(abs(corner[0]), abs(corner[1])) < 1e-3 and fine.crs == coarse.crs)
+    if not nested:
+        raise InputMismatchError("the quad-pol grid is not nested in the single-pol grid from the same upper-left "
+                                 "corner", path=quad_info.path,
+                                 hint="training needs the pair on nested grids (as spatialx polsar --simulate-from "
+                                      "writes them)")
+    rows = min(coarse.height, fine.height // grid_ratio)
+    cols = min(coarse.width, fine.width // grid_ratio)
+    with single_info.reader() as reader:
+        intensity = reader.read(Window(0, 0, cols * grid_ratio, rows * grid_ratio)).astype(np.float32)
+    with quad_info.reader() as reader:
+        c3 = reader.read(Window(0, 0, cols, rows)).astype(np.float32)
+    if not (np.isfinite(intensity).all() and np.isfinite(c3).all()):
+        raise InputMismatchError("the pair has non-finite pixels", path=quad_info.path,
+                                 hint="train on scenes without nodata")
+    return intensity, c3, grid_ratio
 
 
 def polsar(quad: str | PathLike[str], single: str | PathLike[str], output: str | PathLike[str], *,

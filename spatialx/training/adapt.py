@@ -30,6 +30,7 @@ from spatialx.training.data import (
     GridPatchSampler,
     HMIFWaldPatchDataset,
     PatchStream,
+    PolSARWaldPatchDataset,
     RandomPatchSampler,
     WaldPatchDataset,
 )
@@ -73,6 +74,7 @@ def adapt(
     progress: Callable[..., None] | None = None,
     task: TaskSpec = PANSHARPEN,
     sensors: Mapping[str, SensorProfile] | None = None,
+    level: float | None = None,
 ) -> dict[str, Any]:
     """Fine-tune ``model`` in place on reduced-resolution patches of one scene; returns statistics.
 
@@ -86,7 +88,10 @@ def adapt(
 
     Other tasks name their guide and low-resolution roles in ``task`` (``guide``, ``output_like``) and give every
     role's profile in ``sensors``: for hmif, ``pan`` is the MS (the guide), ``ms`` the HS on its own grid, and the
-    HS is the reference (:class:`~spatialx.training.data.HMIFWaldPatchDataset`).
+    HS is the reference (:class:`~spatialx.training.data.HMIFWaldPatchDataset`); for polsar, ``pan`` is the
+    single-pol intensity, ``ms`` the quad-pol C3 on its own grid, both divided by ``level`` (default: the scene's,
+    :func:`~spatialx.protocols.polsar_level`), and the C3 is the reference
+    (:class:`~spatialx.training.data.PolSARWaldPatchDataset`).
 
     ``adapt_loss``: "reduced" (the above), "full" or "both" (pansharpening only; :mod:`spatialx.training.fullres`);
     the initial and final losses are then those of the chosen objective on fixed patches, and the dict also holds
@@ -113,6 +118,8 @@ def adapt(
                                  hint="pass the sensor the scene comes from")
     if task.name == "hmif":
         dataset: WaldPatchDataset = HMIFWaldPatchDataset(scenes, sensors or {}, ratio=ratio)
+    elif task.name == "polsar":
+        dataset = PolSARWaldPatchDataset(scenes, ratio=ratio, levels=None if level is None else [level] * len(scenes))
     else:
         dataset = WaldPatchDataset(scenes, profile, ratio=ratio)
     patch = min(_fitting_patch(scene, patch, ratio, task.label(task.output_like)) for scene in scenes)

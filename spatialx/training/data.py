@@ -422,7 +422,7 @@ class WaldPatchDataset(Dataset):
         example = {}
         for arrays, where in ((target_grid, window), (native_grid, low)):
             for key, array in arrays.items():
-                offset, scale = self.scaling(key)
+                offset, scale = self.scaling(key, query.scene)
                 values = np.ascontiguousarray(array[where])
                 example[key] = torch.from_numpy((values - np.float32(offset)) * np.float32(scale) if offset
                                                 else values * np.float32(scale))
@@ -436,8 +436,9 @@ class WaldPatchDataset(Dataset):
         return ({TARGET: reduced.reference, "ms": reduced.ms_up, "pan": reduced.pan},
                 {native_key("ms"): reduced.ms_lr})
 
-    def scaling(self, key: str) -> tuple[float, float]:
-        """``(offset, scale)`` taking the values of example ``key`` to [0, 1]: the sensor's DN range."""
+    def scaling(self, key: str, scene: int = 0) -> tuple[float, float]:
+        """``(offset, scale)`` taking the values of example ``key`` (of scene number ``scene``) to [0, 1]: the
+        sensor's DN range."""
         return 0.0, 1.0 / self.max_value
 
     def __getitem__(self, query: PatchQuery) -> Example:
@@ -490,13 +491,65 @@ class HMIFWaldPatchDataset(WaldPatchDataset):
         reduced = reduce_hmif(ms, pan, self.sensors, pan_to_ms, self.ratio)
         return ({TARGET: reduced.reference, "hs": reduced.hs_up, "ms": reduced.ms}, {native_key("hs"): reduced.hs_lr})
 
-    def scaling(self, key: str) -> tuple[float, float]:
+    def scaling(self, key: str, scene: int = 0) -> tuple[float, float]:
         low, high = self.ranges["hs" if key in (TARGET, native_key("hs")) else key]
         return low, 1.0 / (high - low)
 
     def describe(self) -> str:
         return (f"Wald reduced-resolution hmif patches from {len(self.scenes)} scene(s), sensors "
                 f"{self.sensors['hs'].key} + {self.sensors['ms'].key}, ratio {self.ratio}")
+
+
+class PolSARWaldPatchDataset(WaldPatchDataset):
+    """Reduced-resolution polsar examples: the quad-pol C3 is the reference (:func:`spatialx.protocols.reduce_polsar`).
+
+    The scenes pair the single-pol intensity (the guide, in place of the PAN) with the quad-pol C3 on its own grid
+    (in place of the MS; ``pan_to_ms`` 1 for a single-pol image simulated from the C3 itself). The C3 is averaged
+    over ``ratio x ratio`` blocks and brought back bilinearly, the intensity averaged onto the C3 grid. Example
+    keys are the polsar roles: ``target`` (the C3), ``quad`` (re-expanded), ``single`` (on the C3 grid),
+    ``quad_native``. Every key of a scene is divided by that scene's level (``levels``, default
+    :func:`~spatialx.protocols.polsar_level` of its single-pol intensity), as the fusion method divides a scene.
+    """
+
+    def __init__(self, scenes: Sequence[_Scene], ratio: int = 2, levels: Sequence[float] | None = None,
+                 margin: int | None = None):
+        from spatialx.protocols import polsar_level
+
+        self.profile = get_sensor("radarsat2_quad")
+        self.scenes = list(scenes)
+        if not self.scenes:
+            raise SpatialxError("no training scenes given", hint="pass at least one --scene SINGLE QUAD")
+        self.ratio = int(ratio)
+        if self.ratio < 2:
+            raise InputMismatchError(f"the degradation ratio must be 2 or more, got {self.ratio}")
+        self.margin = int(4 * self.ratio if margin is None else margin) // self.ratio * self.ratio
+        self.bands = 9
+        for scene in self.scenes:
+            if scene.bands != 9:
+                raise InputMismatchError(f"scene {scene.name}: the quad-pol input has {scene.bands} channels, not "
+                                         "the 9 of C3", hint="give a C3 image (or the quad-pol SLC set)")
+        if levels is None:  # scenes in memory: their own single-pol intensity
+            if not all(isinstance(scene, ArrayScene) for scene in self.scenes):
+                raise ValueError("scenes read from files need their levels given")
+            levels = [polsar_level(scene.pan) for scene in self.scenes]  # type: ignore[attr-defined]
+        if len(levels) != len(self.scenes) or not all(level > 0 for level in levels):
+            raise ValueError(f"one positive level per scene needed, got {list(levels)}")
+        self.levels = [float(level) for level in levels]
+        self.max_value = 1.0  # examples are in units of their scene's level
+
+    def reduce(self, pan: np.ndarray, ms: np.ndarray,
+               pan_to_ms: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        from spatialx.protocols import reduce_polsar
+
+        reduced = reduce_polsar(ms, pan, pan_to_ms, self.ratio)
+        return ({TARGET: reduced.reference, "quad": reduced.quad_up, "single": reduced.single},
+                {native_key("quad"): reduced.quad_lr})
+
+    def scaling(self, key: str, scene: int = 0) -> tuple[float, float]:
+        return 0.0, 1.0 / self.levels[scene]
+
+    def describe(self) -> str:
+        return f"reduced-resolution polsar patches from {len(self.scenes)} scene(s), ratio {self.ratio}"
 
 
 def _positions(lo: int, hi: int, size: int, step: int) -> tuple[int, int]:

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spatialx.errors import InputMismatchError, OutputError, ReadError, SpatialxError
-from spatialx.tasks import PANSHARPEN
+from spatialx.tasks import PANSHARPEN, POLSAR
 from spatialx.training.data import (
     TARGET,
     ArrayScene,
@@ -50,6 +50,7 @@ from spatialx.training.data import (
     HMIFWaldPatchDataset,
     PanCollectionDataset,
     PatchStream,
+    PolSARWaldPatchDataset,
     RandomPatchSampler,
     Subset,
     WaldPatchDataset,
@@ -426,6 +427,7 @@ def train(
     workers: int = 0,
     amp: bool = True,
     roles: Sequence[str] = PANSHARPEN.network_roles,
+    val_indices: bool = True,
 ) -> TrainResult:
     """Train ``model`` for ``steps`` optimizer steps in total (a resumed run continues up to ``steps``).
 
@@ -441,6 +443,7 @@ def train(
     "onecycle" runs ``OneCycleLR`` over the ``total_steps`` of the whole run (default ``steps``; give it to a run
     stopped early on purpose, so its checkpoint resumes the same schedule) with ``lr`` as its peak; ``augment``
     applies a rot90/flip drawn from ``(seed, sample number)`` to every tensor of each example alike.
+    ``val_indices=False`` validates the loss only (values without a DN scale, such as a C3).
     ``loss`` may also be a batch objective (:func:`batch_loss`) that runs the network on the batch itself.
     On CUDA the forward pass runs under bfloat16 autocast when ``amp``
     (and the GPU supports it). After training, ``model`` holds the EMA weights and is left in the mode it came in.
@@ -519,7 +522,7 @@ def train(
     def run_validation() -> dict[str, float]:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             return validate(ema_model, val_data, max_value=max_value, ratio=ratio, batch_size=batch_size, roles=roles,
-                            device=device, cut=val_cut, loss=loss_fn, amp=amp)
+                            device=device, cut=val_cut, loss=loss_fn, amp=amp, indices=val_indices)
 
     loader = torch.utils.data.DataLoader(stream, batch_sampler=_StepBatches(start, steps, batch_size),
                                          num_workers=workers, collate_fn=collate,
@@ -703,6 +706,10 @@ def train_model(
             profile, guide_bands = wald.sensors["hs"], len(wald.sensors["ms"].bands)
             task_roles = ("hs", "ms")
             sensor_card = {role: p.key for role, p in wald.sensors.items()}
+        elif task == "polsar":
+            wald = _polsar_patches(scenes or ())
+            profile, task_roles = wald.profile, POLSAR.network_roles
+            sensor_card = {"quad": wald.profile.key, "single": "radarsat2_single"}
         else:
             wald = WaldPatchDataset([tuple(pair) for pair in scenes or ()], profile)
         patch = wald.check_patch(patch)
@@ -743,7 +750,7 @@ def train_model(
                    device=torch_device, val_data=val_data,
                    val_every=val_every, max_value=wald.max_value if h5 is None else profile.max_value, ratio=ratio,
                    checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, progress=progress,
-                   workers=workers, roles=task_roles)
+                   workers=workers, roles=task_roles, val_indices=task != POLSAR.name)
     card = {
         "architecture": model,
         "config": kwargs,
@@ -785,6 +792,19 @@ def _hmif_patches(scenes: Sequence[tuple[Any, Any]], sensors: Mapping[str, str] 
     arrays = [ArrayScene(pair.ms, pair.hs, pan_to_ms=pair.grid_ratio, guide_bands=None, name=f"{Path(hs).name} + "
                          f"{Path(ms).name}") for (hs, ms), pair in zip(scenes, pairs, strict=True)]
     return HMIFWaldPatchDataset(arrays, first.sensors, ratio=first.grid_ratio)
+
+
+def _polsar_patches(scenes: Sequence[tuple[Any, Any]]) -> PolSARWaldPatchDataset:
+    """polsar training patches from (single-pol, quad-pol) pairs on nested grids, each read whole; Wald's protocol
+    at ratio 2 with the C3 as reference (a single-pol image on the C3's own grid gives the paper's simulation:
+    the C3 averaged 2 x 2 against its own HH intensity)."""
+    from spatialx.tasks.polsar import read_polsar_pair
+
+    arrays = []
+    for single, quad in scenes:
+        intensity, c3, grid_ratio = read_polsar_pair(single, quad)
+        arrays.append(ArrayScene(intensity, c3, pan_to_ms=grid_ratio, name=f"{Path(single).name} + {Path(quad).name}"))
+    return PolSARWaldPatchDataset(arrays, ratio=2)
 
 
 def _finite(value: float) -> float | None:
