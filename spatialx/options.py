@@ -52,7 +52,9 @@ class RunOptions:
         unknown = sorted(set(changes) - known)
         if unknown:
             raise SpatialxError(f"unknown run option {', '.join(unknown)}", hint=f"options are {', '.join(known)}")
-        return replace(self, **changes)
+        # None for a mapping option means none given, as its empty default does
+        mappings = {f.name for f in fields(self) if f.default_factory is dict}
+        return replace(self, **{k: ({} if v is None and k in mappings else v) for k, v in changes.items()})
 
     @classmethod
     def of(cls, options: RunOptions | None = None, **changes: Any) -> RunOptions:

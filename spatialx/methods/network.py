@@ -27,9 +27,10 @@ import numpy as np
 
 from spatialx.errors import MethodError, ReadError
 from spatialx.methods.base import FusionMethod, MethodContext, SceneSample
+from spatialx.training.temporal import TEMPORAL_ROLES
 
 #: Tasks with a reduced-resolution protocol to adapt a network on the scene itself (:mod:`spatialx.training.adapt`).
-ADAPTABLE_TASKS = ("pansharpen", "hmif", "polsar")
+ADAPTABLE_TASKS = ("pansharpen", "hmif", "polsar", "stfuse")
 #: Inference engines: PyTorch, or ONNX Runtime on the network exported to ONNX (:mod:`spatialx.models.onnx`).
 BACKENDS = ("torch", "onnx")
 
@@ -47,6 +48,55 @@ def _to_device(tensor, device):
     return tensor.pin_memory().to(device, non_blocking=True)
 
 
+class TemporalArguments:
+    """stfuse: a network's arguments from a run's acquisitions (:mod:`spatialx.training.temporal`).
+
+    The network takes ``coarse`` (the coarse images of a pair date and of the prediction date, bands in fine band
+    order) and ``fine`` (that pair's fine image) and returns the fine images of both dates; the prediction is the
+    second half. The pair nearest in time to the prediction date is the one used (as ``no-change`` picks it).
+    """
+
+    def __init__(self, context: MethodContext):
+        from spatialx.methods.classical.temporal import coarse_band_order
+        from spatialx.tasks.stfuse import temporal_layout
+
+        self.layout = temporal_layout(context.task)
+        _, self.fine_role, self.coarse_role = min(self.layout.pairs, key=lambda p: abs(self.layout.days(p[0])))
+        self.target_role = self.layout.target[1]
+        fine, coarse = context.sensors[self.fine_role], context.sensors[self.target_role]
+        self.order = coarse_band_order(fine, coarse)
+        self.bands = len(fine.bands)
+        self.ranges = {"coarse": coarse.value_range, "fine": fine.value_range}
+        coarse_ratios = [context.grid_ratios.get(role, 0.0) for _, _, role in self.layout.pairs]
+        self.ratio = max(1, round(max([*coarse_ratios, context.grid_ratios.get(self.target_role, 0.0)])
+                                  or context.ratio))
+
+    def arguments(self, inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The network's arguments of one tile and where they all hold data. The method judges validity itself
+        (a cloud on a date the network does not read must not void the pixel): NaN, where an acquisition holds no
+        data, is filled with the band's mean over the tile for the forward pass, and those pixels are nodata in
+        the result."""
+        coarse = np.concatenate([inputs[self.coarse_role][self.order], inputs[self.target_role][self.order]])
+        arguments = {"coarse": coarse, "fine": inputs[self.fine_role]}
+        valid = np.logical_and.reduce([np.isfinite(a).all(axis=0) for a in arguments.values()])
+        if not valid.all():
+            for name, array in arguments.items():
+                means = np.nanmean(np.where(valid, array, np.nan).reshape(len(array), -1), axis=1) \
+                    if valid.any() else np.zeros(len(array))
+                arguments[name] = np.where(valid, array, np.nan_to_num(means)[:, None, None]).astype(np.float32)
+        return arguments, valid
+
+    def series(self, inputs: Mapping[str, np.ndarray],
+               scaled: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Every pair's (fine, coarse) images, scaled by ``scaled(array, role)``: scene adaptation's series."""
+        fines = [scaled(inputs[fine], "fine") for _, fine, _ in self.layout.pairs]
+        coarses = [scaled(inputs[coarse][self.order], "coarse") for _, _, coarse in self.layout.pairs]
+        return fines, coarses
+
+    def params(self) -> dict[str, Any]:
+        return {"pair": self.fine_role.split("@", 1)[1], "predict": self.layout.target[0]}
+
+
 class NetworkMethod(FusionMethod):
     """Base of every network method; subclasses name their architecture in the model registry.
 
@@ -61,6 +111,11 @@ class NetworkMethod(FusionMethod):
     gpu_batch_tiles: ClassVar[int] = 4
     #: Default tile side on the CPU (None: the pipeline's default).
     cpu_tile: ClassVar[int | None] = None
+
+    @property
+    def judges_validity(self) -> bool:  # type: ignore[override]
+        # stfuse: only the acquisitions the network reads decide (TemporalArguments.arguments)
+        return self.temporal is not None
 
     @property
     def batch_tiles(self) -> int:  # type: ignore[override]
@@ -90,7 +145,10 @@ class NetworkMethod(FusionMethod):
         self.backend, self._onnx_file = backend, (None if onnx is None else Path(onnx))
         self._onnx_runner: Any = None
         self._onnx_lock = threading.Lock()
-        self.network_roles = context.task.network_roles
+        self.temporal = TemporalArguments(context) if context.task.name == "stfuse" else None
+        self.network_roles = TEMPORAL_ROLES if self.temporal is not None else context.task.network_roles
+        #: The integer ratio the network works at (stfuse: the coarse images' grid ratio, not the fine output's 1).
+        self.network_ratio = self.temporal.ratio if self.temporal is not None else max(1, round(context.ratio))
         if not self.network_roles:
             raise MethodError(f"task {context.task.name} declares no network inputs", hint="use a classical method")
         from spatialx.runtime import configure_memory
@@ -127,7 +185,10 @@ class NetworkMethod(FusionMethod):
         #: Scene adaptation's objective: Wald patches ("reduced", the default: see README), full-resolution
         #: consistency ("full") or both.
         self.adapt_loss = adapt_loss or "reduced"
-        bands, guide_bands = (len(context.sensors[role].bands) for role in self.network_roles[:2])
+        if self.temporal is not None:
+            bands, guide_bands = 2 * self.temporal.bands, self.temporal.bands
+        else:
+            bands, guide_bands = (len(context.sensors[role].bands) for role in self.network_roles[:2])
         #: Where the weights come from: "file" (--weights), "bundled" (the package's), "scratch" (a fresh network).
         self.weights_source = "file" if weights is not None else "scratch"
         if weights is None and config is None and not scratch:
@@ -162,7 +223,9 @@ class NetworkMethod(FusionMethod):
         #: Each network role's and the output's (low, high) mapped to [0, 1]; for SAR set by :meth:`fit`.
         self.value_ranges: dict[str, tuple[float, float]] = {}
         self.scene_level: float | None = None
-        if not self.sensor.is_sar:
+        if self.temporal is not None:
+            self.value_ranges = {**self.temporal.ranges, context.task.output_like: self.temporal.ranges["fine"]}
+        elif not self.sensor.is_sar:
             self.value_ranges = {role: self.context.sensors[role].value_range
                                  for role in (*self.network_roles, context.task.output_like)}
         self.card: dict[str, Any] = {}
@@ -188,7 +251,7 @@ class NetworkMethod(FusionMethod):
             self.card["sha256"] = sha256(weights)
         else:
             config, kwargs = get_model_spec(self.architecture).config_for(
-                context.task.name, bands, guide_bands, config, ratio=max(1, round(context.ratio)))
+                context.task.name, bands, guide_bands, config, ratio=self.network_ratio)
             torch.manual_seed(seed)
             self.model = create_model(self.architecture, config, **kwargs)
             self.card = {"architecture": self.architecture, "config": kwargs, "config_name": config}
@@ -234,6 +297,9 @@ class NetworkMethod(FusionMethod):
             self.value_ranges = dict.fromkeys((*self.network_roles, task.output_like), (0.0, self.scene_level))
         if self.adapt_steps <= 0:
             return
+        if self.temporal is not None:
+            self._adapt_on_series(sample)
+            return
         if not sample.windows:
             raise MethodError(f"{self.name}: scene adaptation needs exactly nested {task.label(task.guide)} and "
                               f"{task.label(task.output_like)} grids ({sample.windows_unavailable})",
@@ -243,11 +309,26 @@ class NetworkMethod(FusionMethod):
         guide, low = task.guide, task.output_like
         self.adaptation = adapt(
             self.model, [w.arrays[guide] for w in sample.windows], [w.arrays[low] for w in sample.windows],
-            self.sensor, round(self.ratio), steps=self.adapt_steps, patch=self.adapt_patch,
+            self.sensor, self.network_ratio, steps=self.adapt_steps, patch=self.adapt_patch,
             batch_size=self.adapt_batch, **{**self.recipe, "lr": self.adapt_lr}, adapt_loss=self.adapt_loss,
             seed=self.seed, device=self.device,
             pan_to_ms=sample.windows[0].factor(low), task=task, sensors=self.context.sensors,
             level=self.scene_level)
+        self.model.eval()
+
+    def _adapt_on_series(self, sample: SceneSample) -> None:
+        """stfuse: adapt on the triples of the run's own pairs (:mod:`spatialx.training.temporal`), read whole."""
+        from spatialx.training.temporal import TemporalPatchDataset, adapt_temporal
+
+        if sample.stride != 1:
+            raise MethodError(f"{self.name}: scene adaptation on stfuse holds the whole scene in memory, and this "
+                              f"one is too large (sampled every {sample.stride} pixels)",
+                              hint="crop the scene for adaptation, or use --weights trained with spatialx train")
+        fines, coarses = self.temporal.series(sample.inputs, self._scaled)  # type: ignore[union-attr]
+        dataset = TemporalPatchDataset(fines, coarses, self.network_ratio)
+        self.adaptation = adapt_temporal(self.model, dataset, steps=self.adapt_steps, patch=self.adapt_patch,
+                                         batch_size=self.adapt_batch, seed=self.seed, device=self.device,
+                                         **{**self.recipe, "lr": self.adapt_lr})
         self.model.eval()
 
     @property
@@ -275,11 +356,15 @@ class NetworkMethod(FusionMethod):
         low, high = self.value_ranges[self.context.task.output_like]
         results: list[np.ndarray | None] = [None] * len(batch)
         by_shape: dict[tuple[int, ...], list[int]] = {}
-        for i, inputs in enumerate(batch):
+        if self.temporal is not None:
+            tiles, valid = (list(column) for column in zip(*(self.temporal.arguments(t) for t in batch), strict=True))
+        else:
+            tiles, valid = list(batch), []
+        for i, inputs in enumerate(tiles):
             by_shape.setdefault(inputs[self.network_roles[0]].shape, []).append(i)
         serial = _CPU_FORWARD if device.type == "cpu" else contextlib.nullcontext()
         for indexes in by_shape.values():
-            arrays = [self._scaled(np.stack([batch[i][role] for i in indexes]), role) for role in self.network_roles]
+            arrays = [self._scaled(np.stack([tiles[i][role] for i in indexes]), role) for role in self.network_roles]
             if runner is not None:
                 with serial:
                     fused = runner.run(arrays)
@@ -288,9 +373,9 @@ class NetworkMethod(FusionMethod):
                 with serial, torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
                                                                     enabled=device.type == "cuda"):
                     fused = self.model(*arguments).float().cpu().numpy()
-            fused = self._unscaled(fused, low, high)
+            fused = self._unscaled(fused[:, self.temporal.bands:] if self.temporal is not None else fused, low, high)
             for slot, i in enumerate(indexes):
-                results[i] = fused[slot]
+                results[i] = fused[slot] if self.temporal is None else np.where(valid[i], fused[slot], np.nan)
         return [r for r in results if r is not None]
 
     def _scaled(self, array: np.ndarray, role: str) -> np.ndarray:
@@ -316,6 +401,8 @@ class NetworkMethod(FusionMethod):
             info["backend"] = self.backend
         if self.scene_level is not None:
             info["scene_level"] = round(self.scene_level, 9)
+        if self.temporal is not None:
+            info.update(self.temporal.params())
         if self.adaptation:
             info["adaptation"] = {k: (round(v, 6) if isinstance(v, float) else v)
                                   for k, v in self.adaptation.items()}

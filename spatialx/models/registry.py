@@ -49,16 +49,19 @@ class ModelSpec:
                    ratio: int | None = None) -> tuple[str, dict[str, Any]]:
         """The configuration (its name and keyword arguments) for ``task`` with these band counts.
 
-        ``name`` picks one; otherwise the first whose band counts match exactly, else the task's any-band-count
-        configuration (:attr:`task_configs`). A configuration serving any band count takes the inputs' counts (and
-        ``ratio``, when given).
+        ``name`` picks one; otherwise the first of the task's configurations whose band counts match exactly, else
+        the task's any-band-count configuration (:attr:`task_configs`). A configuration serving any band count takes
+        the inputs' counts (and ``ratio``, when given). The configurations a task lists in :attr:`task_configs` are
+        that task's; the others are pansharpening's.
         """
         if task not in self.tasks:
             raise MethodError(f"{self.name} is not a network for {task}", hint=f"it serves {', '.join(self.tasks)}")
-        if name is None:
-            name = next((n for n, c in self.configs.items()
-                         if c.get("bands") == bands and c.get("guide_bands", 1) == guide_bands), None)
         any_count = self.task_configs.get(task, ())
+        if name is None:
+            listed = {n for names in self.task_configs.values() for n in names}
+            own = any_count or tuple(n for n in self.configs if n not in listed)
+            name = next((n for n in own if self.configs[n].get("bands") == bands
+                         and self.configs[n].get("guide_bands", 1) == guide_bands), None)
         if name is None and any_count:
             name = any_count[0]
         if name is None:

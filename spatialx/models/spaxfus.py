@@ -69,8 +69,9 @@ Configurations (:mod:`spatialx.models.zoo`): pansharpening ``wv3`` (8 bands), ``
 ``mid`` 48, ``groups`` 4 (the authors' GF2 configuration; WV3's 8 bands take the same 4 groups), K = 9 stages, 4 SXM
 blocks. HMIF: Chikusei (4 -> 128 bands, mid 48, groups 1), any band count. PolSAR: 2 -> 9 channels, ratio 2, mid 96,
 groups 3, with the single-pol intensity as its one guide band (the fusion method scales a SAR scene by its level,
-:mod:`spatialx.methods.network`). The spatio-temporal configuration (4 -> 8, ratio 16, mid 48, groups 2: Landsat
-t1 and t2 predicted, the t2 half kept) needs the stfuse adapter and is not registered yet.
+:mod:`spatialx.methods.network`). Spatio-temporal: 4 -> 8 channels, ratio 16, mid 48, groups 2 (the fine image at
+t1 the guide, the coarse images of t1 and t2 the low-resolution input, Landsat t1 and t2 the output; the stfuse
+adapter of :mod:`spatialx.methods.network` keeps the t2 half), any band count.
 """
 
 from __future__ import annotations

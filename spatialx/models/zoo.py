@@ -54,8 +54,9 @@ register_model(ModelSpec(
 # groups 1); real HS/MS pairs (PRISMA + Sentinel-2: ~230 bands, ratio 3) take it with their own band counts and
 # ratio, as ``hmif-tiny`` does for tests. PolSAR: the notes' (2 -> 9 channels, ratio 2, mid 96, groups 3); the
 # authors' two high-resolution channels are not described, spatialx's single-pol role is one intensity band, which
-# the configuration takes (any guide band count), as ``polsar-tiny`` does. The spatio-temporal configuration waits
-# for its adapter.
+# the configuration takes (any guide band count), as ``polsar-tiny`` does. Spatio-temporal: the notes' (4 Landsat
+# bands at t1 -> 8 = Landsat t1 and t2 from MODIS t1 and t2, ratio 16, mid 48, groups 2); any band count B (2 B
+# output bands, B guide bands) and the run's grid ratio; the stfuse adapter keeps the t2 half.
 register_model(ModelSpec(
     name="spaxfus",
     entry="spatialx.models.spaxfus:SpaXFusOnGrid",
@@ -70,9 +71,13 @@ register_model(ModelSpec(
         "polsar": {"bands": 9, "ratio": 2, "guide_bands": 2, "mid": 96, "groups": 3},
         "polsar-tiny": {"bands": 9, "ratio": 2, "guide_bands": 2, "stages": 2, "mid": 8, "sxm_blocks": 1,
                         "xim_inner": 4, "groups": 3},
+        "stfuse": {"bands": 8, "ratio": 16, "guide_bands": 4, "mid": 48, "groups": 2},
+        "stfuse-tiny": {"bands": 8, "ratio": 16, "guide_bands": 4, "stages": 2, "mid": 8, "sxm_blocks": 1,
+                        "xim_inner": 4, "groups": 2},
     },
-    tasks=("pansharpen", "hmif", "polsar"),
-    task_configs={"hmif": ("hmif", "hmif-tiny"), "polsar": ("polsar", "polsar-tiny")},
+    tasks=("pansharpen", "hmif", "polsar", "stfuse"),
+    task_configs={"hmif": ("hmif", "hmif-tiny"), "polsar": ("polsar", "polsar-tiny"),
+                  "stfuse": ("stfuse", "stfuse-tiny")},
     # notes: L1, Adamax lr 1e-4 with OneCycle, gradient clip 0.1, rot90/flip augmentation; they name no weight decay
     # and no EMA, so neither is used
     recipe={"loss": "l1", "optimizer": "adamax", "lr": 1e-4, "weight_decay": 0.0, "schedule": "onecycle",
