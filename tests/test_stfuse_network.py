@@ -12,6 +12,7 @@ from spatialx.errors import MethodError, SpatialxError
 from spatialx.models.registry import get_model_spec
 from spatialx.sample import STFUSE_BANDS, STFUSE_DATES, STFUSE_PREDICT, write_stfuse_sample
 from spatialx.tasks.stfuse import stfuse
+from spatialx.training.loop import train_model
 from spatialx.training.temporal import TemporalPatchDataset, TemporalPatchSampler, temporal_patch
 
 T1, T2, T3 = STFUSE_DATES
@@ -78,8 +79,28 @@ def test_spaxfus_adapts_on_the_series_and_predicts_the_date(scene, tmp_path):
 
 
 def test_one_pair_or_no_weights_is_refused_in_one_line(scene, tmp_path):
-    with pytest.raises(SpatialxError, match="two or more fine/coarse pairs; this run has one"):
+    with pytest.raises(SpatialxError, match="two or more fine/coarse pairs of one date series; this one has one"):
         run(scene, tmp_path / "one.tif", pairs=("fine_t1",), adapt_steps=2, **TINY)
     with pytest.raises(MethodError, match="no bundled weights for stfuse"):
         run(scene, tmp_path / "none.tif")
     assert not list(tmp_path.iterdir())
+
+
+def test_weights_trained_on_a_series_fuse_it_and_say_their_task(scene, tmp_path):
+    weights = tmp_path / "spaxfus-stfuse.safetensors"
+    done = train_model(weights, model="spaxfus", config="stfuse-tiny", task="stfuse",
+                       scenes=[(scene["fine_t1"], scene["coarse_t1"]), (scene["fine_t3"], scene["coarse_t3"])],
+                       bands={"fine": ",".join(STFUSE_BANDS)}, steps=2, batch_size=2, patch=16, device="cpu")
+    card = done.card
+    assert (card["task"], card["roles"], card["bands"]) == ("stfuse", ["coarse", "fine"], list(STFUSE_BANDS))
+    assert card["training"]["data"]["dates"] == [T1, T3]
+    assert card["config"]["bands"] == 2 * len(STFUSE_BANDS) and card["config"]["ratio"] >= 15
+    result = run(scene, tmp_path / "w.tif", weights=weights)
+    assert result.params["weights_source"] == "file"
+    with rasterio.open(result.output) as src:
+        fused = src.read()
+    assert np.isfinite(fused).mean() > 0.9
+    with pytest.raises(SpatialxError, match="one date series"):
+        train_model(tmp_path / "one.safetensors", model="spaxfus", config="stfuse-tiny", task="stfuse",
+                    scenes=[(scene["fine_t1"], scene["coarse_t1"])], bands={"fine": ",".join(STFUSE_BANDS)},
+                    steps=1, device="cpu")

@@ -61,6 +61,12 @@ def split_scene_pairs(values: list[str] | None) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def _dated_path(path: Path) -> Path | tuple[str, Path]:
+    """``DATE=PATH`` as ``(date, path)``; a plain path as it is (its product states the date)."""
+    date, sep, rest = str(path).partition("=")
+    return (date, Path(rest)) if sep and date[:4].isdigit() else path
+
+
 @contextmanager
 def train_progress(total: int, enabled: bool = True) -> Iterator[object]:
     """A Rich bar of steps with the loss, samples/s and the last validation scores; yields the callback."""
@@ -90,7 +96,8 @@ def train_progress(total: int, enabled: bool = True) -> Iterator[object]:
             state["task"] = progress.add_task("train", total=steps, completed=step - 1, loss="", rate="", val="")
         fields = {"loss": f"{loss:.4f}", "rate": f"{samples_per_s:.1f} samples/s"}
         if val is not None:
-            fields["val"] = f"val Q2n {val.get('Q2n', float('nan')):.4f} SAM {val.get('SAM', float('nan')):.2f}"
+            shown = {"Q2n": ".4f", "SAM": ".2f"} if "Q2n" in val else {"loss": ".4f"}
+            fields["val"] = "val " + " ".join(f"{key} {val[key]:{spec}}" for key, spec in shown.items() if key in val)
         progress.update(state["task"], completed=step, total=steps, **fields)
 
     try:
@@ -122,13 +129,24 @@ def command(
     sensor: opt.Sensor = "wv3",
     task: Annotated[str, typer.Option(
         "--task", help="pansharpen (--h5 or --scene PAN MS), hmif (--scene HS MS, read like `spatialx hmif` reads "
-                       "them) or polsar (--scene SINGLE QUAD on nested grids, the C3 the reference; a single-pol "
-                       "image on the C3's own grid, e.g. its HH, simulates the pair from the quad-pol alone).")]
+                       "them), polsar (--scene SINGLE QUAD on nested grids, the C3 the reference; a single-pol "
+                       "image on the C3's own grid, e.g. its HH, simulates the pair from the quad-pol alone) or "
+                       "stfuse (--scene FINE COARSE for every pair date of one series, read like `spatialx stfuse` "
+                       "reads them; DATE=PATH for files that state no date).")]
     = "pansharpen",
     hs_sensor: Annotated[str, typer.Option("--hs-sensor", help="hmif: sensor profile of the HS cubes.")]
     = "prisma_l2d",
     ms_sensor: Annotated[str, typer.Option("--ms-sensor", help="hmif: sensor profile of the MS images.")]
     = "s2_l2a",
+    fine_sensor: Annotated[str, typer.Option("--fine-sensor", help="stfuse: sensor of the fine images (auto: the "
+                                                                   "product's).")] = "auto",
+    coarse_sensor: Annotated[str, typer.Option("--coarse-sensor", help="stfuse: sensor of the coarse images (auto: "
+                                                                       "the product's).")] = "auto",
+    fine_bands: Annotated[str | None, typer.Option("--fine-bands", help="stfuse: fine bands to use, as `spatialx "
+                                                                        "stfuse --fine-bands`.",
+                                                   show_default=False)] = None,
+    coarse_bands: Annotated[str | None, typer.Option("--coarse-bands", help="stfuse: coarse bands to use.",
+                                                     show_default=False)] = None,
     steps: Annotated[int, typer.Option("--steps", min=0, help="Optimizer steps in total.")] = 1000,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Examples per step.")] = 8,
     patch: Annotated[int, typer.Option("--patch", min=8, help="Patch size in pixels (--scene).")] = 64,
@@ -182,7 +200,9 @@ def command(
     from spatialx.cli.progress import console
     from spatialx.training.loop import train_model
 
-    scenes = split_scene_pairs(scene)
+    scenes: list[tuple[object, object]] = list(split_scene_pairs(scene))
+    if task == "stfuse":
+        scenes = [(_dated_path(fine), _dated_path(coarse)) for fine, coarse in scenes]
     with train_progress(steps, enabled=not quiet) as progress:
         done = train_model(output, model=model, config=config, sensor=sensor, h5=h5, val_h5=val_h5,
                            scenes=scenes or None, steps=steps, batch_size=batch, patch=patch, lr=lr,
@@ -190,7 +210,10 @@ def command(
                            loss=loss, augment=augment, seed=seed, device=device, val_every=val_every,
                            checkpoint=checkpoint or resume, checkpoint_every=checkpoint_every, resume=resume,
                            overwrite=overwrite, workers=workers, progress=progress, task=task,
-                           sensors={"hs": hs_sensor, "ms": ms_sensor} if task == "hmif" else None)
+                           sensors={"hs": hs_sensor, "ms": ms_sensor} if task == "hmif" else
+                           {"fine": fine_sensor, "coarse": coarse_sensor} if task == "stfuse" else None,
+                           bands={key: value for key, value in (("fine", fine_bands), ("coarse", coarse_bands))
+                                  if value})
     if not quiet:
         result = done.result
         console.print(f"wrote {done.output} and {done.output.with_suffix('.json')} ({done.card['architecture']} "

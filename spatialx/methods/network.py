@@ -67,9 +67,10 @@ class TemporalArguments:
         self.order = coarse_band_order(fine, coarse)
         self.bands = len(fine.bands)
         self.ranges = {"coarse": coarse.value_range, "fine": fine.value_range}
-        coarse_ratios = [context.grid_ratios.get(role, 0.0) for _, _, role in self.layout.pairs]
-        self.ratio = max(1, round(max([*coarse_ratios, context.grid_ratios.get(self.target_role, 0.0)])
-                                  or context.ratio))
+        # the coarse images' grid ratio, or the method ratio (--ratio) when they come already on the fine grid
+        coarse_ratio = max([context.grid_ratios.get(role, 1.0) for _, _, role in self.layout.pairs]
+                           + [context.grid_ratios.get(self.target_role, 1.0)])
+        self.ratio = round(coarse_ratio) if coarse_ratio > 1.5 else max(1, round(context.ratio))
 
     def arguments(self, inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The network's arguments of one tile and where they all hold data. The method judges validity itself

@@ -21,7 +21,8 @@ from spatialx.errors import SpatialxError
 from spatialx.options import RunOptions
 from spatialx.tasks import STFUSE, Role, TaskSpec
 
-__all__ = ["TemporalLayout", "parse_date", "stfuse", "stfuse_task", "temporal_layout"]
+__all__ = ["StfuseInputs", "TemporalLayout", "parse_date", "stfuse", "stfuse_inputs", "stfuse_task",
+           "temporal_layout"]
 
 #: ``{date: path}``, or paths (their dates from the products' metadata) and ``(date or None, path)`` pairs.
 Dated = Mapping[str, str | PathLike[str]] | Sequence[str | PathLike[str] | tuple[str | None, str | PathLike[str]]]
@@ -55,15 +56,17 @@ class TemporalLayout:
         return (dt.date.fromisoformat(self.target[0]) - dt.date.fromisoformat(date)).days
 
 
-def stfuse_task(pair_dates: Sequence[str], predict: str) -> TaskSpec:
-    """The task spec of one run: a fine and a coarse role per pair date, and the coarse role of the prediction."""
+def stfuse_task(pair_dates: Sequence[str], predict: str | None) -> TaskSpec:
+    """The task spec of one run: a fine and a coarse role per pair date, and the coarse role of the prediction
+    (``predict`` None: the pairs alone, a series to train on)."""
     dates = sorted({parse_date(d) for d in pair_dates})
-    predict = parse_date(predict, "prediction date")
     if not dates:
         raise SpatialxError("stfuse needs at least one fine/coarse pair", hint="give --fine DATE=PATH")
-    if predict in dates:
-        raise SpatialxError(f"the prediction date {predict} is the date of an input fine image",
-                            hint="predict a date that only the coarse sensor saw")
+    if predict is not None:
+        predict = parse_date(predict, "prediction date")
+        if predict in dates:
+            raise SpatialxError(f"the prediction date {predict} is the date of an input fine image",
+                                hint="predict a date that only the coarse sensor saw")
     fine, coarse = STFUSE.role("fine"), STFUSE.role("coarse")
     roles: list[Role] = []
     for date in dates:
@@ -71,8 +74,9 @@ def stfuse_task(pair_dates: Sequence[str], predict: str) -> TaskSpec:
                           description=fine.description))
         roles.append(Role(role_name("coarse", date), f"coarse {date}", coarse.resampling, dated=True,
                           physical=True, description=coarse.description))
-    roles.append(Role(role_name("coarse", predict), f"coarse {predict}", coarse.resampling, dated=True,
-                      physical=True, description="the coarse image at the prediction date"))
+    if predict is not None:
+        roles.append(Role(role_name("coarse", predict), f"coarse {predict}", coarse.resampling, dated=True,
+                          physical=True, description="the coarse image at the prediction date"))
     guide = role_name("fine", dates[0])
     return TaskSpec(STFUSE.name, STFUSE.summary, tuple(roles), guide=guide, output_like=guide)
 
@@ -129,6 +133,88 @@ def _sensor(given: str, kind: str, path: str | PathLike[str], read_options: Mapp
     return str(found)
 
 
+@dataclass(frozen=True)
+class StfuseInputs:
+    """What a run of the pipeline needs for a date series: the task spec, each role's file and sensor, and the run
+    options the dates and band selections become (:func:`stfuse_inputs`)."""
+
+    task: TaskSpec
+    inputs: dict[str, str | PathLike[str]]
+    sensors: dict[str, str]
+    read_options: dict[str, dict[str, Any]]
+    bands: dict[str, str]
+    dates: dict[str, str]
+
+    def run_options(self, options: RunOptions | None = None, **changes: Any) -> RunOptions:
+        """``options`` with ``changes``, the coarse images reprojected onto the fine CRS, and the series' dates,
+        reader options and band selections."""
+        run = RunOptions.of(options, **{"reproject": True, **changes})
+        return run.updated(read_options={**self.read_options, **dict(run.read_options)},
+                           bands={**self.bands, **dict(run.bands or {})} if self.bands else run.bands,
+                           dates=self.dates)
+
+
+def stfuse_inputs(fine: Dated, coarse: Dated, predict: str | None, *, fine_sensor: str = "auto",
+                  coarse_sensor: str = "auto", fine_bands: str | None = None, coarse_bands: str | None = None,
+                  read_options: Mapping[str, Mapping[str, Any]] | None = None) -> StfuseInputs:
+    """The roles of a date series (:func:`stfuse` explains the arguments), every input checked: each fine date has
+    its coarse image, the coarse images cover ``predict`` and no other date (``predict`` None: a series of pairs to
+    train on, :mod:`spatialx.training.temporal`)."""
+    from spatialx.io.read import product_format_name
+
+    reader_options = {kind: dict((read_options or {}).get(kind, {})) for kind in ("fine", "coarse")}
+    selections = {"fine": fine_bands, "coarse": coarse_bands}
+    fine_dated = _dated(fine, "fine", reader_options["fine"] or None)
+    coarse_dated = _dated(coarse, "coarse", reader_options["coarse"] or None)
+    if not fine_dated:
+        raise SpatialxError("stfuse needs at least one fine image", hint="give --fine DATE=PATH")
+    if predict is not None:
+        predict = parse_date(predict, "prediction date")
+        if predict in fine_dated:
+            raise SpatialxError(f"the prediction date {predict} is the date of an input fine image",
+                                path=Path(fine_dated[predict]), hint="predict a date that only the coarse sensor saw")
+    unpaired = sorted(set(fine_dated) - set(coarse_dated))
+    if unpaired:
+        raise SpatialxError(f"no coarse image for the fine image of {', '.join(unpaired)}",
+                            path=Path(fine_dated[unpaired[0]]), hint="each fine image pairs with a coarse image of "
+                                                                     "its date: add --coarse DATE=PATH")
+    if predict is not None and predict not in coarse_dated:
+        raise SpatialxError(f"no coarse image at the prediction date {predict}",
+                            hint=f"add --coarse {predict}=PATH (dates given: {', '.join(sorted(coarse_dated))})")
+    extra = sorted(set(coarse_dated) - set(fine_dated) - {predict})
+    if extra:
+        raise SpatialxError(f"the coarse image of {extra[0]} pairs with no fine image"
+                            + (" and is not the prediction date" if predict is not None else ""),
+                            path=Path(coarse_dated[extra[0]]),
+                            hint="drop it, or predict that date" if predict is not None else "drop it")
+    task = stfuse_task(sorted(fine_dated), predict)
+    inputs: dict[str, str | PathLike[str]] = {}
+    for date in sorted(fine_dated):
+        inputs[role_name("fine", date)], inputs[role_name("coarse", date)] = fine_dated[date], coarse_dated[date]
+    if predict is not None:
+        inputs[role_name("coarse", predict)] = coarse_dated[predict]
+    first_fine = inputs[role_name("fine", min(fine_dated))]
+    first_coarse = inputs[role_name("coarse", predict if predict is not None else min(fine_dated))]
+    chosen = {"fine": _sensor(fine_sensor, "fine", first_fine, reader_options["fine"]),
+              "coarse": _sensor(coarse_sensor, "coarse", first_coarse, reader_options["coarse"])}
+    sensors: dict[str, str] = {}
+    per_role: dict[str, dict[str, Any]] = {}
+    band_selection: dict[str, str] = {}
+    for role, path in inputs.items():
+        kind = role.split("@", 1)[0]
+        sensors[role] = chosen[kind]
+        options_here = dict(reader_options[kind])
+        if selections[kind]:
+            if product_format_name(path):  # a product's reader picks its bands (and checks their grid)
+                options_here["bands"] = selections[kind]
+            else:
+                band_selection[role] = str(selections[kind])
+        if options_here:
+            per_role[role] = options_here
+    return StfuseInputs(task, inputs, sensors, per_role, band_selection,
+                        {role: role.split("@", 1)[1] for role in inputs})
+
+
 def stfuse(output: str | PathLike[str], fine: Dated, coarse: Dated, predict: str, *, method: str = "starfm",
            fine_sensor: str = "auto", coarse_sensor: str = "auto",
            fine_bands: str | None = None, coarse_bands: str | None = None,
@@ -144,55 +230,9 @@ def stfuse(output: str | PathLike[str], fine: Dated, coarse: Dated, predict: str
     CRS are reprojected onto the fine grid's. ``changes`` are :class:`~spatialx.options.RunOptions` fields
     (``tile``, ``workers``, ``ndvi``, ``layers={"uncertainty": path}``, ...).
     """
-    from spatialx.io.read import product_format_name
     from spatialx.pipeline import fuse
 
-    reader_options = {kind: dict((read_options or {}).get(kind, {})) for kind in ("fine", "coarse")}
-    selections = {"fine": fine_bands, "coarse": coarse_bands}
-    fine_dated = _dated(fine, "fine", reader_options["fine"] or None)
-    coarse_dated = _dated(coarse, "coarse", reader_options["coarse"] or None)
-    if not fine_dated:
-        raise SpatialxError("stfuse needs at least one fine image", hint="give --fine DATE=PATH")
-    predict = parse_date(predict, "prediction date")
-    if predict in fine_dated:
-        raise SpatialxError(f"the prediction date {predict} is the date of an input fine image",
-                            path=Path(fine_dated[predict]), hint="predict a date that only the coarse sensor saw")
-    unpaired = sorted(set(fine_dated) - set(coarse_dated))
-    if unpaired:
-        raise SpatialxError(f"no coarse image for the fine image of {', '.join(unpaired)}",
-                            path=Path(fine_dated[unpaired[0]]), hint="each fine image pairs with a coarse image of "
-                                                                     "its date: add --coarse DATE=PATH")
-    if predict not in coarse_dated:
-        raise SpatialxError(f"no coarse image at the prediction date {predict}",
-                            hint=f"add --coarse {predict}=PATH (dates given: {', '.join(sorted(coarse_dated))})")
-    extra = sorted(set(coarse_dated) - set(fine_dated) - {predict})
-    if extra:
-        raise SpatialxError(f"the coarse image of {extra[0]} pairs with no fine image and is not the prediction "
-                            "date", path=Path(coarse_dated[extra[0]]), hint="drop it, or predict that date")
-    task = stfuse_task(sorted(fine_dated), predict)
-    layout = temporal_layout(task)
-    inputs: dict[str, str | PathLike[str]] = {}
-    sensors: dict[str, str] = {}
-    per_role: dict[str, dict[str, Any]] = {}
-    for date, fine_role, coarse_role in layout.pairs:
-        inputs[fine_role], inputs[coarse_role] = fine_dated[date], coarse_dated[date]
-    inputs[layout.target[1]] = coarse_dated[predict]
-    band_selection: dict[str, str] = {}
-    chosen = {"fine": _sensor(fine_sensor, "fine", inputs[layout.pairs[0][1]], reader_options["fine"]),
-              "coarse": _sensor(coarse_sensor, "coarse", inputs[layout.target[1]], reader_options["coarse"])}
-    for role, path in inputs.items():
-        kind = role.split("@", 1)[0]
-        sensors[role] = chosen[kind]
-        options_here = dict(reader_options[kind])
-        if selections[kind]:
-            if product_format_name(path):  # a product's reader picks its bands (and checks their grid)
-                options_here["bands"] = selections[kind]
-            else:
-                band_selection[role] = str(selections[kind])
-        if options_here:
-            per_role[role] = options_here
-    run = RunOptions.of(options, **{"reproject": True, **changes})
-    run = run.updated(read_options={**per_role, **dict(run.read_options)},
-                      bands={**band_selection, **dict(run.bands or {})} if band_selection else run.bands,
-                      dates={role: role.split("@", 1)[1] for role in inputs})
-    return fuse(task, inputs, output, method=method, sensor=sensors, options=run)
+    series = stfuse_inputs(fine, coarse, predict, fine_sensor=fine_sensor, coarse_sensor=coarse_sensor,
+                           fine_bands=fine_bands, coarse_bands=coarse_bands, read_options=read_options)
+    return fuse(series.task, series.inputs, output, method=method, sensor=series.sensors,
+                options=series.run_options(options, **changes))

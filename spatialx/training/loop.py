@@ -630,6 +630,7 @@ def train_model(
     progress: TrainProgress | None = None,
     task: str = "pansharpen",
     sensors: Mapping[str, str] | None = None,
+    bands: Mapping[str, str] | None = None,
 ) -> TrainModelResult:
     """Train a registered network and write ``output`` (.safetensors) with its card (``spatialx train``).
 
@@ -647,6 +648,12 @@ def train_model(
     products, cubes with wavelengths), each whole into memory, their sensors in ``sensors`` (``{"hs": ...,
     "ms": ...}``, default PRISMA L2D and Sentinel-2 L2A); examples follow Wald's protocol with the HS as reference
     (:class:`~spatialx.training.data.HMIFWaldPatchDataset`) at the pair's grid ratio.
+
+    ``task="polsar"``: ``scenes`` are (single-pol, quad-pol) pairs on nested grids, Wald's protocol with the C3 as
+    reference (:class:`~spatialx.training.data.PolSARWaldPatchDataset`). ``task="stfuse"``: ``scenes`` are the
+    (fine, coarse) pairs of one date series (paths of products that state their date, or ``(date, path)``), read as
+    ``spatialx stfuse`` reads them with ``sensors`` and ``bands`` per kind (``{"fine": ..., "coarse": ...}``); the
+    examples are its triples (:mod:`spatialx.training.temporal`), the bottom rows held out for validation.
     """
     from spatialx.io.write import check_output_path
     from spatialx.models.registry import create_model, get_model_spec, model_config
@@ -683,6 +690,11 @@ def train_model(
     sensor_card: Any = profile.key
 
     val_data: Any
+    if task == "stfuse":
+        return _train_series(output, spec, recipe, config=config, scenes=scenes or (), sensors=sensors, bands=bands,
+                             steps=steps, batch_size=batch_size, patch=patch, seed=seed, device=device,
+                             holdout=holdout, val_patches=val_patches, val_every=val_every, checkpoint=checkpoint,
+                             checkpoint_every=checkpoint_every, resume=resume, progress=progress, workers=workers)
     if h5 is not None:
         dataset = PanCollectionDataset(h5, profile.max_value)
         ratio = dataset.ratio or int(profile.ratio)
@@ -792,6 +804,59 @@ def _hmif_patches(scenes: Sequence[tuple[Any, Any]], sensors: Mapping[str, str] 
     arrays = [ArrayScene(pair.ms, pair.hs, pan_to_ms=pair.grid_ratio, guide_bands=None, name=f"{Path(hs).name} + "
                          f"{Path(ms).name}") for (hs, ms), pair in zip(scenes, pairs, strict=True)]
     return HMIFWaldPatchDataset(arrays, first.sensors, ratio=first.grid_ratio)
+
+
+def _train_series(output: Path, spec: Any, recipe: Mapping[str, Any], *, config: str | None,
+                  scenes: Sequence[tuple[Any, Any]], sensors: Mapping[str, str] | None,
+                  bands: Mapping[str, str] | None, steps: int, batch_size: int, patch: int, seed: int, device: str,
+                  holdout: float, val_patches: int, **run: Any) -> TrainModelResult:
+    """``train_model`` for stfuse: the triples of one date series (:func:`~spatialx.training.temporal.read_series`)."""
+    from spatialx.models.registry import create_model
+    from spatialx.models.weights import save_weights
+    from spatialx.training.temporal import TEMPORAL_ROLES, TemporalPatchSampler, read_series, temporal_patch
+
+    sensors, bands = dict(sensors or {}), dict(bands or {})
+    series = read_series(scenes, fine_sensor=sensors.get("fine", "auto"), coarse_sensor=sensors.get("coarse", "auto"),
+                         fine_bands=bands.get("fine"), coarse_bands=bands.get("coarse"))
+    data = series.dataset
+    patch = temporal_patch(data.ratio, patch)
+    rows = data.shape[0]
+    fraction = max(holdout, (patch + 1) / rows) if holdout > 0 else 0.0
+    val_data = None
+    if 0 < fraction <= 0.34:
+        val_data = PatchStream(data, TemporalPatchSampler(data, patch, seed=seed + 1, limit=val_patches,
+                                                          rows=(1.0 - fraction, 1.0)))
+    train_rows = (0.0, 1.0 - fraction) if val_data is not None else (0.0, 1.0)
+    train_data = PatchStream(data, TemporalPatchSampler(data, patch, seed=seed, rows=train_rows))
+    fine_bands = len(series.fine_bands)
+    config_name, kwargs = spec.config_for("stfuse", 2 * fine_bands, fine_bands, config, ratio=data.ratio)
+    torch.manual_seed(seed)
+    network = create_model(spec.name, config_name, **kwargs)
+    torch_device = resolve_torch_device(device)
+    result = train(network, train_data, steps=steps, batch_size=batch_size, **recipe, seed=seed, device=torch_device,
+                   val_data=val_data, max_value=1.0, ratio=data.ratio, roles=TEMPORAL_ROLES, val_indices=False, **run)
+    card = {
+        "architecture": spec.name, "config": kwargs, "config_name": config_name, "task": "stfuse",
+        "roles": list(TEMPORAL_ROLES), "sensor": series.sensors, "bands": series.fine_bands, "max_value": None,
+        "ratio": data.ratio, "parameters": sum(p.numel() for p in network.parameters()),
+        "training": {"data": {"kind": "date-series", "dates": series.dates,
+                              "pairs": [[_dated_text(f), _dated_text(c)] for f, c in scenes], "patch": patch,
+                              "ratio": data.ratio,
+                              "validation": (f"{len(val_data)} windows from the bottom {fraction:.0%} of the rows"
+                                             if val_data is not None else None)},
+                     "steps": result.steps, "batch_size": batch_size, **recipe, "recipe": dict(recipe), "seed": seed,
+                     "device": str(torch_device), "seconds_this_run": round(result.seconds, 3),
+                     "final_train_loss": result.final_loss,
+                     "resumed_from": str(run["resume"]) if run.get("resume") else None},
+        "validation": {key: _finite(value) for key, value in (result.val_metrics or {}).items()} or None,
+    }
+    network.to("cpu")
+    save_weights(network, output, card)
+    return TrainModelResult(output=output, card=card, result=result)
+
+
+def _dated_text(item: Any) -> str:
+    return f"{item[0]}={item[1]}" if isinstance(item, tuple) else str(item)
 
 
 def _polsar_patches(scenes: Sequence[tuple[Any, Any]]) -> PolSARWaldPatchDataset:

@@ -54,9 +54,9 @@ class TemporalPatchDataset(Dataset):
         if len(fines) != len(coarses):
             raise ValueError(f"{len(fines)} fine and {len(coarses)} coarse images: one of each per pair date")
         if len(fines) < 2:
-            raise InputMismatchError("a spatio-temporal network learns from two or more fine/coarse pairs; this run "
-                                     "has one", hint="add a second pair (--fine DATE=PATH --coarse DATE=PATH), or "
-                                                     "use --weights trained on a series")
+            raise InputMismatchError("a spatio-temporal network learns from two or more fine/coarse pairs of one "
+                                     "date series; this one has one",
+                                     hint="add a second pair of another date, or use --weights trained on a series")
         shape = fines[0].shape
         for image in (*fines, *coarses):
             if image.shape != shape:
@@ -97,24 +97,28 @@ class TemporalPatchSampler:
     """Random ordered date pairs and windows of ``patch`` pixels (``query(k)`` a function of ``(seed, k)``), cloudy
     windows redrawn; with ``limit`` a fixed list of that many windows spread over the scene (validation)."""
 
-    def __init__(self, dataset: TemporalPatchDataset, patch: int, seed: int = 0, limit: int | None = None):
-        rows, cols = dataset.shape
+    def __init__(self, dataset: TemporalPatchDataset, patch: int, seed: int = 0, limit: int | None = None,
+                 rows: tuple[float, float] = (0.0, 1.0)):
+        height, cols = dataset.shape
         self.dataset, self.patch, self.seed = dataset, int(patch), int(seed)
-        if self.patch > min(rows, cols):
-            raise InputMismatchError(f"the scene ({cols}x{rows} fine pixels) is smaller than a {self.patch}-pixel "
-                                     "training window", hint="give a larger scene, or --adapt-patch smaller")
+        #: Window origins: rows [first_row, last_row], within the ``rows`` band (fractions) of the scene.
+        self.first_row = int(rows[0] * height)
+        self.last_row = int(rows[1] * height) - self.patch
+        if self.patch > cols or self.last_row < self.first_row:
+            raise InputMismatchError(f"the scene ({cols}x{height} fine pixels) is smaller than a {self.patch}-pixel "
+                                     "training window", hint="give a larger scene, or a smaller patch")
         self.pairs = [(a, b) for a in range(len(dataset.fines)) for b in range(len(dataset.fines)) if a != b]
         self.fixed: list[TemporalQuery] | None = None
         if limit is not None:
             self.fixed = [self._draw(k) for k in range(max(1, int(limit)))]
 
     def _draw(self, k: int) -> TemporalQuery:
-        rows, cols = self.dataset.shape
+        cols = self.dataset.shape[1]
         query = None
         for attempt in range(MAX_ATTEMPTS):
             rng = _seeded(self.seed, k, attempt)
             a, b = self.pairs[int(rng.integers(len(self.pairs)))]
-            query = TemporalQuery(a, b, int(rng.integers(rows - self.patch + 1)),
+            query = TemporalQuery(a, b, self.first_row + int(rng.integers(self.last_row - self.first_row + 1)),
                                   int(rng.integers(cols - self.patch + 1)), self.patch)
             if self.dataset.is_valid(query):
                 break
@@ -164,3 +168,49 @@ def adapt_temporal(model: nn.Module, dataset: TemporalPatchDataset, *, steps: in
             "last_train_loss": result.final_loss, "steps": result.steps, "patch": patch, "batch_size": batch_size,
             "pairs": len(dataset.fines), "eval_patches": len(held), "seconds": time.perf_counter() - began,
             "samples_per_s": result.samples_per_s}
+
+
+@dataclass
+class Series:
+    """A date series read onto the first fine image's grid, ready for :class:`TemporalPatchDataset`: one fine and
+    one coarse image per pair date in [0, 1] (coarse bands in fine band order), the coarse grid ratio, and what a
+    weights card records."""
+
+    dataset: TemporalPatchDataset
+    dates: list[str]
+    sensors: dict[str, str]
+    fine_bands: list[str]
+
+
+def read_series(pairs: Sequence[tuple[Any, Any]], *, fine_sensor: str = "auto", coarse_sensor: str = "auto",
+                fine_bands: str | None = None, coarse_bands: str | None = None) -> Series:
+    """Read the (fine, coarse) pairs of one series whole, as ``spatialx stfuse`` reads its inputs (products' dates,
+    readers and sensors; the coarse images reprojected and resampled onto the first fine grid). Each item of a pair
+    is a path, or ``(date, path)`` for files whose metadata states no date."""
+    from rasterio.windows import Window
+
+    from spatialx.methods.classical.temporal import coarse_band_order
+    from spatialx.pipeline import open_scene
+    from spatialx.tasks.stfuse import role_name, stfuse_inputs
+
+    fine = [item if isinstance(item, tuple) else (None, item) for item, _ in pairs]
+    coarse = [item if isinstance(item, tuple) else (None, item) for _, item in pairs]
+    series = stfuse_inputs(fine, coarse, None, fine_sensor=fine_sensor, coarse_sensor=coarse_sensor,
+                           fine_bands=fine_bands, coarse_bands=coarse_bands)
+    scene, profiles = open_scene(series.task, series.inputs, series.sensors, series.run_options())
+    dates = sorted({role.split("@", 1)[1] for role in series.inputs})
+    grid = scene.alignment.grid
+    with scene:
+        arrays = scene.read_each(Window(0, 0, grid.width, grid.height))
+    fine_profile, coarse_profile = profiles[role_name("fine", dates[0])], profiles[role_name("coarse", dates[0])]
+    order = coarse_band_order(fine_profile, coarse_profile)
+
+    def scaled(array: np.ndarray, profile: Any) -> np.ndarray:
+        low, high = profile.value_range
+        return ((array - np.float32(low)) / np.float32(high - low)).astype(np.float32)
+
+    fines = [scaled(arrays[role_name("fine", d)], fine_profile) for d in dates]
+    coarses = [scaled(arrays[role_name("coarse", d)][order], coarse_profile) for d in dates]
+    ratio = max(1, round(max(r.ratio for r in scene.alignment.resamplers.values())))
+    return Series(TemporalPatchDataset(fines, coarses, ratio), dates,
+                  {"fine": fine_profile.key, "coarse": coarse_profile.key}, list(fine_profile.band_names))
