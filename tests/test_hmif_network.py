@@ -106,7 +106,7 @@ def test_hmif_weights_train_load_and_refuse_other_inputs(pair, tmp_path):
         spatialx.fuse("hmif", inputs, tmp_path / "c.tif", method="lemamba", sensor=SENSORS,
                       method_options={"weights": weights, "config": "hmif"})
     assert not list(Path(tmp_path).glob("three*")) and not list(Path(tmp_path).glob("c.*"))
-    with pytest.raises(SpatialxError, match="PanCollection HDF5 files hold pansharpening"):
+    with pytest.raises(SpatialxError, match="HDF5 file does not exist"):
         train_model(tmp_path / "h.safetensors", model="lemamba", task="hmif", h5=tmp_path / "x.h5")
 
 
@@ -121,3 +121,43 @@ def test_hmif_adaptation_from_the_command_line(pair, tmp_path, request):
                "--config", "wv3", "-q", cwd=tmp_path)
     assert done.returncode == 2 and "takes 8 bands" in done.stderr and not (tmp_path / "x.tif").exists()
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def _write_hsi_h5(path: Path, keys: dict[str, tuple[int, ...]], seed: int = 0) -> Path:
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as handle:
+        for key, shape in keys.items():
+            handle.create_dataset(key, data=rng.random(shape))
+    return path
+
+
+def test_hyperspectral_hdf5_sets_train_hmif_networks(tmp_path):
+    """CAVE-style files (GT, LRHSI, RGB in [0, 1], HSI_up optional: bicubic from LRHSI when absent) train an hmif
+    network; missing or inconsistent keys are one-line errors naming the file."""
+    from spatialx.training.data import HSIDataset
+
+    n, bands, size, ratio = 6, 31, 16, 4
+    shapes = {"GT": (n, bands, size, size), "LRHSI": (n, bands, size // ratio, size // ratio),
+              "RGB": (n, 3, size, size)}
+    h5 = _write_hsi_h5(tmp_path / "cave.h5", shapes)
+    data = HSIDataset(h5)
+    assert (len(data), data.bands, data.ratio, data.guide_bands) == (n, bands, ratio, 3)
+    example = data[2]
+    assert set(example) == {"target", "hs", "ms", "hs_native"}
+    assert example["hs"].shape == (bands, size, size) and example["ms"].shape == (3, size, size)
+    done = train_model(tmp_path / "lem.safetensors", model="lemamba", config="hmif-tiny", task="hmif", h5=h5,
+                       steps=2, batch_size=2)
+    card = done.card
+    assert (card["task"], card["roles"], card["bands"]) == ("hmif", ["hs", "ms"], bands)
+    assert (card["config"]["bands"], card["config"]["guide_bands"], card["ratio"]) == (bands, 3, ratio)
+    assert card["training"]["data"]["kind"] == "hyperspectral-h5"
+    lacking = _write_hsi_h5(tmp_path / "lacking.h5", {"GT": shapes["GT"], "RGB": shapes["RGB"]})
+    with pytest.raises(SpatialxError, match="lacks the key\\(s\\) LRHSI"):
+        HSIDataset(lacking)
+    no_ms = _write_hsi_h5(tmp_path / "no-ms.h5", {"GT": shapes["GT"], "LRHSI": shapes["LRHSI"]})
+    with pytest.raises(SpatialxError, match="one high-resolution MS, RGB or HRMSI"):
+        HSIDataset(no_ms)
+    with pytest.raises(SpatialxError, match=r"hold pansharpening .* or hmif"):
+        train_model(tmp_path / "p.safetensors", model="spaxfus", task="polsar", h5=h5, steps=1)

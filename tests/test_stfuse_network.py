@@ -90,7 +90,7 @@ def test_weights_trained_on_a_series_fuse_it_and_say_their_task(scene, tmp_path)
     weights = tmp_path / "spaxfus-stfuse.safetensors"
     done = train_model(weights, model="spaxfus", config="stfuse-tiny", task="stfuse",
                        scenes=[(scene["fine_t1"], scene["coarse_t1"]), (scene["fine_t3"], scene["coarse_t3"])],
-                       bands={"fine": ",".join(STFUSE_BANDS)}, steps=2, batch_size=2, patch=16, device="cpu")
+                       select_bands={"fine": ",".join(STFUSE_BANDS)}, steps=2, batch_size=2, patch=16, device="cpu")
     card = done.card
     assert (card["task"], card["roles"], card["bands"]) == ("stfuse", ["coarse", "fine"], list(STFUSE_BANDS))
     assert card["training"]["data"]["dates"] == [T1, T3]
@@ -102,5 +102,5 @@ def test_weights_trained_on_a_series_fuse_it_and_say_their_task(scene, tmp_path)
     assert np.isfinite(fused).mean() > 0.9
     with pytest.raises(SpatialxError, match="one date series"):
         train_model(tmp_path / "one.safetensors", model="spaxfus", config="stfuse-tiny", task="stfuse",
-                    scenes=[(scene["fine_t1"], scene["coarse_t1"])], bands={"fine": ",".join(STFUSE_BANDS)},
+                    scenes=[(scene["fine_t1"], scene["coarse_t1"])], select_bands={"fine": ",".join(STFUSE_BANDS)},
                     steps=1, device="cpu")

@@ -118,9 +118,11 @@ def command(
         "--config", help="Network configuration, e.g. wv3, qb, gf2 (default: the sensor's).",
         show_default=False)] = None,
     h5: Annotated[Path | None, typer.Option(
-        "--h5", help="Training set in PanCollection HDF5 format (gt, ms, lms, pan).", show_default=False)] = None,
+        "--h5", help="Training set in HDF5: PanCollection (gt, ms, lms, pan) for pansharpen, or the hyperspectral "
+                     "sets' keys (GT, LRHSI, RGB or HRMSI, optionally HSI_up; values in [0, 1]) for hmif.",
+        show_default=False)] = None,
     val_h5: Annotated[Path | None, typer.Option(
-        "--val-h5", help="Validation set (PanCollection HDF5) (default: the last 10% of --h5 held out).",
+        "--val-h5", help="Validation set, same format as --h5 (default: the last 10% of --h5 held out).",
         show_default=False)] = None,
     scene: Annotated[list[str] | None, typer.Option(
         "--scene", metavar="PAN MS", help="Train on Wald-protocol patches of this PAN/MS pair (nested grids); "
@@ -212,8 +214,8 @@ def command(
                            overwrite=overwrite, workers=workers, progress=progress, task=task,
                            sensors={"hs": hs_sensor, "ms": ms_sensor} if task == "hmif" else
                            {"fine": fine_sensor, "coarse": coarse_sensor} if task == "stfuse" else None,
-                           bands={key: value for key, value in (("fine", fine_bands), ("coarse", coarse_bands))
-                                  if value})
+                           select_bands={key: value for key, value in (("fine", fine_bands),
+                                                                       ("coarse", coarse_bands)) if value})
     if not quiet:
         result = done.result
         console.print(f"wrote {done.output} and {done.output.with_suffix('.json')} ({done.card['architecture']} "

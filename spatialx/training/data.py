@@ -70,7 +70,13 @@ class PanCollectionDataset(Dataset):
     are divided by ``max_value`` (2047 for WV2/WV3/QB, 1023 for GF-2).
     """
 
-    REQUIRED = ("gt", "lms", "pan")
+    #: File key -> example key; the keys a file must hold; what the format is called in messages.
+    ROLES: Mapping[str, str] = PANCOLLECTION_ROLES
+    REQUIRED: tuple[str, ...] = ("gt", "lms", "pan")
+    FORMAT = "PanCollection"
+    SHAPES = "gt/lms N x C x H x W, pan N x 1 x H x W, ms N x C x H/r x W/r"
+    #: The key of the high-resolution guide (the PAN; for hyperspectral files the MS key the file uses).
+    guide_key = "pan"
 
     def __init__(self, path: str | PathLike[str], max_value: float):
         self.path = Path(path)
@@ -80,10 +86,13 @@ class PanCollectionDataset(Dataset):
         self._file: Any = None
         self._pid: int | None = None
         shapes = self._inspect()
-        n, c, h, _ = shapes["gt"]
+        target = next(key for key, role in self.ROLES.items() if role == TARGET)
+        n, c, h, _ = shapes[target]
         self.length, self.bands, self.patch = n, c, h
-        self.keys = tuple(k for k in PANCOLLECTION_KEYS if k in shapes)
-        self.ratio = h // shapes["ms"][2] if "ms" in shapes else None
+        self.keys = tuple(k for k in self.ROLES if k in shapes)
+        native = next((key for key, role in self.ROLES.items() if role.endswith("_native") and key in shapes), None)
+        self.ratio = h // shapes[native][2] if native else None
+        self.guide_bands = shapes[self.guide_key][1]
 
     def _inspect(self) -> dict[str, tuple[int, ...]]:
         import h5py
@@ -97,34 +106,32 @@ class PanCollectionDataset(Dataset):
                 if missing:
                     raise ReadError(f"HDF5 file lacks the key(s) {', '.join(missing)} (has: "
                                     f"{', '.join(sorted(handle.keys())) or 'none'})", path=self.path,
-                                    hint="PanCollection files hold gt, ms, lms and pan")
-                shapes = {key: tuple(handle[key].shape) for key in PANCOLLECTION_KEYS if key in handle}
+                                    hint=f"{self.FORMAT} files hold {', '.join(self.ROLES)}")
+                shapes = {key: tuple(handle[key].shape) for key in self.ROLES if key in handle}
         except OSError as exc:
             raise ReadError(f"not a readable HDF5 file ({str(exc).splitlines()[0]})", path=self.path) from None
         self._check_shapes(shapes)
         return shapes
 
-    def _check_shapes(self, shapes: Mapping[str, tuple[int, ...]]) -> None:
-        def bad(message: str) -> ReadError:
-            described = ", ".join(f"{k} {v}" for k, v in shapes.items())
-            return ReadError(f"{message} ({described})", path=self.path,
-                             hint="PanCollection shapes are gt/lms N x C x H x W, pan N x 1 x H x W, "
-                                  "ms N x C x H/r x W/r")
+    def _bad(self, message: str, shapes: Mapping[str, tuple[int, ...]]) -> ReadError:
+        described = ", ".join(f"{k} {v}" for k, v in shapes.items())
+        return ReadError(f"{message} ({described})", path=self.path, hint=f"{self.FORMAT} shapes are {self.SHAPES}")
 
+    def _check_shapes(self, shapes: Mapping[str, tuple[int, ...]]) -> None:
         for key, shape in shapes.items():
             if len(shape) != 4:
-                raise bad(f"{key} is not 4-dimensional")
+                raise self._bad(f"{key} is not 4-dimensional", shapes)
         n, c, h, w = shapes["gt"]
         if n == 0:
-            raise bad("the file holds no examples")
+            raise self._bad("the file holds no examples", shapes)
         if shapes["lms"] != shapes["gt"]:
-            raise bad("lms and gt shapes differ")
+            raise self._bad("lms and gt shapes differ", shapes)
         if shapes["pan"] != (n, 1, h, w):
-            raise bad("pan is not N x 1 x H x W like gt")
+            raise self._bad("pan is not N x 1 x H x W like gt", shapes)
         if "ms" in shapes:
             mn, mc, mh, mw = shapes["ms"]
             if mn != n or mc != c or mh < 1 or h % mh or w % mw or h // mh != w // mw:
-                raise bad("ms is not gt reduced by an integer ratio")
+                raise self._bad("ms is not gt reduced by an integer ratio", shapes)
 
     def _handle(self):
         import h5py
@@ -150,12 +157,16 @@ class PanCollectionDataset(Dataset):
             raise ReadError(f"cannot read {key}[{index}] ({str(exc).splitlines()[0]})", path=self.path) from None
         return torch.from_numpy(np.asarray(data, dtype=np.float64) / self.max_value).float()
 
+    def _complete(self, example: Example) -> Example:
+        """The example as read; formats that may omit a network input derive it here."""
+        return example
+
     def __getitem__(self, index: int) -> Example:
         index = int(index)
         if not -self.length <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} examples")
         index %= self.length
-        return {PANCOLLECTION_ROLES[key]: self._read(key, index) for key in self.keys}
+        return self._complete({self.ROLES[key]: self._read(key, index) for key in self.keys})
 
     def __getitems__(self, indices: Sequence[int]) -> list[Example]:
         """Batched read (one HDF5 read per key; h5py wants sorted unique indices)."""
@@ -163,15 +174,62 @@ class PanCollectionDataset(Dataset):
         unique = sorted(set(wanted))
         arrays = {key: self._read(key, unique) for key in self.keys}
         where = {index: row for row, index in enumerate(unique)}
-        return [{PANCOLLECTION_ROLES[key]: arrays[key][where[i]] for key in self.keys} for i in wanted]
+        return [self._complete({self.ROLES[key]: arrays[key][where[i]] for key in self.keys}) for i in wanted]
 
     def describe(self) -> str:
-        return f"PanCollection HDF5 {self.path.name} ({self.length} x {self.bands} bands, {self.patch} px)"
+        return f"{self.FORMAT} HDF5 {self.path.name} ({self.length} x {self.bands} bands, {self.patch} px)"
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+#: Hyperspectral HDF5 key -> example key (the hmif task's roles); ``RGB`` and ``HRMSI`` both name the high-resolution
+#: MS, ``HSI_up`` the LR-HSI already upsampled (derived by bicubic interpolation when absent).
+HSI_ROLES = {"GT": TARGET, "HSI_up": "hs", "RGB": "ms", "HRMSI": "ms", "LRHSI": native_key("hs")}
+
+
+class HSIDataset(PanCollectionDataset):
+    """A hyperspectral fusion HDF5 file (CAVE, Harvard, Chikusei, ... as the field distributes them: keys ``GT``,
+    ``LRHSI``, ``RGB`` or ``HRMSI``, optionally ``HSI_up``; values in [0, 1]), read lazily as PanCollection files
+    are. Shapes: ``GT`` (N, C, H, W), ``LRHSI`` (N, C, H / r, W / r), the MS (N, M, H, W), ``HSI_up`` like ``GT``.
+    Examples carry the hmif roles (``target``, ``hs``, ``ms``, ``hs_native``)."""
+
+    ROLES = HSI_ROLES
+    REQUIRED = ("GT", "LRHSI")
+    FORMAT = "hyperspectral"
+    SHAPES = "GT/HSI_up N x C x H x W, LRHSI N x C x H/r x W/r, RGB or HRMSI N x M x H x W"
+
+    def __init__(self, path: str | PathLike[str], max_value: float = 1.0):
+        super().__init__(path, max_value)
+
+    def _check_shapes(self, shapes: Mapping[str, tuple[int, ...]]) -> None:
+        for key, shape in shapes.items():
+            if len(shape) != 4:
+                raise self._bad(f"{key} is not 4-dimensional", shapes)
+        guides = [key for key in ("RGB", "HRMSI") if key in shapes]
+        if len(guides) != 1:
+            raise self._bad("the file needs one high-resolution MS, RGB or HRMSI" if not guides else
+                            "the file holds both RGB and HRMSI: which one is the MS is ambiguous", shapes)
+        n, c, h, w = shapes["GT"]
+        if n == 0:
+            raise self._bad("the file holds no examples", shapes)
+        if "HSI_up" in shapes and shapes["HSI_up"] != shapes["GT"]:
+            raise self._bad("HSI_up and GT shapes differ", shapes)
+        if shapes[guides[0]][0] != n or shapes[guides[0]][2:] != (h, w):
+            raise self._bad(f"{guides[0]} is not N x M x H x W like GT", shapes)
+        ln, lc, lh, lw = shapes["LRHSI"]
+        if ln != n or lc != c or lh < 1 or h % lh or w % lw or h // lh != w // lw:
+            raise self._bad("LRHSI is not GT reduced by an integer ratio", shapes)
+        self.guide_key = guides[0]
+
+    def _complete(self, example: Example) -> Example:
+        if "hs" not in example:
+            low = example[native_key("hs")]
+            example["hs"] = torch.nn.functional.interpolate(low[None], scale_factor=self.ratio, mode="bicubic",
+                                                            align_corners=False)[0]
+        return example
 
 
 def write_pancollection(path: str | PathLike[str], examples: Sequence[Example], max_value: float) -> Path:

@@ -48,6 +48,7 @@ from spatialx.training.data import (
     EpochSampler,
     GridPatchSampler,
     HMIFWaldPatchDataset,
+    HSIDataset,
     PanCollectionDataset,
     PatchStream,
     PolSARWaldPatchDataset,
@@ -630,7 +631,7 @@ def train_model(
     progress: TrainProgress | None = None,
     task: str = "pansharpen",
     sensors: Mapping[str, str] | None = None,
-    bands: Mapping[str, str] | None = None,
+    select_bands: Mapping[str, str] | None = None,
 ) -> TrainModelResult:
     """Train a registered network and write ``output`` (.safetensors) with its card (``spatialx train``).
 
@@ -652,8 +653,8 @@ def train_model(
     ``task="polsar"``: ``scenes`` are (single-pol, quad-pol) pairs on nested grids, Wald's protocol with the C3 as
     reference (:class:`~spatialx.training.data.PolSARWaldPatchDataset`). ``task="stfuse"``: ``scenes`` are the
     (fine, coarse) pairs of one date series (paths of products that state their date, or ``(date, path)``), read as
-    ``spatialx stfuse`` reads them with ``sensors`` and ``bands`` per kind (``{"fine": ..., "coarse": ...}``); the
-    examples are its triples (:mod:`spatialx.training.temporal`), the bottom rows held out for validation.
+    ``spatialx stfuse`` reads them with ``sensors`` and ``select_bands`` per kind (``{"fine": ..., "coarse":
+    ...}``); the examples are its triples (:mod:`spatialx.training.temporal`), the bottom rows held out for validation.
     """
     from spatialx.io.write import check_output_path
     from spatialx.models.registry import create_model, get_model_spec, model_config
@@ -681,8 +682,8 @@ def train_model(
                         schedule=schedule, augment=augment)
     if task not in spec.tasks:
         raise SpatialxError(f"{model} is not a network for {task}", hint=f"it serves {', '.join(spec.tasks)}")
-    if task != PANSHARPEN.name and h5 is not None:
-        raise SpatialxError("PanCollection HDF5 files hold pansharpening examples",
+    if task not in (PANSHARPEN.name, "hmif") and h5 is not None:
+        raise SpatialxError("HDF5 training sets hold pansharpening (PanCollection) or hmif (GT, LRHSI, RGB) examples",
                             hint=f"train {task} on --scene pairs")
     profile = get_sensor(sensor)
     guide_bands = 1
@@ -691,25 +692,33 @@ def train_model(
 
     val_data: Any
     if task == "stfuse":
-        return _train_series(output, spec, recipe, config=config, scenes=scenes or (), sensors=sensors, bands=bands,
+        return _train_series(output, spec, recipe, config=config, scenes=scenes or (), sensors=sensors,
+                             select_bands=select_bands,
                              steps=steps, batch_size=batch_size, patch=patch, seed=seed, device=device,
                              holdout=holdout, val_patches=val_patches, val_every=val_every, checkpoint=checkpoint,
                              checkpoint_every=checkpoint_every, resume=resume, progress=progress, workers=workers)
+    max_value = profile.max_value
     if h5 is not None:
-        dataset = PanCollectionDataset(h5, profile.max_value)
+        if task == "hmif":  # hyperspectral sets come in [0, 1]
+            dataset: PanCollectionDataset = HSIDataset(h5)
+            max_value, guide_bands, task_roles = 1.0, dataset.guide_bands, ("hs", "ms")
+            sensor_card = "hdf5 (values in [0, 1])"
+        else:
+            dataset = PanCollectionDataset(h5, max_value)
         ratio = dataset.ratio or int(profile.ratio)
         bands = dataset.bands
         if val_h5 is not None:
-            train_data, val_data = dataset, PanCollectionDataset(val_h5, profile.max_value)
+            train_data, val_data = dataset, type(dataset)(val_h5, max_value)
             if val_data.bands != bands:
                 raise InputMismatchError(f"validation file has {val_data.bands} bands, training file {bands}",
                                          path=val_h5)
         else:
             train_data, val_data = _held_out_h5(dataset, holdout, val_patches)
-        description: dict[str, Any] = {"kind": "pancollection-h5", "path": str(h5), "examples": len(train_data),
+        description: dict[str, Any] = {"kind": f"{dataset.FORMAT.lower()}-h5", "path": str(h5),
+                                       "examples": len(train_data),
                                        "patch": dataset.patch, "validation": str(val_h5) if val_h5 else
                                        (f"last {len(val_data)} examples held out" if val_data else None)}
-        if bands != len(profile.bands):
+        if task == PANSHARPEN.name and bands != len(profile.bands):
             warnings.warn(f"{Path(h5).name} has {bands} bands, sensor {profile.key!r} has {len(profile.bands)}: "
                           f"check --sensor (it sets the scaling, max {profile.max_value:g})", stacklevel=2)
     else:
@@ -743,6 +752,7 @@ def train_model(
                                       if val_data is not None else None)}
     if val_data is not None:
         val_data = _spread(val_data, val_patches)
+    named_bands = h5 is None or task == PANSHARPEN.name  # a hyperspectral HDF5 file names no sensor
 
     if task == PANSHARPEN.name:
         config_name = config or (profile.key if profile.key in spec.configs else spec.config_for_bands(bands))
@@ -760,7 +770,7 @@ def train_model(
     torch_device = resolve_torch_device(device)
     result = train(network, train_data, steps=steps, batch_size=batch_size, **recipe, seed=seed,
                    device=torch_device, val_data=val_data,
-                   val_every=val_every, max_value=wald.max_value if h5 is None else profile.max_value, ratio=ratio,
+                   val_every=val_every, max_value=wald.max_value if h5 is None else max_value, ratio=ratio,
                    checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, progress=progress,
                    workers=workers, roles=task_roles, val_indices=task != POLSAR.name)
     card = {
@@ -770,7 +780,7 @@ def train_model(
         "task": task,
         "roles": list(task_roles),
         "sensor": sensor_card,
-        "bands": list(profile.band_names) if len(profile.bands) == bands else bands,
+        "bands": list(profile.band_names) if named_bands and len(profile.bands) == bands else bands,
         "max_value": profile.max_value if task == PANSHARPEN.name else None,
         "ratio": int(ratio),
         "parameters": sum(p.numel() for p in network.parameters()),
@@ -808,16 +818,16 @@ def _hmif_patches(scenes: Sequence[tuple[Any, Any]], sensors: Mapping[str, str] 
 
 def _train_series(output: Path, spec: Any, recipe: Mapping[str, Any], *, config: str | None,
                   scenes: Sequence[tuple[Any, Any]], sensors: Mapping[str, str] | None,
-                  bands: Mapping[str, str] | None, steps: int, batch_size: int, patch: int, seed: int, device: str,
-                  holdout: float, val_patches: int, **run: Any) -> TrainModelResult:
+                  select_bands: Mapping[str, str] | None, steps: int, batch_size: int, patch: int, seed: int,
+                  device: str, holdout: float, val_patches: int, **run: Any) -> TrainModelResult:
     """``train_model`` for stfuse: the triples of one date series (:func:`~spatialx.training.temporal.read_series`)."""
     from spatialx.models.registry import create_model
     from spatialx.models.weights import save_weights
     from spatialx.training.temporal import TEMPORAL_ROLES, TemporalPatchSampler, read_series, temporal_patch
 
-    sensors, bands = dict(sensors or {}), dict(bands or {})
+    sensors, selection = dict(sensors or {}), dict(select_bands or {})
     series = read_series(scenes, fine_sensor=sensors.get("fine", "auto"), coarse_sensor=sensors.get("coarse", "auto"),
-                         fine_bands=bands.get("fine"), coarse_bands=bands.get("coarse"))
+                         fine_bands=selection.get("fine"), coarse_bands=selection.get("coarse"))
     data = series.dataset
     patch = temporal_patch(data.ratio, patch)
     rows = data.shape[0]
