@@ -41,8 +41,14 @@ def _network_rows() -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
                 row["paper"] = " / ".join(part for part in (
                     f"{params / 1e6:.3g} M" if params else "", f"{gflops:g} G" if gflops else "") if part)
             rows.append(row)
+            entry = entries.setdefault(spec.name, {"tasks": list(spec.tasks), "configs": {}})
+            entry["configs"][config_name] = {"params": row["params"], "gflops": row["gflops"],
+                                             "tasks": [task for task, names in spec.task_configs.items()
+                                                       if config_name in names] or
+                                             [task for task in spec.tasks if task not in spec.task_configs],
+                                             **({"paper": paper} if paper else {})}
             if config_name == default:
-                entries[spec.name] = {"params": row["params"], "gflops": row["gflops"], "tasks": list(spec.tasks)}
+                entry.update(params=row["params"], gflops=row["gflops"], config=config_name)
     return rows, entries
 
 
@@ -81,8 +87,9 @@ def _bundled_rows() -> list[dict[str, Any]]:
 def command(
     json_path: Annotated[Path | None, typer.Option(
         "--json", help="Also write {name: {params, gflops, tasks}} to this JSON file (networks at their "
-                       "sensor-default configuration; networks with bundled weights list them under "
-                       "\"bundled\").", show_default=False)] = None,
+                       "sensor-default configuration, every configuration with its tasks, parameters and GFLOPs "
+                       "under \"configs\"; networks with bundled weights list them under \"bundled\").",
+        show_default=False)] = None,
     overwrite: opt.Overwrite = False,
 ) -> None:
     """List the fusion methods with their size: parameters and GFLOPs at 64 x 64 (1 MAC = 1 FLOP) per network
