@@ -441,3 +441,16 @@ class SpaXFusMethod(NetworkMethod):
     default_overlap = 32
     gpu_batch_tiles = 2
     cpu_tile = 256
+
+
+class RWKVFusionMethod(NetworkMethod):
+    """RWKVFusion: the WKV scans and the fusion module's pooled summary see the whole tile, so tiles are never exact;
+    as LE-Mamba, a wide context and cross-fade hide the seams."""
+
+    name = "rwkvfusion"
+    architecture = "rwkvfusion"
+    halo = 32
+    default_overlap = 32
+    gpu_batch_tiles = 2
+    # ~6.7 KB of activations per pixel run on the CPU: a 256 px core grows to 384 x 384 with its context, ~1 GB
+    cpu_tile = 256

@@ -172,3 +172,6 @@ register("guided", "spatialx.methods.classical.polsar:C3Guided", tasks=("polsar"
 register("spaxfus", "spatialx.methods.network:SpaXFusMethod", model="spaxfus", kind="network",
          summary="SpaXFus (He et al. 2025), unfolded degradation model with a state-space prior; needs --weights "
                  "or --adapt-steps")
+register("rwkvfusion", "spatialx.methods.network:RWKVFusionMethod", model="rwkvfusion", kind="network",
+         summary="RWKVFusion (Cao et al.), bidirectional RWKV U-Net with multi-modal fusion; needs --weights or "
+                 "--adapt-steps")

@@ -44,7 +44,9 @@ DEFAULT_OPSET = 18
 INPUT_NAMES = ("lms", "guide")
 OUTPUT_NAME = "fused"
 #: Architectures known not to export with dynamic height and width, and why (one line for ``spatialx export``).
-NOT_EXPORTABLE: dict[str, str] = {}
+NOT_EXPORTABLE: dict[str, str] = {
+    "rwkvfusion": "the WKV's chunked scan has Python control flow on the sequence length",
+}
 
 
 def onnx_available() -> bool:
