@@ -159,7 +159,7 @@ def command(
         "--weight-decay", min=0.0, help="Weight decay " + _RECIPE + ": pnn and lemamba 1e-6, spaxfus 0.",
         show_default=False)] = None,
     optimizer: Annotated[str | None, typer.Option(
-        "--optimizer", help="adamw or adamax " + _RECIPE + ": spaxfus adamax, the others adamw.",
+        "--optimizer", help="adamw, adamax or adam " + _RECIPE + ": spaxfus adamax, ssrfn adam, the others adamw.",
         show_default=False)] = None,
     schedule: Annotated[str | None, typer.Option(
         "--schedule", help="Learning-rate schedule, none or onecycle (OneCycleLR over --steps) " + _RECIPE + ": "

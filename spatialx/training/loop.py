@@ -90,11 +90,11 @@ def make_loss(loss: str | LossFn) -> LossFn:
 
 
 def make_optimizer(kind: str, parameters: Any, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """``torch.optim.AdamW`` or ``torch.optim.Adamax`` by name."""
+    """``torch.optim.AdamW``, ``Adamax`` or ``Adam`` by name."""
     from spatialx.training.recipes import check_choice
 
     check_choice("optimizer", kind, OPTIMIZERS)
-    factory = torch.optim.AdamW if kind == "adamw" else torch.optim.Adamax
+    factory = {"adamw": torch.optim.AdamW, "adamax": torch.optim.Adamax, "adam": torch.optim.Adam}[kind]
     return factory(parameters, lr=lr, weight_decay=weight_decay)
 
 
@@ -439,10 +439,10 @@ def train(
     (s + 1) * batch_size - 1``. ``val_data`` (sized) is evaluated with the EMA weights every ``val_every`` steps and
     at the end (indices in the DN scale ``max_value`` with the data's ``ratio``, taken from the data sets when not
     given). ``checkpoint`` is written every ``checkpoint_every`` steps and at the end; ``resume`` continues from
-    one. ``ema`` None or 0 disables the average. ``optimizer`` is "adamw" or "adamax"; ``schedule`` "none" keeps
-    ``lr``,
-    "onecycle" runs ``OneCycleLR`` over the ``total_steps`` of the whole run (default ``steps``; give it to a run
-    stopped early on purpose, so its checkpoint resumes the same schedule) with ``lr`` as its peak; ``augment``
+    one. ``ema`` None or 0 disables the average. ``optimizer`` is "adamw", "adamax" or "adam"; ``schedule`` "none"
+    keeps ``lr``, "onecycle" runs ``OneCycleLR`` over the ``total_steps`` of the whole run (default ``steps``; give
+    it to a run stopped early on purpose, so its checkpoint resumes the same schedule) with ``lr`` as its peak;
+    ``augment``
     applies a rot90/flip drawn from ``(seed, sample number)`` to every tensor of each example alike.
     ``val_indices=False`` validates the loss only (values without a DN scale, such as a C3).
     ``loss`` may also be a batch objective (:func:`batch_loss`) that runs the network on the batch itself.

@@ -4,7 +4,8 @@ A recipe is declarative data on the network's :class:`~spatialx.models.registry.
 :mod:`spatialx.models.zoo`), laid over :data:`DEFAULT_RECIPE` (LE-Mamba's recipe, which PNN keeps). Keys:
 
 - ``loss``: "l1+ssim" (L1 + 0.1 (1 - SSIM)), "l1" or "mse";
-- ``optimizer``: "adamw" or "adamax"; ``lr`` (the peak learning rate under a schedule), ``weight_decay``;
+- ``optimizer``: "adamw", "adamax" or "adam" (SSRFN's); ``lr`` (the peak learning rate under a schedule),
+  ``weight_decay``;
 - ``schedule``: "none" (constant ``lr``) or "onecycle" (``torch.optim.lr_scheduler.OneCycleLR`` over the run's
   total steps, ``max_lr = lr``);
 - ``clip``: gradient-norm clipping (None: none); ``ema``: decay of the weights' moving average (None: none);
@@ -21,7 +22,7 @@ from typing import Any
 
 from spatialx.errors import SpatialxError
 
-OPTIMIZERS = ("adamw", "adamax")
+OPTIMIZERS = ("adamw", "adamax", "adam")
 SCHEDULES = ("none", "onecycle")
 LOSSES = ("l1+ssim", "l1", "mse")
 RECIPE_KEYS = ("loss", "optimizer", "lr", "weight_decay", "schedule", "clip", "ema", "augment")
