@@ -61,6 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spatialx.models.init import init_linear_and_conv
 from spatialx.models.ss2d import VSSBlock
 
 __all__ = ["LEMamba", "LEVMBlock", "window_merge", "window_partition"]
@@ -316,15 +317,7 @@ class LEMamba(nn.Module):
 
     @torch.no_grad()
     def _init_weights(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="leaky_relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        init_linear_and_conv(self)
 
     @property
     def size_multiple(self) -> int:

@@ -99,6 +99,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spatialx.models.init import init_linear_and_conv
 from spatialx.models.wkv import WKV
 
 __all__ = ["BRWKVBlock", "ChannelMix", "MultiModalFusion", "RWKVFusion", "SpatialMix", "token_shift"]
@@ -352,15 +353,7 @@ class RWKVFusion(nn.Module):
 
     @torch.no_grad()
     def _init_weights(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="leaky_relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        init_linear_and_conv(self)
         for module in self.modules():
             if isinstance(module, BRWKVBlock):
                 module.reset_modulation()
