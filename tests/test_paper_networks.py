@@ -32,7 +32,7 @@ def hmif_pair(tmp_path_factory):
     return write_hmif_pair(tmp_path_factory.mktemp("hmif-paper-nets"), 48)
 
 
-@pytest.mark.parametrize(("name", "tasks"), [("rwkvfusion", ("pansharpen", "hmif"))])
+@pytest.mark.parametrize(("name", "tasks"), [("rwkvfusion", ("pansharpen", "hmif")), ("ssrfn", ("hmif",))])
 def test_registered_once_with_the_papers_sizes(name, tasks):
     spec = get_model_spec(name)
     assert spec.tasks == tasks and get_method_info(name).model == name
@@ -60,3 +60,21 @@ def test_rwkvfusion_trains_and_fuses_hmif_with_its_weights(hmif_pair, tmp_path):
         params = json.loads(src.tags()["SPATIALX_PARAMS"])
     assert np.isfinite(fused).all() and params["architecture"] == "rwkvfusion"
     assert params["weights_source"] == "file"
+
+
+def test_ssrfn_adapts_on_an_hmif_pair_trains_and_loads(hmif_pair, tmp_path):
+    inputs = {"hs": hmif_pair["hs"], "ms": hmif_pair["ms"]}
+    result = spatialx.fuse("hmif", inputs, tmp_path / "ssrfn.tif", method="ssrfn", sensor=HMIF_SENSORS,
+                           method_options={"config": "tiny", "adapt_steps": 8, "adapt_patch": 12, "adapt_batch": 2})
+    adaptation = result.params["adaptation"]
+    assert adaptation["final_loss"] < adaptation["initial_loss"]
+    assert result.params["config"]["ratio"] == 3 and result.params["config"]["bands"] == len(hmif_pair["wavelengths"])
+    assert result.params["tile"] % 3 == 0 and result.params["halo"] % 3 == 0  # tiles on the HS grid
+    weights = tmp_path / "ssrfn.safetensors"
+    done = train_model(weights, model="ssrfn", config="tiny", task="hmif", sensors=HMIF_SENSORS,
+                       scenes=[(hmif_pair["hs"], hmif_pair["ms"])], steps=2, batch_size=2, patch=12, device="cpu")
+    assert done.card["training"]["recipe"]["optimizer"] == "adam" and done.card["training"]["recipe"]["loss"] == "mse"
+    fused = spatialx.fuse("hmif", inputs, tmp_path / "w.tif", method="ssrfn", sensor=HMIF_SENSORS,
+                          method_options={"weights": weights})
+    with rasterio.open(fused.output) as src:
+        assert np.isfinite(src.read()).all()

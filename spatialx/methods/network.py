@@ -107,6 +107,9 @@ class NetworkMethod(FusionMethod):
     """
 
     architecture: ClassVar[str] = ""
+    #: The network averages its low-resolution input over ratio x ratio blocks (SpaXFus, SSRFN): tiles, their
+    #: overlap and halo then sit on the ratio's grid, so every tile's blocks are the whole image's.
+    decimates: ClassVar[bool] = False
     halo = 32
     default_overlap = 32
     gpu_batch_tiles: ClassVar[int] = 4
@@ -150,6 +153,10 @@ class NetworkMethod(FusionMethod):
         self.network_roles = TEMPORAL_ROLES if self.temporal is not None else context.task.network_roles
         #: The integer ratio the network works at (stfuse: the coarse images' grid ratio, not the fine output's 1).
         self.network_ratio = self.temporal.ratio if self.temporal is not None else max(1, round(context.ratio))
+        if self.decimates and self.network_ratio > 1:
+            self.align = self.network_ratio
+            self.halo = -(-type(self).halo // self.align) * self.align
+            self.default_overlap = -(-type(self).default_overlap // self.align) * self.align
         if not self.network_roles:
             raise MethodError(f"task {context.task.name} declares no network inputs", hint="use a classical method")
         from spatialx.runtime import configure_memory
@@ -436,6 +443,7 @@ class SpaXFusMethod(NetworkMethod):
 
     name = "spaxfus"
     architecture = "spaxfus"
+    decimates = True
     # The SS2D scans see the whole tile (no finite receptive field): as LE-Mamba, a wide context and cross-fade.
     halo = 32
     default_overlap = 32
@@ -454,3 +462,18 @@ class RWKVFusionMethod(NetworkMethod):
     gpu_batch_tiles = 2
     # ~6.7 KB of activations per pixel run on the CPU: a 256 px core grows to 384 x 384 with its context, ~1 GB
     cpu_tile = 256
+
+
+class SSRFNMethod(NetworkMethod):
+    """SSRFN: the HS resampled onto the MS grid is averaged back to its own scale inside the network; its Mamba
+    blocks read the tile row by row (no finite receptive field), so a wide context hides the seams."""
+
+    name = "ssrfn"
+    architecture = "ssrfn"
+    decimates = True
+    halo = 36
+    default_overlap = 24  # a multiple of 3 and 4, at most half the CPU tile
+    gpu_batch_tiles = 2
+    # ~55 KB of activations per pixel run on the CPU (plus 0.55 GB of weights at the paper's width): a 64 px core runs
+    # on ~184 x 184 with its context, ~2.4 GB
+    cpu_tile = 64

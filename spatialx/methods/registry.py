@@ -175,3 +175,6 @@ register("spaxfus", "spatialx.methods.network:SpaXFusMethod", model="spaxfus", k
 register("rwkvfusion", "spatialx.methods.network:RWKVFusionMethod", model="rwkvfusion", kind="network",
          summary="RWKVFusion (Cao et al.), bidirectional RWKV U-Net with multi-modal fusion; needs --weights or "
                  "--adapt-steps")
+register("ssrfn", "spatialx.methods.network:SSRFNMethod", model="ssrfn", kind="network",
+         summary="SSRFN (Zhao et al. 2024), CNN-Mamba hyperspectral + multispectral fusion; needs --weights or "
+                 "--adapt-steps")

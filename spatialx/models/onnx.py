@@ -46,6 +46,9 @@ OUTPUT_NAME = "fused"
 #: Architectures known not to export with dynamic height and width, and why (one line for ``spatialx export``).
 NOT_EXPORTABLE: dict[str, str] = {
     "rwkvfusion": "the WKV's chunked scan has Python control flow on the sequence length",
+    # its Mamba blocks call spatialx.models.ssrfn.selective_scan, which _exportable_scans does not route to the
+    # ONNX Scan: TorchScript would trace the compiled kernel's output as a constant (checked: off by 0.28)
+    "ssrfn": "its Mamba blocks' selective scan is not routed to an ONNX Scan",
 }
 
 

@@ -115,3 +115,25 @@ register_model(ModelSpec(
             "scans) with a multi-modal fusion module fed the raw inputs in every block, residual on the upsampled "
             "image",
 ))
+
+# SSRFN: no public code; built from the paper (its module docstring lists every choice). The paper's configuration:
+# 100 bands, SPOT-4's 4-band MSI, ratio 4, width 228: 37.02 M parameters and 197.64 GFLOPs at a 64 x 64 MSI (paper:
+# 38.63 M, 193.67 G; its Table VI states no input size and only 64 x 64 fits). PRISMA + Sentinel-2 (60-230 bands,
+# ratio 3) take ``hmif`` with their own band counts and ratio. Recipe: the paper's MSE and Adam lr 1e-4 (betas 0.9,
+# 0.99 in the paper; torch's default 0.999 here), no weight decay, schedule, clipping or EMA named.
+register_model(ModelSpec(
+    name="ssrfn",
+    entry="spatialx.models.ssrfn:SSRFN",
+    configs={
+        "hmif": {"bands": 100, "ratio": 4, "guide_bands": 4},
+        "tiny": {"bands": 100, "ratio": 4, "guide_bands": 4, "width": 8, "dfe_units": 1, "cfe_iterations": 2,
+                 "scm_steps": 2, "sr_stages": 1, "conv3d_channels": 2, "d_state": 4},
+    },
+    tasks=("hmif",),
+    task_configs={"hmif": ("hmif", "tiny")},
+    recipe={"loss": "mse", "optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0, "schedule": "none",
+            "clip": None, "ema": None, "augment": False},
+    paper={"params": 38.63e6, "gflops": 193.67, "config": "hmif"},
+    summary="SSRFN (Zhao et al. 2024): CNN-Mamba HS/MS fusion: shared feature extraction, ConvGRU change features "
+            "correcting the MSI features, 3D-conv/Mamba spatial and spectral branches, Mamba attention fusion",
+))
