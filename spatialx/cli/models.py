@@ -24,9 +24,11 @@ def _network_rows() -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     for spec in list_models():
         default = spec.paper.get("config") if spec.paper.get("config") in spec.configs else next(iter(spec.configs))
         for config_name, config in spec.configs.items():
-            row: dict[str, Any] = {"name": spec.name, "config": config_name, "kind": "network",
-                                   "tasks": list(spec.tasks), "params": None, "gflops": None, "paper": "",
-                                   "summary": spec.summary}
+            # a configuration a task lists is that task's; the others are pansharpening's (ModelSpec.config_for)
+            tasks = [task for task, names in spec.task_configs.items() if config_name in names] or \
+                [task for task in spec.tasks if task not in spec.task_configs]
+            row: dict[str, Any] = {"name": spec.name, "config": config_name, "kind": "network", "tasks": tasks,
+                                   "params": None, "gflops": None, "paper": "", "summary": spec.summary}
             try:
                 # On the meta device shapes propagate without arithmetic: the count costs no compute.
                 network = create_model(spec.name, config_name).to("meta")
@@ -42,10 +44,7 @@ def _network_rows() -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
                     f"{params / 1e6:.3g} M" if params else "", f"{gflops:g} G" if gflops else "") if part)
             rows.append(row)
             entry = entries.setdefault(spec.name, {"tasks": list(spec.tasks), "configs": {}})
-            entry["configs"][config_name] = {"params": row["params"], "gflops": row["gflops"],
-                                             "tasks": [task for task, names in spec.task_configs.items()
-                                                       if config_name in names] or
-                                             [task for task in spec.tasks if task not in spec.task_configs],
+            entry["configs"][config_name] = {"params": row["params"], "gflops": row["gflops"], "tasks": tasks,
                                              **({"paper": paper} if paper else {})}
             if config_name == default:
                 entry.update(params=row["params"], gflops=row["gflops"], config=config_name)
