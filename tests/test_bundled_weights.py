@@ -27,6 +27,7 @@ EXPECTED = {
     "pnn-qb": ("pnn", 4, ("qb", "geoeye1", "ikonos", "gf2")),
     "lemamba-wv3": ("lemamba", 8, ("wv2", "wv3")),
     "lemamba-qb": ("lemamba", 4, ("qb", "geoeye1", "ikonos", "gf2")),
+    "spaxfus-qb": ("spaxfus", 4, ("qb", "geoeye1", "ikonos", "gf2")),
 }
 
 
