@@ -6,8 +6,8 @@
 Each target is a network's main configuration: ``pnn`` and ``lemamba`` for 8-band (``wv3``) and 4-band (``qb``)
 sensors, and ``spaxfus-qb`` (its authors' pansharpening configuration is the 4-band GF-2 one; 400 steps, 33 min)
 (:data:`SHIPPED`). Every target trains with one recipe (AdamW lr 1e-3, L1 + 0.1 (1 - SSIM), EMA 0.995, clip 0.03),
-SpaXFus included: its own recipe's lr 1e-4 learns too slowly for a CPU budget. Weights that do not beat ``exp`` in
-Q2n on every validation scene are not written (``--keep-worse`` overrides). Training
+SpaXFus included (from scratch, its own recipe's lr 1e-4 learnt far slower in scene adaptation: README). Weights
+that do not beat ``exp`` in Q2n on every validation scene are not written (``--keep-worse`` overrides). Training
 data, all available offline and all through Wald's reduced-resolution protocol (:class:`WaldPatchDataset`: the MS
 degraded with the sensor's MTF by the ratio, the PAN reduced to the MS grid, the original MS as the target):
 
