@@ -167,7 +167,7 @@ class NetworkMethod(FusionMethod):
         import torch
 
         from spatialx.models.registry import create_model, get_model_spec
-        from spatialx.models.weights import load_model, sha256
+        from spatialx.models.weights import load_model, read_card, sha256
 
         if adapt_steps > 0 and context.task.name not in ADAPTABLE_TASKS:
             raise MethodError(f"{self.name}: scene adaptation is available for {', '.join(ADAPTABLE_TASKS)}, not "
@@ -239,6 +239,14 @@ class NetworkMethod(FusionMethod):
         self.card: dict[str, Any] = {}
         self.adaptation: dict[str, Any] = {}
         if weights is not None:
+            # The task first: weights of another task also fail the band checks, with a less useful message.
+            card = read_card(weights)
+            # Cards written before tasks were recorded are pansharpening weights, as everything trained then.
+            trained_for = (card.get("task", "pansharpen"), tuple(card.get("roles", ("ms", "pan"))))
+            if trained_for != (context.task.name, tuple(self.network_roles)):
+                raise ReadError(f"weights were trained for {trained_for[0]} with inputs {', '.join(trained_for[1])}, "
+                                f"not {context.task.name} with {', '.join(self.network_roles)}", path=weights,
+                                hint="train weights for this task with `spatialx train`")
             self.model, self.card = load_model(weights, architecture=self.architecture, bands=bands)
             steps = (self.card.get("training") or {}).get("steps")
             if steps == 0 and adapt_steps <= 0:
@@ -249,12 +257,6 @@ class NetworkMethod(FusionMethod):
                 raise ReadError(f"weights take a {trained_guide}-band {context.task.label(self.network_roles[1])}, "
                                 f"the input has {guide_bands}", path=weights,
                                 hint="select the bands the weights were trained with, or train for these")
-            # Cards written before tasks were recorded are pansharpening weights, as everything trained then.
-            trained_for = (self.card.get("task", "pansharpen"), tuple(self.card.get("roles", ("ms", "pan"))))
-            if trained_for != (context.task.name, tuple(self.network_roles)):
-                raise ReadError(f"weights were trained for {trained_for[0]} with inputs {', '.join(trained_for[1])}, "
-                                f"not {context.task.name} with {', '.join(self.network_roles)}", path=weights,
-                                hint="train weights for this task with `spatialx train`")
             self.weights_name = Path(weights).name
             self.card["sha256"] = sha256(weights)
         else:
