@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -88,7 +88,7 @@ class TemporalArguments:
         return arguments, valid
 
     def series(self, inputs: Mapping[str, np.ndarray],
-               scaled: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
+               scaled: Callable[[np.ndarray, str], np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Every pair's (fine, coarse) images, scaled by ``scaled(array, role)``: scene adaptation's series."""
         fines = [scaled(inputs[fine], "fine") for _, fine, _ in self.layout.pairs]
         coarses = [scaled(inputs[coarse][self.order], "coarse") for _, _, coarse in self.layout.pairs]
