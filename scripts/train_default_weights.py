@@ -63,6 +63,7 @@ TARGETS: dict[str, tuple[str, str, int, int, int]] = {
     # SpaXFus is ~4x slower a step than LE-Mamba (4.3 s a step of 2 x 32 px on one thread): 70 steps left it far below
     # exp on validation (Q2n 0.22-0.28 against 0.73); 400 steps (33 min) pass the gate (Q2n 0.81-0.82 against 0.73).
     "spaxfus-qb": ("spaxfus", "qb", 400, 32, 2),
+    "spaxfus-wv3": ("spaxfus", "wv3", 400, 32, 2),
 }
 #: What the package ships (the default of --only). spaxfus-qb takes 33 more minutes: `--only spaxfus-qb`.
 SHIPPED = ("pnn-wv3", "pnn-qb", "lemamba-wv3", "lemamba-qb", "spaxfus-qb")
