@@ -104,7 +104,7 @@ def _dated(given: Dated, kind: str, read_options: Mapping[str, Any] | None) -> d
             date = open_raster(path, role=kind, options=_product_options(path, read_options)).metadata.get("acquired")
             if not date:
                 raise SpatialxError(f"{kind} image: its acquisition date is not in its metadata", path=Path(path),
-                                    hint=f"give it as --{kind} YYYY-MM-DD={path}")
+                                    hint=f"write its date before the path: YYYY-MM-DD={path}")
             date = str(date)[:10]
         iso = parse_date(str(date), f"--{kind} date")
         if iso in out:
