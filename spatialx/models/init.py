@@ -1,9 +1,24 @@
-"""Weight initialisation shared by the U-Net networks (LE-Mamba, RWKVFusion): the vision-transformer convention."""
+"""Weight initialisation shared by the U-Net networks (LE-Mamba, RWKVFusion): the vision-transformer convention,
+from a seed when one is given."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import nn
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Build weights from ``seed`` without touching the global generator (``None``: the global one, as usual)."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 @torch.no_grad()

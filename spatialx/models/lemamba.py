@@ -54,14 +54,13 @@ RGB guide, ratio 8).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spatialx.models.init import init_linear_and_conv
+from spatialx.models.init import init_linear_and_conv, seeded
 from spatialx.models.ss2d import VSSBlock
 
 __all__ = ["LEMamba", "LEVMBlock", "window_merge", "window_partition"]
@@ -201,16 +200,6 @@ def _per_level(values: Sequence, levels: int, name: str) -> list:
     return values
 
 
-@contextlib.contextmanager
-def _seeded(seed: int | None) -> Iterator[None]:
-    if seed is None:
-        yield
-        return
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
 class LEMamba(nn.Module):
     """``LEMamba(bands, ratio)(lms, guide) -> fused``: (B, bands, H, W) and (B, guide_bands, H, W) -> (B, bands, H, W).
 
@@ -276,7 +265,7 @@ class LEMamba(nn.Module):
                   "global_d_state": global_d_state, "global_d_conv": global_d_conv,
                   "global_mlp_ratio": global_mlp_ratio, "share_state": share_state, "norm_eps": norm_eps,
                   "share_state_mode": share_state_mode, "scan_backend": scan_backend, "chunk": chunk}
-        with _seeded(seed):
+        with seeded(seed):
             self.intro = nn.Conv2d(bands, widths[0], 3, padding=1)
             self.encoders = nn.ModuleList()
             self.downs = nn.ModuleList()

@@ -91,15 +91,14 @@ CPU inference, one thread: 5.3 s for 256 x 256; activations ~6.7 KB per pixel (a
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spatialx.models.init import init_linear_and_conv
+from spatialx.models.init import init_linear_and_conv, seeded
 from spatialx.models.wkv import WKV
 
 __all__ = ["BRWKVBlock", "ChannelMix", "MultiModalFusion", "RWKVFusion", "SpatialMix", "token_shift"]
@@ -269,16 +268,6 @@ class BRWKVBlock(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _seeded(seed: int | None) -> Iterator[None]:
-    if seed is None:
-        yield
-        return
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
 class RWKVFusion(nn.Module):
     """``RWKVFusion(bands, ratio)(lms, guide) -> fused``: (B, bands, H, W) and (B, guide_bands, H, W) ->
     (B, bands, H, W), clipped to [0, 1] in eval mode.
@@ -330,7 +319,7 @@ class RWKVFusion(nn.Module):
             count += 1
             return blk
 
-        with _seeded(seed):
+        with seeded(seed):
             self.intro = nn.Conv2d(modal, widths[0], 3, padding=1)
             self.encoders = nn.ModuleList()
             self.downs = nn.ModuleList()
