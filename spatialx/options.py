@@ -44,6 +44,9 @@ class RunOptions:
     layers: Mapping[str, str | PathLike[str]] = field(default_factory=dict)
     #: Per role, options of the sensor product's reader (e.g. ``{"hs": {"keep_overlap": True}}``).
     read_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: Where tiles run: None (the threads of this process, ``workers`` of them), ``"local:N"`` (a dask LocalCluster
+    #: of N worker processes with ``workers`` threads each) or a dask scheduler's address (:mod:`spatialx.cluster`).
+    scheduler: str | None = None
     progress: Progress | None = field(default=None, compare=False)
 
     def updated(self, **changes: Any) -> RunOptions:

@@ -30,6 +30,7 @@ from rasterio.windows import Window
 
 from spatialx import __version__
 from spatialx.align import align
+from spatialx.cluster import RemoteFusion, connect
 from spatialx.errors import InputMismatchError, SpatialxError
 from spatialx.io.read import RasterInfo, open_raster
 from spatialx.io.write import BandInfo, OutputSpec, RasterWriter, block_size_for, gdal_env
@@ -387,11 +388,18 @@ def fuse_scene(task: TaskSpec, inputs: Mapping[str, str | PathLike[str]], output
     if options.align_shift == "auto":
         plan = _realigned(plan, task, sensor, method, options)
     scene, grid = plan.scene, plan.scene.alignment.grid
-    with scene, gdal_env(options.workers):
+    fuser = TileFuser(scene, plan.fusion, plan.tiles)
+    needs_fit = type(plan.fusion).fit is not FusionMethod.fit  # pointwise methods need no scene statistics
+    with scene, gdal_env(options.workers), connect(options.scheduler, options.workers) as client:
         check_alignment(plan, options)
-        if type(plan.fusion).fit is not FusionMethod.fit:  # pointwise methods need no scene statistics
-            plan.fusion.fit(first_pass(scene))
-        plan.params.update(plan.fusion.params())
+        remote = None
+        if client is not None:
+            remote = RemoteFusion(client, fuser, needs_fit)
+            plan.params.update(remote.params)
+        else:
+            if needs_fit:
+                plan.fusion.fit(first_pass(scene))
+            plan.params.update(plan.fusion.params())
         spec = OutputSpec(path=out_path, grid=grid, dtype=plan.dtype, bands=_output_bands(plan.output_sensor),
                           nodata=plan.nodata, tags=plan.tags(method, options), overwrite=options.overwrite,
                           scale=plan.encoder.scale, blocksize=block_size_for(len(plan.output_sensor.bands)))
@@ -403,8 +411,8 @@ def fuse_scene(task: TaskSpec, inputs: Mapping[str, str | PathLike[str]], output
                        for name, path in options.layers.items()]
         with RasterWriter(spec, workers=options.workers) as writer, contextlib.ExitStack() as stack:
             layers = [stack.enter_context(RasterWriter(layer, workers=options.workers)) for layer in layer_specs]
-            valid = _run_tiles(scene, plan.fusion, plan.tiles, len(plan.output_sensor.bands), plan.encoder, writer,
-                               options.workers, options.progress, layers)
+            valid = _run_tiles(fuser, len(plan.output_sensor.bands), plan.encoder, writer, options.workers,
+                               options.progress, layers, remote)
             if valid == 0:  # raised inside the writers: nothing is published
                 raise InputMismatchError("no output pixel holds data: the inputs are nodata (or zero, NaN) over the "
                                          "whole common footprint", path=scene.rasters[task.guide].path,
@@ -598,10 +606,26 @@ def _side_products(result: FusionResult, task: TaskSpec, inputs: Mapping[str, st
 
 
 class TileFuser:
-    """Reads, pads and fuses tiles: the work behind every dask block, for files and for xarray alike."""
+    """Reads, pads and fuses tiles: the work behind every dask block, for files and for xarray alike.
+
+    It pickles without its open readers (a dask.distributed worker gets the paths, grids and method) and opens
+    readers on first use where it lands."""
 
     def __init__(self, scene: SceneInputs, fusion: FusionMethod, plan: TilePlan):
         self.scene, self.fusion, self.plan = scene, fusion, plan
+        self._opening = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        return {key: value for key, value in self.__dict__.items() if key != "_opening"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._opening = threading.Lock()
+
+    def _open(self) -> None:
+        with self._opening:
+            if not self.scene.readers:
+                self.scene.open_readers()
 
     def prepare(self, tile: Tile) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         if self.fusion.judges_validity:  # validity comes from the result
@@ -615,6 +639,8 @@ class TileFuser:
     def group(self, row: int, cols: tuple[int, ...]) -> np.ndarray:
         """Neighbouring tiles of one row fused in one call: (bands + 1, rows, sum of blend widths), the last
         plane being the tiles' validity."""
+        if not self.scene.readers:
+            self._open()
         tiles = [self.plan.tile(row, col) for col in cols]
         prepared = [self.prepare(tile) for tile in tiles]
         fused = self.fusion.fuse_batch([inputs for inputs, _ in prepared])
@@ -629,17 +655,18 @@ class TileFuser:
         return np.concatenate(pieces, axis=2)
 
 
-def _run_tiles(job: SceneInputs, fusion: FusionMethod, plan: TilePlan, bands: int, encoder: _Encoder,
-               writer: RasterWriter, workers: int, progress: Progress | None,
-               layers: Sequence[RasterWriter] = ()) -> int:
+def _run_tiles(fuser: TileFuser, bands: int, encoder: _Encoder, writer: RasterWriter, workers: int,
+               progress: Progress | None, layers: Sequence[RasterWriter] = (),
+               remote: RemoteFusion | None = None) -> int:
     """Fuse every tile on a dask graph and stream the stitched cells into ``writer`` (and the method's extra
     per-pixel planes into ``layers``, float32 with NaN where the product is nodata); returns the number of output
     pixels that hold data.
 
     A dask block is a group of ``fusion.batch_tiles`` neighbouring tiles of one row, fused in one call (networks
-    run them as one batch on the device); blocks span the tiles' blend extents side by side.
+    run them as one batch on the device); blocks span the tiles' blend extents side by side. With ``remote`` the
+    groups run on a dask.distributed cluster (:mod:`spatialx.cluster`) and come back here to be stitched.
     """
-
+    plan, fusion = fuser.plan, fuser.fusion
     counted = [0]
     lock = threading.Lock()
 
@@ -653,23 +680,25 @@ def _run_tiles(job: SceneInputs, fusion: FusionMethod, plan: TilePlan, bands: in
 
     bands_total = bands + len(layers)
     stitcher = OverlapAddStitcher(plan, bands_total, write_cell)
-    fuse_group = TileFuser(job, fusion, plan).group
-
     batch = max(1, int(getattr(fusion, "batch_tiles", 1)))
     groups = [tuple(range(start, min(start + batch, plan.shape[1]))) for start in range(0, plan.shape[1], batch)]
     sink = _StitchSink(plan, stitcher, progress)
-    heights = tuple(int(plan.tile(r, 0).blend.height) for r in range(plan.shape[0]))
-    widths = tuple(sum(sink.widths[c] for c in group) for group in groups)
-    name = f"spatialx-fuse-{dask.base.tokenize(id(fusion), id(plan), time.time_ns())}"
-    graph = {(name, 0, r, g): (fuse_group, r, group) for r in range(plan.shape[0]) for g, group in enumerate(groups)}
-    blocks = da.Array(graph, name, chunks=((bands_total + 1,), heights, widths), dtype=np.float32)
-    # Each row of tiles is stored before the next starts: at most one row is in flight whatever the scene size.
-    row_starts = np.concatenate([[0], np.cumsum(heights)])
-    workers = max(1, min(workers, fusion.tile_workers or workers))
-    for r in range(plan.shape[0]):
-        sink.row = r
-        da.store(blocks[:, row_starts[r]: row_starts[r + 1], :], sink, lock=False, scheduler="threads",
-                 num_workers=workers)
+    if remote is not None:
+        remote.run(plan.shape[0], groups, sink.take)
+    else:
+        heights = tuple(int(plan.tile(r, 0).blend.height) for r in range(plan.shape[0]))
+        widths = tuple(sum(sink.widths[c] for c in group) for group in groups)
+        name = f"spatialx-fuse-{dask.base.tokenize(id(fusion), id(plan), time.time_ns())}"
+        graph = {(name, 0, r, g): (fuser.group, r, group) for r in range(plan.shape[0])
+                 for g, group in enumerate(groups)}
+        blocks = da.Array(graph, name, chunks=((bands_total + 1,), heights, widths), dtype=np.float32)
+        # Each row of tiles is stored before the next starts: at most one row is in flight whatever the scene size.
+        row_starts = np.concatenate([[0], np.cumsum(heights)])
+        workers = max(1, min(workers, fusion.tile_workers or workers))
+        for r in range(plan.shape[0]):
+            sink.row = r
+            da.store(blocks[:, row_starts[r]: row_starts[r + 1], :], sink, lock=False, scheduler="threads",
+                     num_workers=workers)
     if stitcher.pending_cells:
         raise RuntimeError(f"{stitcher.pending_cells} output cells were never completed")
     return counted[0]
@@ -687,12 +716,18 @@ class _StitchSink:
         self.col_starts = [0, *np.cumsum(self.widths).tolist()]
 
     def __setitem__(self, index: tuple[slice, ...], block: np.ndarray) -> None:
-        col = self.col_starts.index(index[2].start)
+        self._add(self.row, self.col_starts.index(index[2].start), block)
+
+    def take(self, row: int, group: tuple[int, ...], block: np.ndarray) -> None:
+        """A block of the tile group ``group`` of ``row`` (tiles side by side, validity last)."""
+        self._add(row, group[0], block)
+
+    def _add(self, row: int, col: int, block: np.ndarray) -> None:
         offset = 0
         while offset < block.shape[2]:
             width = self.widths[col]
             piece = block[:, :, offset: offset + width]
-            self.stitcher.add(self.plan.tile(self.row, col), piece[:-1], piece[-1] > 0.5)
+            self.stitcher.add(self.plan.tile(row, col), piece[:-1], piece[-1] > 0.5)
             offset += width
             col += 1
             with self._lock:

@@ -185,6 +185,10 @@ class SceneInputs:
     def open_readers(self) -> None:
         self.readers = {role: info.reader() for role, info in self.rasters.items()}
 
+    def __getstate__(self) -> dict:
+        # Open handles stay in their process: a copy on a dask worker opens its own (TileFuser).
+        return {**self.__dict__, "readers": {}}
+
     def close(self) -> None:
         for reader in self.readers.values():
             reader.close()

@@ -119,6 +119,9 @@ def fuse(task: str | TaskSpec, inputs: Mapping[str, Any], *, method: str, sensor
     if options.ndvi is not None or options.report or options.reproject or options.layers:
         raise SpatialxError("ndvi, report, layers and reproject write or warp files; they do not apply to arrays",
                             hint="use spatialx.fuse on files, or compute them from the returned array")
+    if options.scheduler is not None:
+        raise SpatialxError("scheduler does not apply to arrays: the returned array is lazy",
+                            hint="compute it on your cluster: with distributed.Client(ADDRESS): result.compute()")
     infos = {role: raster_info(array, spec.label(role)) for role, array in inputs.items()}
     plan = plan_fusion(spec, infos, sensor, method, options)
     scene = plan.scene

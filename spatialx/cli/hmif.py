@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from spatialx.cli import options as opt
+from spatialx.cluster import scheduler_option
 
 
 def command(
@@ -41,6 +42,8 @@ def command(
     tile: opt.Tile = None,
     overlap: opt.Overlap = None,
     workers: opt.Workers = 1,
+    scheduler: opt.Scheduler = None,
+    cluster: opt.Cluster = None,
     device: opt.Device = "auto",
     dtype: opt.Dtype = None,
     ndvi: opt.Ndvi = None,
@@ -69,5 +72,5 @@ def command(
     opt.run_fusion("hmif", {"hs": hs, "ms": ms}, output, method, {"hs": hs_sensor, "ms": ms_sensor}, device=device,
                    quiet=quiet, weights=weights, adapt_steps=adapt_steps, scratch=scratch, config=config,
                    backend=backend, onnx=onnx, bands=bands or None, read_options=read_options, ratio=ratio, tile=tile,
-                   overlap=overlap, workers=workers, dtype=dtype, overwrite=overwrite, ndvi=ndvi, report=report,
-                   reproject=reproject)
+                   overlap=overlap, workers=workers, scheduler=scheduler_option(scheduler, cluster), dtype=dtype,
+                   overwrite=overwrite, ndvi=ndvi, report=report, reproject=reproject)

@@ -17,7 +17,15 @@ Tile = Annotated[int | None, typer.Option(
 Overlap = Annotated[int | None, typer.Option(
     "--overlap", min=0, help="Cross-fade width between tiles in pixels [default: the method's].",
     show_default=False)]
-Workers = Annotated[int, typer.Option("--workers", "-j", min=1, help="Tiles processed in parallel.")]
+Workers = Annotated[int, typer.Option("--workers", "-j", min=1, help="Tiles processed in parallel (with "
+                                                                   "--cluster: threads per worker process).")]
+Scheduler = Annotated[str | None, typer.Option(
+    "--scheduler", help="Run the tiles on a running dask.distributed cluster: its scheduler's address (e.g. "
+                        "tcp://10.0.0.5:8786); inputs and output must be on paths every worker sees.",
+    show_default=False)]
+Cluster = Annotated[str | None, typer.Option(
+    "--cluster", help="Run the tiles on a dask LocalCluster started for this run: local:N worker processes.",
+    show_default=False)]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda (networks only; classical methods run "
                                                       "on the CPU).")]
 Dtype = Annotated[str | None, typer.Option(

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from spatialx.cli import options as opt
+from spatialx.cluster import scheduler_option
 
 
 def command(
@@ -29,6 +30,8 @@ def command(
     tile: opt.Tile = None,
     overlap: opt.Overlap = None,
     workers: opt.Workers = 1,
+    scheduler: opt.Scheduler = None,
+    cluster: opt.Cluster = None,
     device: opt.Device = "auto",
     dtype: opt.Dtype = None,
     ndvi: opt.Ndvi = None,
@@ -47,6 +50,7 @@ def command(
     opt.run_fusion("pansharpen", {"pan": pan, "ms": ms}, output, method, sensor, device=device, quiet=quiet,
                    weights=weights, adapt_steps=adapt_steps, adapt_loss=adapt_loss, scratch=scratch, config=config,
                    backend=backend,
-                   onnx=onnx, bands=bands, ratio=ratio, tile=tile, overlap=overlap, workers=workers, dtype=dtype,
+                   onnx=onnx, bands=bands, ratio=ratio, tile=tile, overlap=overlap, workers=workers,
+                   scheduler=scheduler_option(scheduler, cluster), dtype=dtype,
                    overwrite=overwrite, ndvi=ndvi, report=report, reproject=reproject,
                    allow_misregistration=allow_misregistration, align_shift=align_shift)

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from spatialx.cli import options as opt
+from spatialx.cluster import scheduler_option
 from spatialx.errors import SpatialxError
 
 
@@ -46,6 +47,8 @@ def command(
     tile: opt.Tile = None,
     overlap: opt.Overlap = None,
     workers: opt.Workers = 1,
+    scheduler: opt.Scheduler = None,
+    cluster: opt.Cluster = None,
     device: opt.Device = "auto",
     overwrite: opt.Overwrite = False,
     quiet: opt.Quiet = False,
@@ -72,7 +75,7 @@ def command(
         with tile_progress(f"polsar {method}", enabled=not quiet) as progress:
             result = polsar(quad, single, output, method=method, looks=looks, speckle=speckle, pauli=pauli,
                             decomposition=decomposition, method_options=method_options, tile=tile, overlap=overlap,
-                            workers=workers, device=opt.fusion_device("polsar", method, device), overwrite=overwrite,
-                            progress=progress)
+                            workers=workers, scheduler=scheduler_option(scheduler, cluster),
+                            device=opt.fusion_device("polsar", method, device), overwrite=overwrite, progress=progress)
     if not quiet:
         print_result(result)

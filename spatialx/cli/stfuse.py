@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from spatialx.cli import options as opt
+from spatialx.cluster import scheduler_option
 
 
 def dated_paths(values: list[str] | None) -> list[tuple[str | None, Path]]:
@@ -55,6 +56,8 @@ def command(
     tile: opt.Tile = None,
     overlap: opt.Overlap = None,
     workers: opt.Workers = 1,
+    scheduler: opt.Scheduler = None,
+    cluster: opt.Cluster = None,
     dtype: opt.Dtype = None,
     ndvi: opt.Ndvi = None,
     overwrite: opt.Overwrite = False,
@@ -71,6 +74,7 @@ def command(
                         fine_sensor=fine_sensor, coarse_sensor=coarse_sensor, fine_bands=fine_bands,
                         coarse_bands=coarse_bands, method_options=method_options,
                         layers={"uncertainty": uncertainty} if uncertainty else {}, tile=tile, overlap=overlap,
-                        workers=workers, dtype=dtype, ndvi=ndvi, overwrite=overwrite, progress=progress)
+                        workers=workers, scheduler=scheduler_option(scheduler, cluster), dtype=dtype, ndvi=ndvi,
+                        overwrite=overwrite, progress=progress)
     if not quiet:
         print_result(result)

@@ -277,6 +277,14 @@ class NetworkMethod(FusionMethod):
             if self._onnx_file is not None and not self._onnx_file.is_file():
                 raise ReadError("ONNX file does not exist", path=self._onnx_file, hint="check the path")
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy for a dask worker: the lock and the ONNX Runtime session stay here; the copy makes its own.
+        return {**self.__dict__, "_onnx_lock": None, "_onnx_runner": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._onnx_lock = threading.Lock()
+
     def _onnx(self):
         """The ONNX Runtime session of this network: the given file, or the (adapted) network exported once."""
         with self._onnx_lock:
