@@ -142,22 +142,26 @@ class RemoteFusion:
         for message in messages:
             warnings.warn(message, stacklevel=3)
 
-    def run(self, rows: int, groups: Sequence[tuple[int, ...]],
-            take: Callable[[int, tuple[int, ...], np.ndarray], None]) -> None:
-        """Fuse every group of every row; ``take(row, group, block)`` is called in this process as blocks arrive,
-        with at most :data:`ROWS_AHEAD` rows submitted ahead."""
+    def run(self, rows: Sequence[int], groups: Sequence[tuple[int, ...]],
+            take: Callable[[int, tuple[int, ...], np.ndarray], None], row_finished: Callable[[int], None]) -> None:
+        """Fuse every group of each of ``rows``; ``take(row, group, block)`` is called in this process as blocks
+        arrive, ``row_finished(row)`` once a row's last block was taken; at most :data:`ROWS_AHEAD` rows are
+        submitted ahead."""
         from distributed import as_completed
 
         index: dict[str, tuple[int, tuple[int, ...]]] = {}
 
         def submit(row: int) -> list[Any]:
-            futures = [self.client.submit(_fuse_group, self._fuser, row, group, pure=False,
+            # Earlier rows first: a row completes (is stitched, checkpointed, released) before later ones start.
+            futures = [self.client.submit(_fuse_group, self._fuser, row, group, pure=False, priority=-row,
                                           resources=self.tile_resources) for group in groups]
             index.update({future.key: (row, group) for future, group in zip(futures, groups, strict=True)})
             return futures
 
-        submitted = min(rows, ROWS_AHEAD)
-        pending = as_completed([future for row in range(submitted) for future in submit(row)],
+        if not rows:
+            return
+        submitted = min(len(rows), ROWS_AHEAD)
+        pending = as_completed([future for row in rows[:submitted] for future in submit(row)],
                                loop=self.client.loop)
         finished_in_row: dict[int, int] = {}
         for future in pending:
@@ -165,9 +169,11 @@ class RemoteFusion:
             take(row, group, future.result())
             future.release()
             finished_in_row[row] = finished_in_row.get(row, 0) + 1
-            if finished_in_row[row] == len(groups) and submitted < rows:
-                pending.update(submit(submitted))
-                submitted += 1
+            if finished_in_row[row] == len(groups):
+                row_finished(row)
+                if submitted < len(rows):
+                    pending.update(submit(rows[submitted]))
+                    submitted += 1
 
 
 def worker_pids(client: Any) -> dict[str, int]:

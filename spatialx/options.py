@@ -47,6 +47,12 @@ class RunOptions:
     #: Where tiles run: None (the threads of this process, ``workers`` of them), ``"local:N"`` (a dask LocalCluster
     #: of N worker processes with ``workers`` threads each) or a dask scheduler's address (:mod:`spatialx.cluster`).
     scheduler: str | None = None
+    #: A key naming this run (``spatialx batch``: the job's digest): its pixels are staged where a rerun with the
+    #: same key finds them, and an interrupted run resumes after its last finished tile row
+    #: (:mod:`spatialx.io.journal`).
+    resume: str | None = None
+    #: Extra provenance recorded in the product's tags, as ``SPATIALX_<KEY>`` (``spatialx batch``: the job).
+    provenance: Mapping[str, Any] = field(default_factory=dict)
     progress: Progress | None = field(default=None, compare=False)
 
     def updated(self, **changes: Any) -> RunOptions:

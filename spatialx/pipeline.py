@@ -32,8 +32,9 @@ from spatialx import __version__
 from spatialx.align import align
 from spatialx.cluster import RemoteFusion, connect
 from spatialx.errors import InputMismatchError, SpatialxError
+from spatialx.io.journal import COUNTS, Journal
 from spatialx.io.read import RasterInfo, open_raster
-from spatialx.io.write import BandInfo, OutputSpec, RasterWriter, block_size_for, gdal_env
+from spatialx.io.write import BandInfo, OutputSpec, RasterWriter, block_size_for, gdal_env, partial_path
 from spatialx.methods import FusionMethod, create_method, get_method_info
 from spatialx.methods.base import MethodContext, SensorArg, role_sensors
 from spatialx.options import Progress, RunOptions
@@ -240,6 +241,7 @@ class FusionPlan:
         warped = [note for note in self.notes if "reprojected on the fly" in note]
         if warped:
             tags["SPATIALX_REPROJECTED"] = warped
+        tags.update({f"SPATIALX_{key.upper()}": value for key, value in options.provenance.items()})
         return tags
 
 
@@ -400,23 +402,43 @@ def fuse_scene(task: TaskSpec, inputs: Mapping[str, str | PathLike[str]], output
             if needs_fit:
                 plan.fusion.fit(first_pass(scene))
             plan.params.update(plan.fusion.params())
+        resumable = options.resume is not None
         spec = OutputSpec(path=out_path, grid=grid, dtype=plan.dtype, bands=_output_bands(plan.output_sensor),
                           nodata=plan.nodata, tags=plan.tags(method, options), overwrite=options.overwrite,
-                          scale=plan.encoder.scale, blocksize=block_size_for(len(plan.output_sensor.bands)))
+                          scale=plan.encoder.scale, blocksize=block_size_for(len(plan.output_sensor.bands)),
+                          resumable=resumable)
         layer_specs = [OutputSpec(path=Path(path), grid=grid, dtype="float32",
                                   bands=[BandInfo(name)], nodata=float("nan"),
                                   tags={**spec.tags, "SPATIALX_LAYER": name,
                                         "SPATIALX_LAYER_DESCRIPTION": plan.fusion.layers[name]},
-                                  overwrite=options.overwrite, blocksize=block_size_for(1))
+                                  overwrite=options.overwrite, blocksize=block_size_for(1), resumable=resumable)
                        for name, path in options.layers.items()]
-        with RasterWriter(spec, workers=options.workers) as writer, contextlib.ExitStack() as stack:
-            layers = [stack.enter_context(RasterWriter(layer, workers=options.workers)) for layer in layer_specs]
-            valid = _run_tiles(fuser, len(plan.output_sensor.bands), plan.encoder, writer, options.workers,
-                               options.progress, layers, remote)
-            if valid == 0:  # raised inside the writers: nothing is published
-                raise InputMismatchError("no output pixel holds data: the inputs are nodata (or zero, NaN) over the "
-                                         "whole common footprint", path=scene.rasters[task.guide].path,
-                                         hint="check the inputs' nodata value and that they cover the same ground")
+        journal = None
+        if resumable:
+            staged = [partial_path(s.path, ".tif") for s in (spec, *layer_specs)]
+            journal = Journal.load(out_path, str(options.resume), staged)
+            if journal.resuming:
+                plan.notes.append(f"resumed: {journal.rows_done} of {plan.tiles.shape[0]} tile rows were staged by "
+                                  "an interrupted run of this job")
+        try:
+            with contextlib.ExitStack() as stack:
+                writers = [stack.enter_context(RasterWriter(s, workers=options.workers,
+                                                            resume=journal is not None and journal.resuming))
+                           for s in (spec, *layer_specs)]
+                valid = _run_tiles(fuser, len(plan.output_sensor.bands), plan.encoder, writers, options.workers,
+                                   options.progress, remote, journal)
+                if valid == 0:  # raised inside the writers: nothing is published
+                    raise InputMismatchError("no output pixel holds data: the inputs are nodata (or zero, NaN) over "
+                                             "the whole common footprint", path=scene.rasters[task.guide].path,
+                                             hint="check the inputs' nodata value and that they cover the same "
+                                                  "ground")
+        except BaseException:
+            if journal is not None and not journal.resuming:  # nothing worth keeping for a rerun
+                for path in staged:
+                    path.unlink(missing_ok=True)
+            raise
+        if journal is not None:
+            journal.remove()
         warning = plan.encoder.clipping_warning()
         if warning:
             warnings.warn(warning, stacklevel=2)
@@ -655,50 +677,89 @@ class TileFuser:
         return np.concatenate(pieces, axis=2)
 
 
-def _run_tiles(fuser: TileFuser, bands: int, encoder: _Encoder, writer: RasterWriter, workers: int,
-               progress: Progress | None, layers: Sequence[RasterWriter] = (),
-               remote: RemoteFusion | None = None) -> int:
-    """Fuse every tile on a dask graph and stream the stitched cells into ``writer`` (and the method's extra
-    per-pixel planes into ``layers``, float32 with NaN where the product is nodata); returns the number of output
+def _run_tiles(fuser: TileFuser, bands: int, encoder: _Encoder, writers: Sequence[RasterWriter], workers: int,
+               progress: Progress | None, remote: RemoteFusion | None = None, journal: Journal | None = None) -> int:
+    """Fuse every tile on a dask graph and stream the stitched cells into ``writers[0]`` (and the method's extra
+    per-pixel planes into the others, float32 with NaN where the product is nodata); returns the number of output
     pixels that hold data.
 
     A dask block is a group of ``fusion.batch_tiles`` neighbouring tiles of one row, fused in one call (networks
     run them as one batch on the device); blocks span the tiles' blend extents side by side. With ``remote`` the
-    groups run on a dask.distributed cluster (:mod:`spatialx.cluster`) and come back here to be stitched.
+    groups run on a dask.distributed cluster (:mod:`spatialx.cluster`) and come back here to be stitched. With a
+    ``journal`` the writers are flushed and the journal saved after each tile row, and a journal that has rows done
+    resumes after them: the last done row is fused again (its cells shared with the next row were not complete),
+    the cells above it are not written twice.
     """
     plan, fusion = fuser.plan, fuser.fusion
-    counted = [0]
-    lock = threading.Lock()
+    writer, layers = writers[0], writers[1:]
+    rows = plan.shape[0]
+
+    def row_top(r: int) -> int:  # cells that end at or above it need no tile of row r or later
+        return plan.height if r >= rows else int(plan.tile(r, 0).blend.row_off)
+
+    done = journal.rows_done if journal is not None else 0
+    base = dict(journal.counts) if journal is not None else dict.fromkeys(COUNTS, 0)
+    encoder.values, encoder.below, encoder.above = base["values"], base["below"], base["above"]
+    counted = [base["valid"]]
+    by_cell_end: dict[int, list[int]] = {}  # counts of the cells written, by their last row, for the journal
 
     def write_cell(values: np.ndarray, valid_weight: np.ndarray, window: Window) -> None:
+        # The stitcher calls this under its lock: the counters need none of their own.
         valid = valid_weight > 0.5
-        with lock:
-            counted[0] += int(np.count_nonzero(valid))
+        before = (encoder.values, encoder.below, encoder.above)
         writer.write(encoder(values[:bands], valid), window)
+        cell_valid = int(np.count_nonzero(valid))
+        counted[0] += cell_valid
+        delta = [cell_valid, encoder.values - before[0], encoder.below - before[1], encoder.above - before[2]]
+        totals = by_cell_end.setdefault(int(window.row_off + window.height), [0] * len(COUNTS))
+        by_cell_end[int(window.row_off + window.height)] = [a + b for a, b in zip(totals, delta, strict=True)]
         for index, layer in enumerate(layers):
             layer.write(np.where(valid, values[bands + index], np.float32(np.nan))[None].astype(np.float32), window)
 
+    finished: set[int] = set()
+    checkpointed = [done]
+
+    def row_finished(r: int) -> None:
+        finished.add(r)
+        if journal is None:
+            return
+        upto = checkpointed[0]
+        while upto in finished:
+            upto += 1
+        if upto == checkpointed[0]:
+            return
+        checkpointed[0] = upto
+        for w in writers:
+            w.flush()
+        end = row_top(upto)
+        counts = dict(base)
+        for cell_end, values in by_cell_end.items():
+            if cell_end <= end:
+                counts = {name: counts[name] + v for name, v in zip(COUNTS, values, strict=True)}
+        journal.save(upto, counts)
+
     bands_total = bands + len(layers)
-    stitcher = OverlapAddStitcher(plan, bands_total, write_cell)
+    stitcher = OverlapAddStitcher(plan, bands_total, write_cell, skip_above=row_top(done) if done else 0)
     batch = max(1, int(getattr(fusion, "batch_tiles", 1)))
     groups = [tuple(range(start, min(start + batch, plan.shape[1]))) for start in range(0, plan.shape[1], batch)]
-    sink = _StitchSink(plan, stitcher, progress)
+    sink = _StitchSink(plan, stitcher, progress, skipped=max(0, done - 1) * plan.shape[1])
+    todo = list(range(max(0, done - 1), rows)) if done < rows else []
     if remote is not None:
-        remote.run(plan.shape[0], groups, sink.take)
+        remote.run(todo, groups, sink.take, row_finished)
     else:
-        heights = tuple(int(plan.tile(r, 0).blend.height) for r in range(plan.shape[0]))
+        heights = tuple(int(plan.tile(r, 0).blend.height) for r in range(rows))
         widths = tuple(sum(sink.widths[c] for c in group) for group in groups)
         name = f"spatialx-fuse-{dask.base.tokenize(id(fusion), id(plan), time.time_ns())}"
-        graph = {(name, 0, r, g): (fuser.group, r, group) for r in range(plan.shape[0])
-                 for g, group in enumerate(groups)}
+        graph = {(name, 0, r, g): (fuser.group, r, group) for r in range(rows) for g, group in enumerate(groups)}
         blocks = da.Array(graph, name, chunks=((bands_total + 1,), heights, widths), dtype=np.float32)
         # Each row of tiles is stored before the next starts: at most one row is in flight whatever the scene size.
         row_starts = np.concatenate([[0], np.cumsum(heights)])
         workers = max(1, min(workers, fusion.tile_workers or workers))
-        for r in range(plan.shape[0]):
+        for r in todo:
             sink.row = r
             da.store(blocks[:, row_starts[r]: row_starts[r + 1], :], sink, lock=False, scheduler="threads",
                      num_workers=workers)
+            row_finished(r)
     if stitcher.pending_cells:
         raise RuntimeError(f"{stitcher.pending_cells} output cells were never completed")
     return counted[0]
@@ -707,10 +768,10 @@ def _run_tiles(fuser: TileFuser, bands: int, encoder: _Encoder, writer: RasterWr
 class _StitchSink:
     """The ``da.store`` target: splits each stored block into its tiles and hands them to the stitcher."""
 
-    def __init__(self, plan: TilePlan, stitcher: OverlapAddStitcher, progress: Progress | None):
+    def __init__(self, plan: TilePlan, stitcher: OverlapAddStitcher, progress: Progress | None, skipped: int = 0):
         self.plan, self.stitcher, self.progress = plan, stitcher, progress
         self.row = 0
-        self.done = 0
+        self.done = skipped  # tiles a resumed run does not fuse again
         self._lock = threading.Lock()
         self.widths = [int(plan.tile(0, c).blend.width) for c in range(plan.shape[1])]
         self.col_starts = [0, *np.cumsum(self.widths).tolist()]

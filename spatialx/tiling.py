@@ -196,8 +196,10 @@ class OverlapAddStitcher:
     validity (rows, cols) in [0, 1]. Thread-safe: tiles may arrive from several workers in any order.
     """
 
-    def __init__(self, plan: TilePlan, bands: int, write: WriteCell):
+    def __init__(self, plan: TilePlan, bands: int, write: WriteCell, skip_above: int = 0):
         self.plan, self.bands, self.write = plan, bands, write
+        #: Cells that end at or above this output row are written already (a resumed run): pieces are dropped.
+        self.skip_above = skip_above
         self.row_cuts, self.col_cuts = plan.cells()
         self._pending: dict[tuple[int, int], list] = {}
         self._lock = threading.Lock()
@@ -225,6 +227,8 @@ class OverlapAddStitcher:
         with self._lock:
             for ri in rows:
                 ra, rb = self.row_cuts[ri], self.row_cuts[ri + 1]
+                if rb <= self.skip_above:
+                    continue
                 for ci in cols:
                     ca, cb = self.col_cuts[ci], self.col_cuts[ci + 1]
                     window = Window(ca, ra, cb - ca, rb - ra)

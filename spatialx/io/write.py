@@ -11,6 +11,7 @@ interpreter exit remove them too.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import warnings
@@ -31,7 +32,7 @@ from rasterio.windows import Window
 
 from spatialx.errors import OutputError
 from spatialx.grid import Grid
-from spatialx.io.outputs import TEMP_MARK, OutputPlan, discard, new_temporary, publish
+from spatialx.io.outputs import TEMP_MARK, TEMP_PREFIX, OutputPlan, discard, new_temporary, publish
 from spatialx.io.overviews import build_overviews, overview_sizes, vrt_with_overviews
 
 #: In the name of every temporary file a writer creates (kept for callers that look for leftovers).
@@ -77,6 +78,17 @@ class OutputSpec:
     blocksize: int = 512
     #: Stored value = physical value / scale (GDAL band scale; 1 for values stored as they are).
     scale: float = 1.0
+    #: Stage in :func:`partial_path` (``.tif``), kept when the run fails or is interrupted, so that a rerun can
+    #: resume it (:mod:`spatialx.io.journal`); removed once the output is published.
+    resumable: bool = False
+
+
+def partial_path(output: str | PathLike[str], suffix: str) -> Path:
+    """Where a resumable run of ``output`` stages its pixels (``.tif``) and its journal (``.json``): a hidden name
+    next to it, the same on every run (a short digest of the output's name, whatever its length)."""
+    output = Path(output)
+    digest = hashlib.sha256(output.name.encode()).hexdigest()[:12]
+    return output.with_name(f"{TEMP_PREFIX}{digest}.partial{suffix}")
 
 
 def block_size_for(bands: int) -> int:
@@ -108,9 +120,11 @@ class RasterWriter:
     Use as a context manager: leaving the block normally commits, an exception discards every temporary file.
     """
 
-    def __init__(self, spec: OutputSpec, workers: int = 1):
+    def __init__(self, spec: OutputSpec, workers: int = 1, resume: bool = False):
         self.spec = spec
         self.workers = workers
+        #: Open the resumable staging file as it was left (its journal said it is this run's), not a new one.
+        self.resume = resume and spec.resumable
         self.path = OutputPlan((), overwrite=spec.overwrite).add(spec.path, what="output", kind="raster")
         try:
             kind = np.dtype(spec.dtype).kind
@@ -141,7 +155,17 @@ class RasterWriter:
 
     def _open(self) -> RasterWriter:
         spec = self.spec
-        staging = self._temp_path(".tif")
+        if spec.resumable:
+            staging = partial_path(self.path, ".tif")
+            if self.resume:
+                try:
+                    self._dataset = rasterio.open(staging, "r+")
+                except _GDAL_ERRORS as exc:
+                    raise OutputError(f"cannot reopen the staged rows to resume ({_first_line(exc)})", path=staging,
+                                      hint="delete it to start the job again") from None
+                return self
+        else:
+            staging = self._temp_path(".tif")
         block = min(spec.blocksize, 512)
         profile = {
             "driver": "GTiff",
@@ -197,6 +221,16 @@ class RasterWriter:
                 raise RuntimeError("RasterWriter.write called before open() or after commit()/abort()")
             self._dataset.write(data, window=window)
 
+    def flush(self) -> None:
+        """Put everything written so far on disk (a resumable run's checkpoint): GDAL writes its cached blocks
+        when the dataset closes, so it is closed and reopened."""
+        with self._lock:
+            if self._dataset is None:
+                raise RuntimeError("RasterWriter.flush called before open() or after commit()/abort()")
+            name = self._dataset.name
+            self._dataset.close()
+            self._dataset = rasterio.open(name, "r+")
+
     def commit(self) -> Path:
         """Turn the staging file into the final output (COG when asked) and rename it into place."""
         with self._lock:
@@ -208,6 +242,8 @@ class RasterWriter:
             dataset.close()
             final = self._to_cog(staging) if self.spec.cog else staging
             publish(final, self.path)
+            if self.spec.resumable:
+                staging.unlink(missing_ok=True)
         except _GDAL_ERRORS as exc:
             self.abort()
             raise OutputError(f"cannot write output ({_first_line(exc)})", path=self.path) from None
@@ -242,7 +278,7 @@ class RasterWriter:
                 # The file is being thrown away; raising here would hide the error that led to the abort.
                 with suppress(*_GDAL_ERRORS):
                     dataset.close()
-        self._cleanup()
+        self._cleanup()  # a resumable staging file is not among the temporaries: it stays for the rerun
 
     def _cleanup(self) -> None:
         for temp in self._temps:
