@@ -90,6 +90,19 @@ def connect(text: str | None, threads: int = 1) -> Iterator[Any]:
         yield client
 
 
+@contextlib.contextmanager
+def serve(text: str | None, threads: int = 1) -> Iterator[str | None]:
+    """One cluster for many runs (``spatialx batch``): ``local:N`` is started once and its address yielded, an
+    address is yielded as it is, None stays None (the threads scheduler)."""
+    local = _LOCAL.match(text) if text else None
+    if local is None:
+        check_scheduler(text)
+        yield text
+        return
+    with connect(text, threads) as client:
+        yield client.scheduler.address
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -9,6 +9,7 @@ import typer
 
 from spatialx import __version__
 from spatialx.cli import (
+    batch,
     check_alignment,
     evaluate,
     export,
@@ -37,6 +38,7 @@ app.command("pansharpen", no_args_is_help=True)(pansharpen.command)
 app.command("hmif", no_args_is_help=True)(hmif.command)
 app.command("stfuse", no_args_is_help=True)(stfuse.command)
 app.command("polsar", no_args_is_help=True)(polsar.command)
+app.command("batch", no_args_is_help=True)(batch.command)
 app.command("ndvi", no_args_is_help=True)(ndvi.command)
 app.command("sample", no_args_is_help=True)(sample.command)
 app.command("sensors")(sensors.sensors_command)
