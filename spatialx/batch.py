@@ -210,6 +210,8 @@ def _job(raw: Mapping[str, Any], index: int, where: str, base: Path, root: Path,
     if task.name in ("polsar", "stfuse") and raw.get("sensor"):
         named = "quad_sensor, single_sensor" if task.name == "polsar" else "fine_sensor, coarse_sensor"
         problems.append(f"{where}: {task.name} names its sensors in options ({named}), not with sensor")
+    if task.name not in ("polsar", "stfuse"):
+        _check_sensor(raw.get("sensor"), task, where, problems)
     if task.name == "stfuse" and not (raw.get("options") or {}).get("predict"):
         problems.append(f"{where}: stfuse needs options: {{predict: YYYY-MM-DD}} (the date to predict)")
     inputs = _inputs(raw["inputs"], task, where, base, problems)
@@ -235,6 +237,21 @@ def _job(raw: Mapping[str, Any], index: int, where: str, base: Path, root: Path,
     name = str(raw.get("name") or output.relative_to(root))
     return Job(index, name, task.name, str(raw["method"]), inputs, output, raw.get("sensor"), options,
                method_options)
+
+
+def _check_sensor(sensor: Any, task: Any, where: str, problems: list[str]) -> None:
+    from spatialx.sensors import get_sensor
+
+    if not sensor:
+        problems.append(f"{where}: missing sensor (one for every input, e.g. sensor: wv3, or one per role: "
+                        f"{{{', '.join(f'{role}: ...' for role in task.role_names)}}})")
+        return
+    names = sensor.values() if isinstance(sensor, Mapping) else [sensor]
+    for name in names:
+        try:
+            get_sensor(str(name))
+        except SpatialxError as exc:
+            problems.append(f"{where}: {exc.message}")
 
 
 def _existing(value: Any, where: str, base: Path, problems: list[str]) -> Path | None:

@@ -53,6 +53,7 @@ def test_every_problem_is_listed_before_anything_runs(project):
         {**_good("b"), "method": "magic", "output": "m.tif"},
         {**_good("b"), "options": {"tiles": 64}, "output": "o.tif"},
         {"task": "pansharpen"},
+        {**_good("b"), "sensor": None, "output": "s.tif"},
     ])
     with pytest.raises(BatchError) as caught:
         load_jobs(jobs, project / "out")
@@ -62,9 +63,9 @@ def test_every_problem_is_listed_before_anything_runs(project):
                      "job 4 (b): output ../escaped.tif is outside the output root",
                      "job 5 (b): output /tmp/elsewhere.tif is outside the output root",
                      "job 6 (b): unknown task", "job 7 (b):", "job 8 (b): unknown option tiles",
-                     "job 9: missing inputs, output, method"):
+                     "job 9: missing inputs, output, method", "job 10 (b): missing sensor"):
         assert expected in text, (expected, text)
-    assert len(caught.value.problems) == 9
+    assert len(caught.value.problems) == 10
     assert not (project / "out").exists()
 
 

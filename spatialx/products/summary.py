@@ -78,7 +78,7 @@ th, td { border: 1px solid #ddd; padding: 0.15em 0.6em; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .thumbs { display: flex; flex-wrap: wrap; gap: 0.8em; margin-top: 0.5em; }
 figure { margin: 0; width: 256px; }
-figure img { display: block; max-width: 256px; max-height: 256px; background: #000; }
+figure img { display: block; width: 256px; height: auto; image-rendering: pixelated; background: #000; }
 figcaption { font-size: 0.8em; color: #444; margin-top: 0.2em; overflow-wrap: anywhere; }
 .nopreview { width: 256px; height: 64px; display: flex; align-items: center; justify-content: center;
              background: #eee; color: #666; font-size: 0.8em; text-align: center; }
