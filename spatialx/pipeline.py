@@ -739,7 +739,10 @@ def _run_tiles(fuser: TileFuser, bands: int, encoder: _Encoder, writers: Sequenc
         journal.save(upto, counts)
 
     bands_total = bands + len(layers)
-    stitcher = OverlapAddStitcher(plan, bands_total, write_cell, skip_above=row_top(done) if done else 0)
+    skip_above = row_top(done) if done else 0
+    for w in writers:
+        w.keep_rows_above(skip_above)
+    stitcher = OverlapAddStitcher(plan, bands_total, write_cell, skip_above=skip_above)
     batch = max(1, int(getattr(fusion, "batch_tiles", 1)))
     groups = [tuple(range(start, min(start + batch, plan.shape[1]))) for start in range(0, plan.shape[1], batch)]
     sink = _StitchSink(plan, stitcher, progress, skipped=max(0, done - 1) * plan.shape[1])

@@ -5,7 +5,7 @@
 POINT is where the process sends SIGNAL (INT, TERM, or KILL for kill -9) to itself:
 
 * ``tiles``: from a tile worker thread, on the third window written (tile processing under way);
-* ``cog`` / ``cog:N``: right after GDAL's COG copy of the N-th product (default 1) returned, before its rename;
+* ``cog`` / ``cog:N``: right after the COG of the N-th product (default 1) was assembled, before its rename;
 * ``cog-blocked``: from a timer while the main thread is inside a C call that does not return to Python for
   many seconds (as a long COG copy of a large scene), so that only the watchdog can act.
 
@@ -36,9 +36,8 @@ def main() -> None:
     signum = signal.Signals[f"SIG{name}"]
     pid = os.getpid()
 
-    import rasterio.shutil
-
     import spatialx.io.outputs as outputs
+    import spatialx.io.write as write
     from spatialx.io.write import RasterWriter
 
     outputs.HARD_EXIT_AFTER_S = 0.5  # the default (2 s) would only make the blocked case slower to test
@@ -55,23 +54,21 @@ def main() -> None:
 
         RasterWriter.write = write
     elif point.startswith("cog"):
-        original_copy = rasterio.shutil.copy
+        original_assemble = write.assemble_cog
         target = int(point.partition(":")[2] or 1) if point != "cog-blocked" else 1
         copies = {"n": 0}
 
-        def copy(src, dst, driver=None, **options):
-            result = original_copy(src, dst, driver=driver, **options)
-            if driver == "COG":
-                copies["n"] += 1
-                if copies["n"] == target:
-                    if point == "cog-blocked":
-                        threading.Timer(0.2, os.kill, (pid, signum)).start()
-                        _block_in_c(30.0)
-                    else:
-                        os.kill(pid, signum)
-            return result
+        def assemble(base, overviews, output):
+            original_assemble(base, overviews, output)
+            copies["n"] += 1
+            if copies["n"] == target:
+                if point == "cog-blocked":
+                    threading.Timer(0.2, os.kill, (pid, signum)).start()
+                    _block_in_c(30.0)
+                else:
+                    os.kill(pid, signum)
 
-        rasterio.shutil.copy = copy
+        write.assemble_cog = assemble
     else:
         raise SystemExit(f"unknown point {point!r}")
 

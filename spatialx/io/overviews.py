@@ -2,21 +2,19 @@
 
 GDAL's COG driver can build overviews itself, but it reads the full-resolution image in strips that span the whole
 width (hundreds of MiB for a 16k-wide 8-band scene), and compresses the overview data twice. Here each level is the
-nodata-aware 2 x 2 mean of the level above, computed over fixed-size windows into its own uncompressed GeoTIFF; a
-VRT then presents the base image with these levels as its overviews, and the COG driver copies them as they are
-(``OVERVIEWS=FORCE_USE_EXISTING``).
+nodata-aware 2 x 2 mean of the level above, computed over fixed-size windows into its own tiled GeoTIFF, compressed
+as the output is; :func:`spatialx.io.cog.assemble_cog` then copies the levels' compressed tiles into the COG.
 """
 
 from __future__ import annotations
 
 import math
-import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
-import rasterio.shutil
 from affine import Affine
 from rasterio.windows import Window
 
@@ -90,16 +88,17 @@ def window_for(bands: int) -> int:
 
 
 def _downsample_file(src_path: Path, dst_path: Path, size: tuple[int, int], nodata: float | None,
-                     blocksize: int) -> None:
+                     blocksize: int, creation: Mapping[str, Any]) -> None:
     with rasterio.open(src_path) as src:
         width, height = size
         profile = {
             "driver": "GTiff", "width": width, "height": height, "count": src.count, "dtype": src.dtypes[0],
             "nodata": nodata, "tiled": True, "blockxsize": blocksize, "blockysize": blocksize,
             "interleave": "pixel", "bigtiff": "IF_SAFER", "crs": src.crs,
-            "transform": src.transform @ Affine.scale(src.width / width, src.height / height),
+            "transform": src.transform @ Affine.scale(src.width / width, src.height / height), **creation,
         }
-        step = window_for(src.count)
+        # Whole blocks per window, so that each compressed block is written once.
+        step = blocksize * max(1, window_for(src.count) // blocksize)
         with rasterio.open(dst_path, "w", **profile) as dst:
             for row in range(0, height, step):
                 for col in range(0, width, step):
@@ -109,52 +108,15 @@ def _downsample_file(src_path: Path, dst_path: Path, size: tuple[int, int], noda
                     dst.write(downsample_mean(src.read(window=read), nodata), window=out)
 
 
-def build_overviews(base: Path, levels: Sequence[Path], nodata: float | None, blocksize: int) -> None:
-    """Write the overview levels of ``base`` to ``levels`` (largest first, one per :func:`overview_sizes` entry)."""
+def build_overviews(base: Path, levels: Sequence[Path], nodata: float | None, blocksize: int,
+                    creation: Mapping[str, Any] | None = None) -> None:
+    """Write the overview levels of ``base`` to ``levels`` (largest first, one per :func:`overview_sizes` entry),
+    with the GTiff creation options ``creation`` (compression)."""
     with rasterio.open(base) as src:
         sizes = overview_sizes(src.width, src.height, blocksize)
     if len(sizes) != len(levels):
         raise ValueError(f"{base} needs {len(sizes)} overview levels, {len(levels)} paths were given")
     above = base
     for path, size in zip(levels, sizes, strict=True):
-        _downsample_file(above, path, size, nodata, blocksize)
+        _downsample_file(above, path, size, nodata, blocksize, creation or {})
         above = path
-
-
-# GDAL derives these domains from the file itself; copying them would be wrong.
-_DERIVED_DOMAINS = {"IMAGE_STRUCTURE", "DERIVED_SUBDATASETS"}
-
-
-def vrt_with_overviews(base: Path, overviews: Sequence[Path], vrt_path: Path) -> Path:
-    """A VRT of ``base`` that declares ``overviews`` as every band's overview levels.
-
-    GDAL's VRT copy keeps only the default metadata domain, so the other domains (e.g. IMAGERY wavelengths) are
-    added here, and the COG made from the VRT carries the same metadata as ``base``.
-    """
-    rasterio.shutil.copy(base, vrt_path, driver="VRT")
-    tree = ET.parse(vrt_path)
-    root = tree.getroot()
-    with rasterio.open(base) as src:
-        _add_domains(root, src, None)
-        for band in root.iter("VRTRasterBand"):
-            index = int(band.get("band"))
-            _add_domains(band, src, index)
-            for path in overviews:
-                overview = ET.SubElement(band, "Overview")
-                ET.SubElement(overview, "SourceFilename", relativeToVRT="0").text = str(path.resolve())
-                ET.SubElement(overview, "SourceBand").text = str(index)
-    tree.write(vrt_path)
-    return vrt_path
-
-
-def _add_domains(element: ET.Element, src: rasterio.DatasetReader, band: int | None) -> None:
-    present = {node.get("domain") for node in element.findall("Metadata")}
-    namespaces = src.tag_namespaces(band) if band is not None else src.tag_namespaces()
-    for domain in namespaces:
-        if domain in present or domain in _DERIVED_DOMAINS:
-            continue
-        node = ET.Element("Metadata", domain=domain)
-        for key, value in (src.tags(band, ns=domain) if band is not None else src.tags(ns=domain)).items():
-            ET.SubElement(node, "MDI", key=key).text = value
-        # Metadata must precede the band's sources and overviews in a VRT.
-        element.insert(0, node)

@@ -1,9 +1,11 @@
 """The one raster writer: windows stream into a temporary GeoTIFF that becomes a Cloud-Optimised GeoTIFF.
 
-The COG layout (tiles, then overviews, then a header that points at them) cannot be written incrementally, so
-windows go into a plain tiled, uncompressed GeoTIFF next to the output first; on success its overview levels are
-built window by window (:mod:`spatialx.io.overviews`), and all of it is copied to a second temporary file with GDAL's
-COG driver (compression, internal overviews) and renamed over the output in one step.
+The COG layout (header and directories, then overview tiles, then full-resolution tiles) cannot be written
+incrementally, so windows go into a tiled GeoTIFF next to the output first, compressed as the COG will be: they are
+gathered into whole blocks, so that GDAL compresses each block once, in its own threads, while the tiles are fused.
+On success the overview levels are built window by window (:mod:`spatialx.io.overviews`), and the compressed tiles
+of all of it are copied as they are into the COG layout (:mod:`spatialx.io.cog`: nothing is compressed twice) and
+renamed over the output in one step.
 A failure at any point leaves no partial output behind, and an existing output is replaced only when the caller
 asked for it. The temporary files are those of :mod:`spatialx.io.outputs`: registered, so that SIGINT/SIGTERM and
 interpreter exit remove them too.
@@ -15,7 +17,7 @@ import hashlib
 import json
 import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from os import PathLike
@@ -24,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import rasterio
-import rasterio.shutil
 from rasterio._err import CPLE_BaseError
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
@@ -32,8 +33,9 @@ from rasterio.windows import Window
 
 from spatialx.errors import OutputError
 from spatialx.grid import Grid
+from spatialx.io.cog import assemble_cog
 from spatialx.io.outputs import TEMP_MARK, TEMP_PREFIX, OutputPlan, discard, new_temporary, publish
-from spatialx.io.overviews import build_overviews, overview_sizes, vrt_with_overviews
+from spatialx.io.overviews import build_overviews, overview_sizes
 
 #: In the name of every temporary file a writer creates (kept for callers that look for leftovers).
 TMP_MARK = TEMP_MARK
@@ -104,6 +106,14 @@ def check_output_path(path: str | PathLike[str], overwrite: bool) -> Path:
     return OutputPlan((), overwrite=overwrite).add(path, what="output", kind="sidecar")
 
 
+def compression_options(dtype: str, workers: int = 1) -> dict[str, Any]:
+    """GTiff creation options of every file a writer stages: deflate at GDAL's default level with the predictor
+    GDAL's COG driver picks (horizontal differencing for integers, floating-point for reals), compressed in
+    ``workers`` threads; blocks that hold only nodata are not stored."""
+    predictor = 3 if np.dtype(dtype).kind == "f" else 2
+    return {"compress": "DEFLATE", "predictor": predictor, "num_threads": max(1, workers), "sparse_ok": True}
+
+
 def gdal_env(workers: int = 1) -> rasterio.Env:
     """The GDAL settings every spatialx read and write runs under."""
     return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES, GDAL_NUM_THREADS=max(1, workers),
@@ -112,6 +122,66 @@ def gdal_env(workers: int = 1) -> rasterio.Env:
 
 def _tag_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+class BlockGather:
+    """Windows of an output gathered into its whole blocks, so that each block is compressed once.
+
+    A window written straight into a compressed GeoTIFF is compressed with whatever of its blocks is there, and read
+    back, decompressed and compressed again for every later window that shares a block. Here a block is handed on
+    once all of its pixels have arrived (windows do not overlap, so counting pixels is enough); meanwhile it waits in
+    memory, which for row-major tile order is at most a strip of blocks across the scene.
+    """
+
+    def __init__(self, bands: int, height: int, width: int, block: int, dtype: str, fill: float):
+        self.bands, self.height, self.width, self.block = bands, height, width, block
+        self.dtype, self.fill = np.dtype(dtype), fill
+        #: Rows above this are in the file already (a resumed run): blocks across it start from the file's pixels.
+        self.kept_above = 0
+        self._waiting: dict[tuple[int, int], tuple[np.ndarray, list[int]]] = {}  # buffer, pixels still missing
+
+    def _window(self, block_row: int, block_col: int) -> Window:
+        row, col = block_row * self.block, block_col * self.block
+        return Window(col, row, min(self.block, self.width - col), min(self.block, self.height - row))
+
+    def add(self, data: np.ndarray, window: Window,
+            read: Callable[[Window], np.ndarray]) -> Iterator[tuple[np.ndarray, Window]]:
+        """Take ``data`` at ``window``; yield each block it completes, with the block's window."""
+        row0, col0 = int(window.row_off), int(window.col_off)
+        row1, col1 = row0 + int(window.height), col0 + int(window.width)
+        b = self.block
+        for block_row in range(row0 // b, (row1 - 1) // b + 1):
+            for block_col in range(col0 // b, (col1 - 1) // b + 1):
+                target = self._window(block_row, block_col)
+                t_row, t_col = int(target.row_off), int(target.col_off)
+                r0, r1 = max(row0, t_row), min(row1, t_row + int(target.height))
+                c0, c1 = max(col0, t_col), min(col1, t_col + int(target.width))
+                piece = data[:, r0 - row0: r1 - row0, c0 - col0: c1 - col0]
+                if (r1 - r0, c1 - c0) == (int(target.height), int(target.width)):
+                    yield piece, target
+                    continue
+                key = (block_row, block_col)
+                if key not in self._waiting:
+                    self._waiting[key] = self._start(target, read)
+                buffer, missing = self._waiting[key]
+                buffer[:, r0 - t_row: r1 - t_row, c0 - t_col: c1 - t_col] = piece
+                missing[0] -= (r1 - r0) * (c1 - c0)
+                if missing[0] <= 0:
+                    del self._waiting[key]
+                    yield buffer, target
+
+    def _start(self, target: Window, read: Callable[[Window], np.ndarray]) -> tuple[np.ndarray, list[int]]:
+        top, rows, cols = int(target.row_off), int(target.height), int(target.width)
+        kept = min(max(self.kept_above - top, 0), rows)
+        if kept:
+            buffer = np.array(read(target), dtype=self.dtype)
+        else:
+            buffer = np.full((self.bands, rows, cols), self.fill, dtype=self.dtype)
+        return buffer, [(rows - kept) * cols]
+
+    def partial(self) -> list[tuple[np.ndarray, Window]]:
+        """The blocks still waiting for pixels, as they are (they stay waiting)."""
+        return [(buffer, self._window(*key)) for key, (buffer, _) in self._waiting.items()]
 
 
 class RasterWriter:
@@ -136,6 +206,10 @@ class RasterWriter:
             raise OutputError(f"cannot write {spec.dtype} rasters", path=self.path,
                               hint="choose an integer or floating-point --dtype, e.g. float32")
         self._dataset: rasterio.io.DatasetWriter | None = None
+        self._creation = compression_options(spec.dtype, workers)
+        block = min(spec.blocksize, 512)
+        self._blocks = BlockGather(len(spec.bands), spec.grid.height, spec.grid.width, block, spec.dtype,
+                                   0 if spec.nodata is None else spec.nodata)
         self._temps: list[Path] = []
         # Tile workers write while the main thread may abort (an error, SIGINT): closing the dataset under a write
         # would be a use-after-free in GDAL, and a write after abort must fail instead of touching a removed file.
@@ -159,14 +233,14 @@ class RasterWriter:
             staging = partial_path(self.path, ".tif")
             if self.resume:
                 try:
-                    self._dataset = rasterio.open(staging, "r+")
+                    self._dataset = rasterio.open(staging, "r+", num_threads=self._creation["num_threads"])
                 except _GDAL_ERRORS as exc:
                     raise OutputError(f"cannot reopen the staged rows to resume ({_first_line(exc)})", path=staging,
                                       hint="delete it to start the job again") from None
                 return self
         else:
             staging = self._temp_path(".tif")
-        block = min(spec.blocksize, 512)
+        block = self._blocks.block
         profile = {
             "driver": "GTiff",
             "width": spec.grid.width,
@@ -180,7 +254,7 @@ class RasterWriter:
             "blockysize": block,
             "interleave": "pixel",
             "bigtiff": "IF_SAFER",
-            "sparse_ok": True,
+            **self._creation,
         }
         if spec.grid.crs is not None or not spec.grid.transform.is_identity:
             # An identity transform without CRS is how GDAL reports "not georeferenced": write none at all.
@@ -215,21 +289,38 @@ class RasterWriter:
             dst.update_tags(**{k: _tag_value(v) for k, v in spec.tags.items()})
 
     def write(self, data: np.ndarray, window: Window) -> None:
-        """Write ``data`` (bands, rows, cols), already in the output dtype, at ``window``."""
+        """Write ``data`` (bands, rows, cols), already in the output dtype, at ``window``. Windows must not overlap:
+        a block goes to the file once all of its pixels have been written."""
         with self._lock:
             if self._dataset is None:
                 raise RuntimeError("RasterWriter.write called before open() or after commit()/abort()")
-            self._dataset.write(data, window=window)
+            for block, block_window in self._blocks.add(data, window, self._read_block):
+                self._dataset.write(block, window=block_window)
+
+    def _read_block(self, window: Window) -> np.ndarray:
+        assert self._dataset is not None
+        return self._dataset.read(window=window)
+
+    def keep_rows_above(self, row: int) -> None:
+        """A resumed run rewrites nothing above ``row``: blocks across it start from what the file holds there."""
+        self._blocks.kept_above = row
+
+    def _write_partial_blocks(self) -> None:
+        assert self._dataset is not None
+        for block, block_window in self._blocks.partial():
+            self._dataset.write(block, window=block_window)
 
     def flush(self) -> None:
-        """Put everything written so far on disk (a resumable run's checkpoint): GDAL writes its cached blocks
-        when the dataset closes, so it is closed and reopened."""
+        """Put everything written so far on disk (a resumable run's checkpoint): blocks not yet complete are written
+        as they are (and again once complete), and since GDAL writes its cached blocks when the dataset closes, it is
+        closed and reopened."""
         with self._lock:
             if self._dataset is None:
                 raise RuntimeError("RasterWriter.flush called before open() or after commit()/abort()")
+            self._write_partial_blocks()
             name = self._dataset.name
             self._dataset.close()
-            self._dataset = rasterio.open(name, "r+")
+            self._dataset = rasterio.open(name, "r+", num_threads=self._creation["num_threads"])
 
     def commit(self) -> Path:
         """Turn the staging file into the final output (COG when asked) and rename it into place."""
@@ -239,6 +330,8 @@ class RasterWriter:
             raise RuntimeError("RasterWriter.commit called before open()")
         try:
             staging = Path(dataset.name)
+            for block, block_window in self._blocks.partial():  # only where a caller left pixels unwritten
+                dataset.write(block, window=block_window)
             dataset.close()
             final = self._to_cog(staging) if self.spec.cog else staging
             publish(final, self.path)
@@ -254,20 +347,14 @@ class RasterWriter:
         return self.path
 
     def _to_cog(self, staging: Path) -> Path:
-        blocksize = self.spec.blocksize
+        blocksize = self._blocks.block
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)  # said once already, by align
             sizes = overview_sizes(self.spec.grid.width, self.spec.grid.height, blocksize)
             levels = [self._temp_path(f".ovr{level}.tif") for level in range(1, len(sizes) + 1)]
-            build_overviews(staging, levels, self.spec.nodata, blocksize)
-            source = vrt_with_overviews(staging, levels, self._temp_path(".vrt"))
+            build_overviews(staging, levels, self.spec.nodata, blocksize, self._creation)
             final = self._temp_path(".cog.tif")
-            final.unlink()
-            rasterio.shutil.copy(
-                source, final, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES", LEVEL=6, BLOCKSIZE=blocksize,
-                OVERVIEWS="FORCE_USE_EXISTING" if levels else "NONE", BIGTIFF="IF_SAFER",
-                NUM_THREADS=max(1, self.workers),
-            )
+            assemble_cog(staging, levels, final)
         return final
 
     def abort(self) -> None:
