@@ -305,10 +305,9 @@ class RasterWriter:
         """A resumed run rewrites nothing above ``row``: blocks across it start from what the file holds there."""
         self._blocks.kept_above = row
 
-    def _write_partial_blocks(self) -> None:
-        assert self._dataset is not None
+    def _write_partial_blocks(self, dataset: rasterio.io.DatasetWriter) -> None:
         for block, block_window in self._blocks.partial():
-            self._dataset.write(block, window=block_window)
+            dataset.write(block, window=block_window)
 
     def flush(self) -> None:
         """Put everything written so far on disk (a resumable run's checkpoint): blocks not yet complete are written
@@ -317,7 +316,7 @@ class RasterWriter:
         with self._lock:
             if self._dataset is None:
                 raise RuntimeError("RasterWriter.flush called before open() or after commit()/abort()")
-            self._write_partial_blocks()
+            self._write_partial_blocks(self._dataset)
             name = self._dataset.name
             self._dataset.close()
             self._dataset = rasterio.open(name, "r+", num_threads=self._creation["num_threads"])
@@ -330,8 +329,7 @@ class RasterWriter:
             raise RuntimeError("RasterWriter.commit called before open()")
         try:
             staging = Path(dataset.name)
-            for block, block_window in self._blocks.partial():  # only where a caller left pixels unwritten
-                dataset.write(block, window=block_window)
+            self._write_partial_blocks(dataset)  # only where a caller left pixels unwritten
             dataset.close()
             final = self._to_cog(staging) if self.spec.cog else staging
             publish(final, self.path)
