@@ -626,6 +626,12 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
     """
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+    if u.device.type == "meta" and backend == "auto":
+        # Shapes only (FLOP counting): the recurrence has no values to compute, and stepping it through meta
+        # kernels costs seconds per network.
+        batch, dim, length, n_state = _check_inputs(u, delta, A, B, C, D, z, delta_bias, initial_state)
+        out = u.new_empty(batch, dim, length)
+        return (out, u.new_empty(batch, dim, n_state)) if return_last_state else out
     if backend in ("auto", "cuda"):
         kernel = mamba_selective_scan_fn() if u.is_cuda else None
         usable = kernel is not None and initial_state is None and u.dtype != torch.float64

@@ -379,6 +379,10 @@ def wkv(r: Tensor, k: Tensor, v: Tensor, w: Tensor, u: Tensor, initial_state: Te
     gradient is needed, else the chunked form), ``"chunked"``, ``"compiled"``, ``"reference"`` or ``"fla"``."""
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+    if backend == "auto" and r.device.type == "meta":  # shapes only (FLOP counting): nothing to compute
+        _check(r, k, v, w, u, initial_state)
+        out = v.new_empty(v.shape)
+        return (out, v.new_empty(r.shape[0], r.shape[2], r.shape[3], v.shape[3])) if return_state else out
     if backend == "auto":
         if r.is_cuda:
             backend = "fla" if fla_rwkv6() is not None else "chunked"
