@@ -30,6 +30,9 @@ class RunOptions:
     workers: int = 1
     device: str = "cpu"
     dtype: str | None = None
+    #: Deflate level of the outputs, 1 (fastest) to 9 (smallest); None: the default
+    #: (:data:`spatialx.io.write.DEFAULT_COMPRESS_LEVEL`).
+    compress_level: int | None = None
     overwrite: bool = False
     reproject: bool = False
     #: Fuse even when the alignment preflight finds the low-resolution content more than 3 of its pixels off.

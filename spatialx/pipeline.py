@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import dask
-import dask.array as da
+import dask.threaded
 import numpy as np
 from rasterio.crs import CRS
 from rasterio.windows import Window
@@ -34,7 +34,15 @@ from spatialx.cluster import RemoteFusion, connect
 from spatialx.errors import InputMismatchError, SpatialxError
 from spatialx.io.journal import COUNTS, Journal
 from spatialx.io.read import RasterInfo, open_raster
-from spatialx.io.write import BandInfo, OutputSpec, RasterWriter, block_size_for, gdal_env, partial_path
+from spatialx.io.write import (
+    DEFAULT_COMPRESS_LEVEL,
+    BandInfo,
+    OutputSpec,
+    RasterWriter,
+    block_size_for,
+    gdal_env,
+    partial_path,
+)
 from spatialx.methods import FusionMethod, create_method, get_method_info
 from spatialx.methods.base import MethodContext, SensorArg, role_sensors
 from spatialx.options import Progress, RunOptions
@@ -113,23 +121,30 @@ class _Encoder:
                 "--dtype float32 to keep them")
 
     def __call__(self, values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        return self.encode(values, valid)[0]
+
+    def encode(self, values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]]:
+        """The stored values of one cell, and what it added to the counts: (valid values, below, above)."""
         if self.scale != 1.0:
             values = values / np.float32(self.scale)
+        counts = (0, 0, 0)
         if self.range is not None:
             # Counted in place (no copy of the valid values: this runs on every output cell).
             below = int(np.count_nonzero((values < self.range[0] - 0.5) & valid))
             above = int(np.count_nonzero((values > self.range[1] + 0.5) & valid))
+            counts = (int(np.count_nonzero(valid)) * values.shape[0], below, above)
             with self._lock:
-                self.values += int(np.count_nonzero(valid)) * values.shape[0]
+                self.values += counts[0]
                 self.below += below
                 self.above += above
-            values = np.clip(np.rint(values), *self.range)
+            values = np.rint(values)
+            np.clip(values, *self.range, out=values)
         out = values.astype(self.dtype)
         if self.nudge:
             out[(out == self.nodata) & valid[None]] = self.dtype.type(self.nodata + 1)
         if self.nodata is not None or self.dtype.kind == "f":
             out[:, ~valid] = self.nodata if self.nodata is not None else np.nan
-        return out
+        return out, counts
 
 
 def _output_bands(sensor: SensorProfile) -> list[BandInfo]:
@@ -390,6 +405,10 @@ def fuse_scene(task: TaskSpec, inputs: Mapping[str, str | PathLike[str]], output
     if options.align_shift == "auto":
         plan = _realigned(plan, task, sensor, method, options)
     scene, grid = plan.scene, plan.scene.alignment.grid
+    level = DEFAULT_COMPRESS_LEVEL if options.compress_level is None else options.compress_level
+    if not 1 <= level <= 9:
+        raise SpatialxError(f"--compress-level {level}: deflate levels are 1 to 9",
+                            hint="1 writes fastest (the default), 9 writes the smallest files")
     fuser = TileFuser(scene, plan.fusion, plan.tiles)
     needs_fit = type(plan.fusion).fit is not FusionMethod.fit  # pointwise methods need no scene statistics
     with scene, gdal_env(options.workers), connect(options.scheduler, options.workers) as client:
@@ -406,12 +425,13 @@ def fuse_scene(task: TaskSpec, inputs: Mapping[str, str | PathLike[str]], output
         spec = OutputSpec(path=out_path, grid=grid, dtype=plan.dtype, bands=_output_bands(plan.output_sensor),
                           nodata=plan.nodata, tags=plan.tags(method, options), overwrite=options.overwrite,
                           scale=plan.encoder.scale, blocksize=block_size_for(len(plan.output_sensor.bands)),
-                          resumable=resumable)
+                          resumable=resumable, compress_level=level)
         layer_specs = [OutputSpec(path=Path(path), grid=grid, dtype="float32",
                                   bands=[BandInfo(name)], nodata=float("nan"),
                                   tags={**spec.tags, "SPATIALX_LAYER": name,
                                         "SPATIALX_LAYER_DESCRIPTION": plan.fusion.layers[name]},
-                                  overwrite=options.overwrite, blocksize=block_size_for(1), resumable=resumable)
+                                  overwrite=options.overwrite, blocksize=block_size_for(1), resumable=resumable,
+                                  compress_level=level)
                        for name, path in options.layers.items()]
         journal = None
         if resumable:
@@ -683,8 +703,8 @@ def _run_tiles(fuser: TileFuser, bands: int, encoder: _Encoder, writers: Sequenc
     per-pixel planes into the others, float32 with NaN where the product is nodata); returns the number of output
     pixels that hold data.
 
-    A dask block is a group of ``fusion.batch_tiles`` neighbouring tiles of one row, fused in one call (networks
-    run them as one batch on the device); blocks span the tiles' blend extents side by side. With ``remote`` the
+    A dask task is a group of ``fusion.batch_tiles`` neighbouring tiles of one row, fused in one call (networks
+    run them as one batch on the device), run by dask's threaded scheduler one row at a time. With ``remote`` the
     groups run on a dask.distributed cluster (:mod:`spatialx.cluster`) and come back here to be stitched. With a
     ``journal`` the writers are flushed and the journal saved after each tile row, and a journal that has rows done
     resumes after them: the last done row is fused again (its cells shared with the next row were not complete),
@@ -703,18 +723,24 @@ def _run_tiles(fuser: TileFuser, bands: int, encoder: _Encoder, writers: Sequenc
     counted = [base["valid"]]
     by_cell_end: dict[int, list[int]] = {}  # counts of the cells written, by their last row, for the journal
 
+    written = threading.Lock()
+
     def write_cell(values: np.ndarray, valid_weight: np.ndarray, window: Window) -> None:
-        # The stitcher calls this under its lock: the counters need none of their own.
+        # Called by the stitcher from the tile workers at once: cells are encoded in parallel, and the writers'
+        # dataset handles and the counters are used under one lock.
         valid = valid_weight > 0.5
-        before = (encoder.values, encoder.below, encoder.above)
-        writer.write(encoder(values[:bands], valid), window)
+        encoded, counts = encoder.encode(values[:bands], valid)
+        planes = [np.where(valid, values[bands + index], np.float32(np.nan))[None].astype(np.float32)
+                  for index in range(len(layers))]
         cell_valid = int(np.count_nonzero(valid))
-        counted[0] += cell_valid
-        delta = [cell_valid, encoder.values - before[0], encoder.below - before[1], encoder.above - before[2]]
-        totals = by_cell_end.setdefault(int(window.row_off + window.height), [0] * len(COUNTS))
-        by_cell_end[int(window.row_off + window.height)] = [a + b for a, b in zip(totals, delta, strict=True)]
-        for index, layer in enumerate(layers):
-            layer.write(np.where(valid, values[bands + index], np.float32(np.nan))[None].astype(np.float32), window)
+        with written:
+            writer.write(encoded, window)
+            for layer, plane in zip(layers, planes, strict=True):
+                layer.write(plane, window)
+            counted[0] += cell_valid
+            end = int(window.row_off + window.height)
+            totals = by_cell_end.setdefault(end, [0] * len(COUNTS))
+            by_cell_end[end] = [a + b for a, b in zip(totals, (cell_valid, *counts), strict=True)]
 
     finished: set[int] = set()
     checkpointed = [done]
@@ -750,18 +776,16 @@ def _run_tiles(fuser: TileFuser, bands: int, encoder: _Encoder, writers: Sequenc
     if remote is not None:
         remote.run(todo, groups, sink.take, row_finished)
     else:
-        heights = tuple(int(plan.tile(r, 0).blend.height) for r in range(rows))
-        widths = tuple(sum(sink.widths[c] for c in group) for group in groups)
         name = f"spatialx-fuse-{dask.base.tokenize(id(fusion), id(plan), time.time_ns())}"
-        graph = {(name, 0, r, g): (fuser.group, r, group) for r in range(rows) for g, group in enumerate(groups)}
-        blocks = da.Array(graph, name, chunks=((bands_total + 1,), heights, widths), dtype=np.float32)
-        # Each row of tiles is stored before the next starts: at most one row is in flight whatever the scene size.
-        row_starts = np.concatenate([[0], np.cumsum(heights)])
         workers = max(1, min(workers, fusion.tile_workers or workers))
+
+        def fuse_group(r: int, group: tuple[int, ...]) -> None:
+            sink.take(r, group, fuser.group(r, group))
+
+        # Each row of tiles is finished before the next starts: at most one row is in flight whatever the scene size.
         for r in todo:
-            sink.row = r
-            da.store(blocks[:, row_starts[r]: row_starts[r + 1], :], sink, lock=False, scheduler="threads",
-                     num_workers=workers)
+            graph = {(name, r, g): (fuse_group, r, group) for g, group in enumerate(groups)}
+            dask.threaded.get(graph, list(graph), num_workers=workers)
             row_finished(r)
     if stitcher.pending_cells:
         raise RuntimeError(f"{stitcher.pending_cells} output cells were never completed")
@@ -769,25 +793,17 @@ def _run_tiles(fuser: TileFuser, bands: int, encoder: _Encoder, writers: Sequenc
 
 
 class _StitchSink:
-    """The ``da.store`` target: splits each stored block into its tiles and hands them to the stitcher."""
+    """Where fused tile groups go: each is split into its tiles, handed to the stitcher, and counted."""
 
     def __init__(self, plan: TilePlan, stitcher: OverlapAddStitcher, progress: Progress | None, skipped: int = 0):
         self.plan, self.stitcher, self.progress = plan, stitcher, progress
-        self.row = 0
         self.done = skipped  # tiles a resumed run does not fuse again
         self._lock = threading.Lock()
         self.widths = [int(plan.tile(0, c).blend.width) for c in range(plan.shape[1])]
-        self.col_starts = [0, *np.cumsum(self.widths).tolist()]
-
-    def __setitem__(self, index: tuple[slice, ...], block: np.ndarray) -> None:
-        self._add(self.row, self.col_starts.index(index[2].start), block)
 
     def take(self, row: int, group: tuple[int, ...], block: np.ndarray) -> None:
         """A block of the tile group ``group`` of ``row`` (tiles side by side, validity last)."""
-        self._add(row, group[0], block)
-
-    def _add(self, row: int, col: int, block: np.ndarray) -> None:
-        offset = 0
+        col, offset = group[0], 0
         while offset < block.shape[2]:
             width = self.widths[col]
             piece = block[:, :, offset: offset + width]

@@ -223,11 +223,12 @@ class SceneInputs:
     def _read_roles(self, window: Window) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Each role on ``window`` and, for roles that can hold invalid pixels, where they hold data."""
         arrays, masks = {}, {}
-        guide = self.readers[self.guide]
-        data, finite = _finite(guide.read(self.guide_window(window), self.bands[self.guide]))
+        info = self.rasters[self.guide]
+        data, valid = self.readers[self.guide].read_masked(self.guide_window(window), self.bands[self.guide])
+        data, finite = _finite(data, _stored(info))
         arrays[self.guide] = self._physical(self.guide, data)
-        if self.rasters[self.guide].has_mask:
-            masks[self.guide] = guide.read_valid(self.guide_window(window), self.bands[self.guide])
+        if valid is not None:
+            masks[self.guide] = valid
         if finite is not None:
             masks[self.guide] = finite & masks.get(self.guide, True)
         for role in self.resampled:
@@ -247,10 +248,9 @@ class SceneInputs:
     def read_resampled(self, role: str, resampler: Resampler,
                        window: Window) -> tuple[np.ndarray, np.ndarray | None]:
         src_window = resampler.source_window(window)
-        reader = self.readers[role]
-        data, finite = _finite(reader.read(src_window, self.bands[role]))
+        data, valid = self.readers[role].read_masked(src_window, self.bands[role])
+        data, finite = _finite(data, _stored(self.rasters[role]))
         data = self._physical(role, data)
-        valid = reader.read_valid(src_window, self.bands[role]) if self.rasters[role].has_mask else None
         if finite is not None:
             valid = finite if valid is None else valid & finite
         if valid is not None:
@@ -258,9 +258,18 @@ class SceneInputs:
         return resampler.resample(data, src_window, window), valid
 
 
-def _finite(data: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+def _stored(info: RasterInfo) -> str | None:
+    """The type a plain GDAL file stores its pixels in (read as they are); None for sensor products and arrays,
+    whose readers may mark fills as NaN."""
+    return info.dtype if info.opener is None else None
+
+
+def _finite(data: np.ndarray, stored: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """``data`` with non-finite values (NaN or inf fills, whatever the file declares) set to 0, and where every band
-    is finite (None when all are). A NaN would spread through any filter or interpolation, even with weight 0."""
+    is finite (None when all are). A NaN would spread through any filter or interpolation, even with weight 0.
+    Pixels ``stored`` as integers are finite: they are not scanned."""
+    if stored is not None and np.dtype(stored).kind in "iub":
+        return data, None
     finite = np.isfinite(data)
     if finite.all():
         return data, None

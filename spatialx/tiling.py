@@ -193,7 +193,9 @@ class OverlapAddStitcher:
     order in which workers finish tiles.
 
     ``write(values, weight_of_valid, window)`` receives the blended values (bands, rows, cols) and the blended
-    validity (rows, cols) in [0, 1]. Thread-safe: tiles may arrive from several workers in any order.
+    validity (rows, cols) in [0, 1]. Thread-safe: tiles may arrive from several workers in any order, and ``write``
+    is called outside the stitcher's lock, from those workers, so it must be thread-safe itself (cells are
+    encoded in parallel; only the file write needs to be serialised).
     """
 
     def __init__(self, plan: TilePlan, bands: int, write: WriteCell, skip_above: int = 0):
@@ -232,16 +234,20 @@ class OverlapAddStitcher:
                 for ci in cols:
                     ca, cb = self.col_cuts[ci], self.col_cuts[ci + 1]
                     window = Window(ca, ra, cb - ca, rb - ra)
+                    if self._row_cover[ri] * self._col_cover[ci] == 1:
+                        # One tile covers the cell, with weight 1 throughout: its values are the cell's.
+                        local = slice(ra - r0, rb - r0), slice(ca - c0, cb - c0)
+                        ready.append(((values[:, local[0], local[1]], valid[local]), window))
+                        continue
                     piece = (tile.row, tile.col, *_weighted(self.plan, tile, values, valid, window, weights))
                     entry = self._pending.setdefault((ri, ci), [[], self._row_cover[ri] * self._col_cover[ci]])
                     entry[0].append(piece)
                     entry[1] -= 1
                     if entry[1] == 0:
                         del self._pending[(ri, ci)]
-                        ready.append((entry[0], window))
-            # Under the lock: the writer's dataset handle is not thread-safe.
-            for pieces, window in ready:
-                self.write(*_sum(pieces), window)
+                        ready.append((_sum(entry[0]), window))
+        for (cell_values, cell_valid), window in ready:
+            self.write(cell_values, cell_valid, window)
 
     @property
     def pending_cells(self) -> int:

@@ -96,6 +96,9 @@ class ArrayReader:
             valid &= values != self.info.nodata
         return np.all(valid, axis=0)
 
+    def read_masked(self, window: Window, bands: list[int] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.read(window, bands), self.read_valid(window, bands) if self.info.has_mask else None
+
     def close(self) -> None:
         """Nothing to release: the array belongs to the caller."""
 

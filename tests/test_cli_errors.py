@@ -143,3 +143,20 @@ def test_failure_mid_run_leaves_nothing(pair, tmp_path, monkeypatch):
     with pytest.raises(ReadError):
         pansharpen(pan, ms, tmp_path / "out.tif", "qb", "brovey", tile=16, overlap=0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_compress_level_trades_size_for_time_and_keeps_the_pixels(spatialx, pair, tmp_path):
+    pan, ms = pair
+    assert_user_error(spatialx("pansharpen", pan, ms, "out.tif", "-s", "qb", "--compress-level", "0",
+                               cwd=tmp_path), "--compress-level 0", "1 to 9")
+    assert outputs_left(tmp_path) == []
+    sizes, pixels = {}, {}
+    for level in ("1", "9"):
+        result = spatialx("pansharpen", pan, ms, f"out{level}.tif", "-s", "qb", "-m", "gsa", "-q",
+                          "--compress-level", level, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        sizes[level] = (tmp_path / f"out{level}.tif").stat().st_size
+        with rasterio.open(tmp_path / f"out{level}.tif") as src:
+            pixels[level] = src.read()
+    np.testing.assert_array_equal(pixels["1"], pixels["9"])
+    assert sizes["9"] < sizes["1"]

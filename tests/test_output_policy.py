@@ -276,7 +276,8 @@ def test_writer_abort_is_final(tmp_path):
 
 @pytest.fixture(scope="module")
 def large_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """640 x 640 PAN: several tiles and one overview level, so the COG step has four temporary files."""
+    """640 x 640 PAN: several tiles and one overview level (staging, overview level and COG: three temporary
+    files at most)."""
     return write_pair(tmp_path_factory.mktemp("inputs"), pan_size=(640, 640))
 
 
@@ -295,8 +296,8 @@ def interrupt_line(result: subprocess.CompletedProcess, status: int) -> str:
 
 
 @pytest.mark.parametrize("point, signame, status, files", [
-    ("tiles", "INT", 130, 1),  # the staging GeoTIFF
-    ("tiles", "TERM", 143, 1),
+    ("tiles", "INT", 130, 2),  # the staging GeoTIFF and its overview level, built as blocks are written
+    ("tiles", "TERM", 143, 2),
     ("cog", "INT", 130, 3),  # staging, overview level, COG
     ("cog", "TERM", 143, 3),
     ("cog-blocked", "TERM", 143, 3),  # the main thread never returns to Python: the watchdog does it all

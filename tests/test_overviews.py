@@ -75,3 +75,66 @@ def test_small_outputs_have_no_overviews(tmp_path):
     out = write_array(tmp_path / "small.tif", np.ones((1, 100, 90), np.float32), grid, [BandInfo("NDVI")])
     with rasterio.open(out) as src:
         assert src.overviews(1) == []
+
+
+@pytest.mark.parametrize(("height", "width", "nodata", "dtype"), [
+    (1100, 1300, 0, "uint16"), (1537, 1025, None, "int16"), (700, 2100, float("nan"), "float32")])
+def test_levels_built_while_writing_equal_levels_read_back_from_the_file(tmp_path, height, width, nodata, dtype):
+    """The streamed pyramid (blocks averaged as they complete, windows arriving in any order) holds the pixels the
+    read-back pyramid computes from the finished file, level by level, odd edges and nodata included."""
+    from spatialx.io.overviews import build_overviews
+    from spatialx.io.write import OverviewPyramid, compression_options
+
+    rng = np.random.default_rng(5)
+    data = rng.integers(1, 3000, size=(2, height, width)).astype(dtype)
+    if nodata is not None:
+        data[:, rng.random((height, width)) < 0.2] = nodata
+        data[:, 200:260, :] = nodata
+    creation = compression_options(dtype)
+    base = {"driver": "GTiff", "width": width, "height": height, "count": 2, "dtype": dtype, "nodata": nodata,
+            "tiled": True, "blockxsize": 512, "blockysize": 512, "interleave": "pixel", **creation}
+    with rasterio.open(tmp_path / "base.tif", "w", **base) as dst:
+        dst.write(data)
+    levels = len(overview_sizes(width, height, 512))
+    read_back = [tmp_path / f"read{n}.tif" for n in range(levels)]
+    build_overviews(tmp_path / "base.tif", read_back, nodata, 512, creation)
+
+    streamed = [tmp_path / f"stream{n}.tif" for n in range(levels)]
+    pyramid = OverviewPyramid(base, nodata, 512, creation, streamed)
+    blocks = [(r, c) for r in range(0, height, 512) for c in range(0, width, 512)]
+    for index in rng.permutation(len(blocks)):
+        r, c = blocks[index]
+        window = rasterio.windows.Window(c, r, min(512, width - c), min(512, height - r))
+        pyramid.add(data[:, r: r + int(window.height), c: c + int(window.width)], window)
+    assert pyramid.finish() == streamed
+    for ours, theirs in zip(streamed, read_back, strict=True):
+        with rasterio.open(ours) as a, rasterio.open(theirs) as b:
+            assert (a.width, a.height) == (b.width, b.height)
+            np.testing.assert_array_equal(a.read(), b.read())
+
+
+def test_a_cog_written_tile_by_tile_has_the_levels_of_its_pixels(tmp_path):
+    """RasterWriter streams the levels of a COG written in small windows out of order."""
+    from spatialx.io.write import OutputSpec, RasterWriter
+
+    rng = np.random.default_rng(2)
+    data = rng.integers(1, 4000, size=(3, 1300, 1100), dtype=np.uint16)
+    data[:, :, :70] = 0
+    grid = Grid(crs=rasterio.crs.CRS.from_epsg(32631), transform=from_origin(500000, 4800000, 0.5, 0.5),
+                width=1100, height=1300)
+    spec = OutputSpec(tmp_path / "out.tif", grid, "uint16", [BandInfo(f"B{i}") for i in range(3)], nodata=0)
+    windows = [rasterio.windows.Window(c, r, min(300, 1100 - c), min(260, 1300 - r))
+               for r in range(0, 1300, 260) for c in range(0, 1100, 300)]
+    with RasterWriter(spec, workers=2) as writer:
+        for index in rng.permutation(len(windows)):
+            w = windows[index]
+            writer.write(data[:, w.row_off: w.row_off + w.height, w.col_off: w.col_off + w.width], w)
+    level = data
+    with rasterio.open(spec.path) as src:
+        assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and src.overviews(1) == [2, 4]
+        np.testing.assert_array_equal(src.read(), data)
+    for n in range(2):
+        level = downsample_mean(level, 0)
+        with rasterio.open(spec.path, overview_level=n) as ovr:
+            np.testing.assert_array_equal(ovr.read(), level)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]

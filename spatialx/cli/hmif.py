@@ -46,6 +46,7 @@ def command(
     cluster: opt.Cluster = None,
     device: opt.Device = "auto",
     dtype: opt.Dtype = None,
+    compress_level: opt.CompressLevel = None,
     ndvi: opt.Ndvi = None,
     report: opt.Report = False,
     reproject: opt.Reproject = False,
@@ -73,4 +74,5 @@ def command(
                    quiet=quiet, weights=weights, adapt_steps=adapt_steps, scratch=scratch, config=config,
                    backend=backend, onnx=onnx, bands=bands or None, read_options=read_options, ratio=ratio, tile=tile,
                    overlap=overlap, workers=workers, scheduler=scheduler_option(scheduler, cluster), dtype=dtype,
+                   compress_level=compress_level,
                    overwrite=overwrite, ndvi=ndvi, report=report, reproject=reproject)

@@ -30,6 +30,9 @@ Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda (networ
                                                       "on the CPU).")]
 Dtype = Annotated[str | None, typer.Option(
     "--dtype", help="Output data type, e.g. float32 [default: the MS input's].", show_default=False)]
+CompressLevel = Annotated[int | None, typer.Option(
+    "--compress-level", help="Deflate level of the outputs, 1 (fastest, the default) to 9 (smallest files).",
+    show_default=False)]
 Bands = Annotated[str | None, typer.Option(
     "--bands", help="Select MS bands: 1-based numbers in the sensor's band order (e.g. 3,2,1,4), or the sensor band "
                     "names the file holds, in file order (e.g. Blue,Green,Red,NIR1).", show_default=False)]

@@ -34,6 +34,7 @@ def command(
     cluster: opt.Cluster = None,
     device: opt.Device = "auto",
     dtype: opt.Dtype = None,
+    compress_level: opt.CompressLevel = None,
     ndvi: opt.Ndvi = None,
     report: opt.Report = False,
     reproject: opt.Reproject = False,
@@ -51,6 +52,6 @@ def command(
                    weights=weights, adapt_steps=adapt_steps, adapt_loss=adapt_loss, scratch=scratch, config=config,
                    backend=backend,
                    onnx=onnx, bands=bands, ratio=ratio, tile=tile, overlap=overlap, workers=workers,
-                   scheduler=scheduler_option(scheduler, cluster), dtype=dtype,
+                   scheduler=scheduler_option(scheduler, cluster), dtype=dtype, compress_level=compress_level,
                    overwrite=overwrite, ndvi=ndvi, report=report, reproject=reproject,
                    allow_misregistration=allow_misregistration, align_shift=align_shift)

@@ -50,6 +50,7 @@ def command(
     scheduler: opt.Scheduler = None,
     cluster: opt.Cluster = None,
     device: opt.Device = "auto",
+    compress_level: opt.CompressLevel = None,
     overwrite: opt.Overwrite = False,
     quiet: opt.Quiet = False,
 ) -> None:
@@ -76,6 +77,7 @@ def command(
             result = polsar(quad, single, output, method=method, looks=looks, speckle=speckle, pauli=pauli,
                             decomposition=decomposition, method_options=method_options, tile=tile, overlap=overlap,
                             workers=workers, scheduler=scheduler_option(scheduler, cluster),
-                            device=opt.fusion_device("polsar", method, device), overwrite=overwrite, progress=progress)
+                            device=opt.fusion_device("polsar", method, device), overwrite=overwrite, progress=progress,
+                            compress_level=compress_level)
     if not quiet:
         print_result(result)

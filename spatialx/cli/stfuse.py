@@ -59,6 +59,7 @@ def command(
     scheduler: opt.Scheduler = None,
     cluster: opt.Cluster = None,
     dtype: opt.Dtype = None,
+    compress_level: opt.CompressLevel = None,
     ndvi: opt.Ndvi = None,
     overwrite: opt.Overwrite = False,
     quiet: opt.Quiet = False,
@@ -74,7 +75,8 @@ def command(
                         fine_sensor=fine_sensor, coarse_sensor=coarse_sensor, fine_bands=fine_bands,
                         coarse_bands=coarse_bands, method_options=method_options,
                         layers={"uncertainty": uncertainty} if uncertainty else {}, tile=tile, overlap=overlap,
-                        workers=workers, scheduler=scheduler_option(scheduler, cluster), dtype=dtype, ndvi=ndvi,
+                        workers=workers, scheduler=scheduler_option(scheduler, cluster), dtype=dtype,
+                        compress_level=compress_level, ndvi=ndvi,
                         overwrite=overwrite, progress=progress)
     if not quiet:
         print_result(result)

@@ -87,16 +87,27 @@ def window_for(bands: int) -> int:
     return max(16, min(WINDOW, math.isqrt(WINDOW_VALUES // (4 * max(1, bands))) // 16 * 16))
 
 
+def level_profile(base: Mapping[str, Any], size: tuple[int, int], nodata: float | None, blocksize: int,
+                  creation: Mapping[str, Any]) -> dict[str, Any]:
+    """The GTiff profile of an overview level of ``size`` (width, height) below a level of profile ``base``
+    (width, height, count, dtype, crs, transform)."""
+    width, height = size
+    transform = base.get("transform") or Affine.identity()
+    return {
+        "driver": "GTiff", "width": width, "height": height, "count": base["count"], "dtype": base["dtype"],
+        "nodata": nodata, "tiled": True, "blockxsize": blocksize, "blockysize": blocksize, "interleave": "pixel",
+        "bigtiff": "IF_SAFER", "crs": base.get("crs"),
+        "transform": transform @ Affine.scale(base["width"] / width, base["height"] / height), **creation,
+    }
+
+
 def _downsample_file(src_path: Path, dst_path: Path, size: tuple[int, int], nodata: float | None,
                      blocksize: int, creation: Mapping[str, Any]) -> None:
     with rasterio.open(src_path) as src:
         width, height = size
-        profile = {
-            "driver": "GTiff", "width": width, "height": height, "count": src.count, "dtype": src.dtypes[0],
-            "nodata": nodata, "tiled": True, "blockxsize": blocksize, "blockysize": blocksize,
-            "interleave": "pixel", "bigtiff": "IF_SAFER", "crs": src.crs,
-            "transform": src.transform @ Affine.scale(src.width / width, src.height / height), **creation,
-        }
+        base = {"width": src.width, "height": src.height, "count": src.count, "dtype": src.dtypes[0],
+                "crs": src.crs, "transform": src.transform}
+        profile = level_profile(base, size, nodata, blocksize, creation)
         # Whole blocks per window, so that each compressed block is written once.
         step = blocksize * max(1, window_for(src.count) // blocksize)
         with rasterio.open(dst_path, "w", **profile) as dst:

@@ -42,6 +42,8 @@ class RasterInfo:
     descriptions: tuple[str | None, ...]
     has_gcps: bool
     has_mask: bool  # nodata, alpha or an internal mask: some pixels may be invalid
+    #: Every band's mask is its nodata value alone (no alpha band, no internal or external mask).
+    nodata_mask_only: bool = False
     #: Reprojected on the fly onto this CRS (a GDAL warped VRT), with this GDAL resampling.
     warp_crs: CRS | None = None
     warp_resampling: str = "cubic"
@@ -123,6 +125,10 @@ class RasterReader(Protocol):
 
     def read_valid(self, window: Window, bands: list[int] | None = None) -> np.ndarray: ...
 
+    def read_masked(self, window: Window, bands: list[int] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """``read`` and, when the input can hold invalid pixels, ``read_valid`` (else None) of one window."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -187,6 +193,7 @@ def open_raster(path: str | PathLike[str], role: str = "input", warp_to: CRS | N
                 descriptions=tuple(src.descriptions),
                 has_gcps=bool(src.gcps[0]),
                 has_mask=any(MaskFlags.all_valid not in flags for flags in src.mask_flag_enums),
+                nodata_mask_only=all(flags == [MaskFlags.nodata] for flags in src.mask_flag_enums),
                 **_band_wavelengths(src),
             )
             if warp_to is not None and crs is not None and crs != warp_to:
@@ -307,6 +314,11 @@ class PerThreadHandles:
         self._active = 0
         self._closed = False
 
+    def read_masked(self, window: Window, bands: list[int] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """``read`` and, when the input can hold invalid pixels, ``read_valid`` (else None) of one window."""
+        data = self.read(window, bands)  # type: ignore[attr-defined]
+        return data, self.read_valid(window, bands) if self.info.has_mask else None  # type: ignore[attr-defined]
+
     def band_indexes(self, bands: list[int] | None) -> list[int]:
         """0-based indexes of the 1-based ``bands`` (default: all), checked against the raster's band count."""
         indexes = bands if bands is not None else list(range(1, self.info.count + 1))
@@ -359,6 +371,14 @@ class PerThreadHandles:
 class ThreadLocalReader(PerThreadHandles):
     """Windowed reads from one raster, safe to call from many threads."""
 
+    def __init__(self, info: RasterInfo):
+        super().__init__(info)
+        #: Validity is the nodata value alone, in a type float32 holds exactly: it is read off the pixels, not
+        #: read again as GDAL's mask band (which decodes the same blocks a second time).
+        self._nodata_only = (info.nodata is not None and not np.isnan(info.nodata) and info.warp_crs is None
+                             and np.dtype(info.dtype).kind in "iu" and np.dtype(info.dtype).itemsize <= 2
+                             and info.nodata_mask_only)
+
     def _dataset(self) -> rasterio.DatasetReader:
         src = self.handle("dataset", lambda: _open(self.info.path))
         if self.info.warp_crs is None:
@@ -374,6 +394,14 @@ class ThreadLocalReader(PerThreadHandles):
         except RasterioError as exc:
             raise ReadError(f"read failed at {window} ({first_line(str(exc))})", path=self.info.path,
                             hint="the file may be truncated or corrupt") from None
+
+    def read_masked(self, window: Window, bands: list[int] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        data = self.read(window, bands)
+        if not self.info.has_mask:
+            return data, None
+        if self._nodata_only:
+            return data, np.all(data != np.float32(self.info.nodata), axis=0)
+        return data, self.read_valid(window, bands)
 
     def read_valid(self, window: Window, bands: list[int] | None = None) -> np.ndarray:
         """Validity mask of ``window``: True where every selected band holds data (GDAL masks honour nodata,
