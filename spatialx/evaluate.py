@@ -166,6 +166,31 @@ def _load(pan: str | PathLike[str], ms: str | PathLike[str], sensor: str | Senso
         return plan.read()
 
 
+def alignment_notes(task: str, inputs: Mapping[str, str | PathLike[str]], sensor: Any, *,
+                    bands: str | Mapping[str, str] | None = None,
+                    read_options: Mapping[str, Mapping[str, Any]] | None = None,
+                    allow_misregistration: bool = False) -> list[str]:
+    """The fusion commands' alignment preflight on the inputs (role -> path) an evaluation judges
+    (:func:`spatialx.pipeline.check_alignment`): a note with the measured shift, a warning above half a
+    low-resolution pixel, and a refusal above the limit unless ``allow_misregistration`` -- indices of a
+    misregistered pair judge the registration, not the method."""
+    from spatialx.options import RunOptions
+    from spatialx.pipeline import check_alignment, plan_fusion
+
+    spec = get_task(task)
+    options = RunOptions(bands=bands, read_options=read_options or {}, allow_misregistration=allow_misregistration)
+    plan = plan_fusion(spec, inputs, sensor, "exp", options)
+    with plan.scene, gdal_env():
+        check_alignment(plan, options)
+    found = plan.params.get("alignment")
+    if found is None:
+        return []
+    if "dx" not in found:
+        return [f"alignment not checked: {found.get('reason', 'no reliable estimate')}"]
+    return [f"alignment preflight: {spec.label(spec.resampled[0])} content off by dx={found['dx']:+.2f}, "
+            f"dy={found['dy']:+.2f} {found['units']} ({found['decision']})"]
+
+
 def _rounded(values: Mapping[str, float]) -> dict[str, float]:
     return {key: float(value) for key, value in values.items()}
 
@@ -174,7 +199,8 @@ def evaluate_reduced(pan: str | PathLike[str], ms: str | PathLike[str],
                      sensor: str | SensorProfile | Mapping[str, str | SensorProfile], methods: Sequence[str], *,
                      ratio: int | None = None, cut: int | None = None, bands: str | Mapping[str, str] | None = None,
                      method_options: Mapping[str, Any] | None = None, task: str = "pansharpen",
-                     read_options: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+                     read_options: Mapping[str, Mapping[str, Any]] | None = None,
+                     allow_misregistration: bool = False) -> dict[str, dict[str, Any]]:
     """Wald's protocol on the user's scene: degrade, fuse with each method, compare with the original.
 
     Pansharpening (``task="pansharpen"``): ``pan`` and ``ms`` with one ``sensor``; the reference is the MS. Returns
@@ -185,20 +211,27 @@ def evaluate_reduced(pan: str | PathLike[str], ms: str | PathLike[str],
     ``spatialx hmif`` passes them); the reference is the HS (see the module docstring). Same keys, Q2n ``None`` above
     :data:`Q2N_MAX_BANDS` bands; ``cut`` defaults to the ratio. The result is a :class:`Scores`, whose ``notes`` say
     which defaults were used and what was skipped.
+
+    Both first run the fusion commands' alignment preflight (:func:`alignment_notes`): a pair misregistered beyond
+    the limit is refused unless ``allow_misregistration``; the measured shift is a note.
     """
     if _task(task) == "hmif":
+        checked = alignment_notes("hmif", {"hs": pan, "ms": ms}, _hmif_sensors(sensor), bands=bands,
+                                  read_options=read_options, allow_misregistration=allow_misregistration)
         scene = read_hmif(pan, ms, sensor, bands=bands, read_options=read_options)
         reduced = reduce_hmif(scene.hs, scene.ms, scene.sensors, scene.grid_ratio, ratio)
         cut = reduced.ratio if cut is None else cut
-        results = Scores(notes=[*scene.notes, *reduced.notes, *_q2n_note(reduced.reference.shape[0])])
+        results = Scores(notes=[*checked, *scene.notes, *reduced.notes, *_q2n_note(reduced.reference.shape[0])])
         for name in methods:
             results[name] = score_reduced_hmif(reduced, name, cut, _network_options(name, "hmif", method_options))
         return results
     cut = DEFAULT_CUT if cut is None else cut
+    checked = alignment_notes("pansharpen", {"pan": pan, "ms": ms}, sensor, bands=bands,  # type: ignore[arg-type]
+                              allow_misregistration=allow_misregistration)
     scene = _load(pan, ms, sensor, bands)  # type: ignore[arg-type]
     ratio = int(ratio or scene.sensor.ratio)
     reduced = reduce_scene(scene.pan, scene.ms, scene.sensor.mtf_gains, ratio, scene.pan_to_ms)
-    results = {}
+    results = Scores(notes=checked)
     for name in methods:
         options = _network_options(name, "pansharpen", method_options)
         results[name] = _rounded(score_reduced(reduced, name, scene.sensor, cut, options))
@@ -229,7 +262,8 @@ def evaluate_full(pan: str | PathLike[str], ms: str | PathLike[str], fused: str 
                   sensor: str | SensorProfile | Mapping[str, str | SensorProfile], *, ratio: int | None = None,
                   bands: str | Mapping[str, str] | None = None, cut: int = 0, block: int = 32,
                   task: str = "pansharpen",
-                  read_options: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+                  read_options: Mapping[str, Mapping[str, Any]] | None = None,
+                  allow_misregistration: bool = False) -> dict[str, Any]:
     """No-reference quality of ``fused`` (on the PAN grid): D_lambda, D_s, QNR, Khan's D_lambda and HQNR.
 
     ``cut`` drops a border first, rounded up to whole MS pixels so the grids stay nested (the toolbox computes
@@ -238,9 +272,11 @@ def evaluate_full(pan: str | PathLike[str], ms: str | PathLike[str], fused: str 
     hmif (``task="hmif"``; ``pan`` is the HS, ``sensor``/``bands``/``read_options`` as for
     :func:`evaluate_reduced`): ``fused`` on the MS grid, keys :data:`HMIF_FULL_KEYS` (module docstring), the cut
     rounded up to whole HS pixels; ``ratio`` is needed only when the HS lies on the MS grid. Returns a
-    :class:`Scores` with notes.
+    :class:`Scores` with notes. The alignment preflight runs first, as for :func:`evaluate_reduced`.
     """
     if _task(task) == "hmif":
+        checked = alignment_notes("hmif", {"hs": pan, "ms": ms}, _hmif_sensors(sensor), bands=bands,
+                                  read_options=read_options, allow_misregistration=allow_misregistration)
         scene = read_hmif(pan, ms, sensor, bands=bands, read_options=read_options, fused=fused)
         assert scene.fused is not None
         hs_image, ms_image, image = scene.hs, scene.ms, scene.fused
@@ -250,7 +286,9 @@ def evaluate_full(pan: str | PathLike[str], ms: str | PathLike[str], fused: str 
             hs_image = hs_image[:, lr:-lr, lr:-lr]
             ms_image, image = ms_image[:, hr:-hr, hr:-hr], image[:, hr:-hr, hr:-hr]
         values, notes = score_full_hmif(hs_image, ms_image, image, scene.sensors, scene.grid_ratio, ratio)
-        return Scores(values, notes=[*scene.notes, *notes])
+        return Scores(values, notes=[*checked, *scene.notes, *notes])
+    checked = alignment_notes("pansharpen", {"pan": pan, "ms": ms}, sensor, bands=bands,  # type: ignore[arg-type]
+                              allow_misregistration=allow_misregistration)
     scene = _load(pan, ms, sensor, bands, extra={"fused": fused})  # type: ignore[arg-type]
     image = scene.extra["fused"]
     if image.shape[0] != scene.ms.shape[0]:
@@ -262,8 +300,8 @@ def evaluate_full(pan: str | PathLike[str], ms: str | PathLike[str], fused: str 
         hr = lr * scene.pan_to_ms
         pan_image, image = pan_image[:, hr:-hr, hr:-hr], image[:, hr:-hr, hr:-hr]
         ms_image = ms_image[:, lr:-lr, lr:-lr]
-    return _rounded(score_full(pan_image, ms_image, image, scene.sensor, int(ratio or scene.sensor.ratio),
-                               scene.pan_to_ms, block))
+    return Scores(_rounded(score_full(pan_image, ms_image, image, scene.sensor, int(ratio or scene.sensor.ratio),
+                                      scene.pan_to_ms, block)), notes=checked)
 
 
 def score_full(pan: np.ndarray, ms: np.ndarray, fused: np.ndarray, sensor: SensorProfile, ratio: int,

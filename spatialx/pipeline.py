@@ -481,7 +481,7 @@ def check_alignment(plan: FusionPlan, options: RunOptions) -> None:
         task = plan.scene.task
         raise InputMismatchError(check.message, path=plan.scene.rasters[task.resampled[0]].path,
                                  hint="check the georeferencing of both inputs, or pass "
-                                      "--allow-misregistration to fuse anyway")
+                                      "--allow-misregistration to go on anyway")
 
 
 def _realigned(plan: FusionPlan, task: TaskSpec, sensor: SensorArg, method: str, options: RunOptions) -> FusionPlan:

@@ -229,3 +229,25 @@ def test_xarray_api_runs_the_same_preflight(truth, tmp_path):
         spatialx.xr.fuse("pansharpen", arrays, method="gsa", sensor="qb")
     forced = spatialx.xr.fuse("pansharpen", arrays, method="gsa", sensor="qb", allow_misregistration=True)
     assert "refuse" in str(forced.attrs)
+
+
+def test_evaluate_runs_the_preflight_on_the_pair_it_judges(truth, tmp_path):
+    """Indices of a misregistered pair judge the registration: evaluate refuses it as the fusion commands do (one
+    line naming the option), judges it with --allow-misregistration, and says the measured shift in its notes."""
+    from spatialx.errors import InputMismatchError
+    from spatialx.evaluate import evaluate_full, evaluate_reduced
+    from spatialx.tasks.pansharpen import pansharpen
+
+    (tmp_path / "ten").mkdir()
+    (tmp_path / "zero").mkdir()
+    pan, ms = _write(tmp_path / "ten", truth, (10.0, 0.0))
+    with pytest.raises(InputMismatchError, match="--allow-misregistration"):
+        evaluate_reduced(pan, ms, "qb", ["exp"])
+    forced = evaluate_reduced(pan, ms, "qb", ["exp"], allow_misregistration=True)
+    assert "exp" in forced and any("dx=" in note and "(refuse)" in note for note in forced.notes)
+    pan, ms = _write(tmp_path / "zero", truth, (0.0, 0.0))
+    fused = pansharpen(pan, ms, tmp_path / "zero" / "gsa.tif", "qb", "gsa").output
+    scores = evaluate_full(pan, ms, fused, "qb")
+    assert 0 < scores["HQNR"] <= 1 and any("(ok)" in note for note in scores.notes)
+    with pytest.raises(InputMismatchError, match="--allow-misregistration"):
+        evaluate_full(*_write(tmp_path / "ten", truth, (10.0, 0.0)), fused, "qb")

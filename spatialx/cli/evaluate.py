@@ -167,6 +167,7 @@ def reduced(
     cut: Cut = None,
     bands: opt.Bands = None,
     ms_bands: MsBands = None,
+    allow_misregistration: opt.AllowMisregistration = False,
     json_path: JsonPath = None,
     csv_path: CsvPath = None,
     overwrite: opt.Overwrite = False,
@@ -201,12 +202,13 @@ def reduced(
     if task == "pansharpen":
         cut = 21 if cut is None else cut
         results = evaluate_reduced(pan, ms, sensor or "wv3", names, ratio=ratio, cut=cut, bands=bands,
-                                   method_options=options)
-        _print(f"Reduced resolution ({ms.name}, cut {cut})", results, "method")
+                                   method_options=options, allow_misregistration=allow_misregistration)
+        _print(f"Reduced resolution ({ms.name}, cut {cut})", results, "method", results.notes)
     else:
         sensors, selection, read_options = _hmif_inputs(ms, hs_sensor, ms_sensor, bands, ms_bands)
         results = evaluate_reduced(pan, ms, sensors, names, ratio=ratio, cut=cut, bands=selection,
-                                   method_options=options, task="hmif", read_options=read_options)
+                                   method_options=options, task="hmif", read_options=read_options,
+                                   allow_misregistration=allow_misregistration)
         _print(f"Reduced resolution, hmif ({pan.name} + {ms.name}, cut {'the ratio' if cut is None else cut})",
                results, "method", results.notes)
     _save(results, json_path, csv_path, "method")
@@ -228,6 +230,7 @@ def full(
                              "toolbox computes full-resolution indices on the whole image, hence 0).")] = 0,
     bands: opt.Bands = None,
     ms_bands: MsBands = None,
+    allow_misregistration: opt.AllowMisregistration = False,
     json_path: JsonPath = None,
     csv_path: CsvPath = None,
     overwrite: opt.Overwrite = False,
@@ -242,11 +245,12 @@ def full(
     labels = ("PAN", "MS", "fused") if task == "pansharpen" else ("HS", "MS", "fused")
     _check_outputs(dict(zip(labels, (pan, ms, fused), strict=True)), json_path, csv_path, overwrite)
     if task == "pansharpen":
-        results = evaluate_full(pan, ms, fused, sensor or "wv3", ratio=ratio, bands=bands, cut=cut)
+        results = evaluate_full(pan, ms, fused, sensor or "wv3", ratio=ratio, bands=bands, cut=cut,
+                                allow_misregistration=allow_misregistration)
     else:
         sensors, selection, read_options = _hmif_inputs(ms, hs_sensor, ms_sensor, bands, ms_bands)
         results = evaluate_full(pan, ms, fused, sensors, ratio=ratio, bands=selection, cut=cut, task="hmif",
-                                read_options=read_options)
+                                read_options=read_options, allow_misregistration=allow_misregistration)
     _print(f"Full resolution ({fused.name})", {fused.name: results}, "image", getattr(results, "notes", ()))
     _save(results, json_path, csv_path, "image")
 

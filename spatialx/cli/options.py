@@ -30,6 +30,9 @@ Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda (networ
                                                       "on the CPU).")]
 Dtype = Annotated[str | None, typer.Option(
     "--dtype", help="Output data type, e.g. float32 [default: the MS input's].", show_default=False)]
+AllowMisregistration = Annotated[bool, typer.Option(
+    "--allow-misregistration", help="Go on when the alignment preflight finds the low-resolution content more than "
+                                    "3 of its pixels off the guide (refused otherwise).")]
 CompressLevel = Annotated[int | None, typer.Option(
     "--compress-level", help="Deflate level of the outputs, 1 (fastest, the default) to 9 (smallest files).",
     show_default=False)]
