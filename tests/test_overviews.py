@@ -113,9 +113,15 @@ def test_levels_built_while_writing_equal_levels_read_back_from_the_file(tmp_pat
             np.testing.assert_array_equal(a.read(), b.read())
 
 
-def test_a_cog_written_tile_by_tile_has_the_levels_of_its_pixels(tmp_path):
-    """RasterWriter streams the levels of a COG written in small windows out of order."""
+@pytest.mark.parametrize("budget", [None, 0])
+def test_a_cog_written_tile_by_tile_has_the_levels_of_its_pixels(tmp_path, monkeypatch, budget):
+    """RasterWriter streams the levels of a COG written in small windows out of order, or, for an output too wide
+    for its budget, reads them back from the file: the same COG."""
+    from spatialx.io import write
     from spatialx.io.write import OutputSpec, RasterWriter
+
+    if budget is not None:
+        monkeypatch.setattr(write, "PYRAMID_BUDGET", budget)
 
     rng = np.random.default_rng(2)
     data = rng.integers(1, 4000, size=(3, 1300, 1100), dtype=np.uint16)

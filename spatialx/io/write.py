@@ -199,8 +199,10 @@ class BlockGather:
 
 #: Most bytes the overview levels of a streamed pyramid may hold waiting for their blocks (each level a strip of
 #: blocks across its width: about twice the first level's strip in all). Wider outputs build their levels from the
-#: finished file instead, window by window, so that memory stays bounded whatever the scene's width.
-PYRAMID_BUDGET = 128 * 1024 * 1024
+#: finished file instead, window by window, so that memory stays bounded whatever the scene's width: streamed, an
+#: 8-band uint16 WorldView-3 product peaked at 450 MiB at 8192 px and 558 MiB at 16384 px; read back, 324 and
+#: 349 MiB, for 4-16 % more time (benchmarks/bench_pansharpen.py). 32 MiB streams such a product up to 4096 px.
+PYRAMID_BUDGET = 32 * 1024 * 1024
 
 
 class OverviewPyramid:
