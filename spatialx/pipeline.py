@@ -642,6 +642,8 @@ def _side_products(result: FusionResult, task: TaskSpec, inputs: Mapping[str, st
         quality = quality_report(*(inputs[role] for role in roles), result.output, output_sensor,
                                  ratio=int(result.params["ratio"]), bands=bands)
         quality.update(method=result.method, product=result.output.name)
+        if "alignment" in result.params:  # the preflight's shift, with the indices it may explain
+            quality["alignment"] = result.params["alignment"]
         atomic_write_text(paths["report"], json.dumps(quality, indent=2) + "\n")
         written["report"] = paths["report"]
     return written

@@ -193,7 +193,9 @@ def test_pansharpen_refuses_a_misregistered_pair_and_records_the_shift(truth, tm
     forced = pansharpen(pan, ms, tmp_path / "ten" / "forced.tif", "qb", "gsa", allow_misregistration=True).output
     pan, ms = _write(tmp_path / "two", truth, (2.0, -1.0))
     with pytest.warns(UserWarning, match="offset from the PAN by 2.2"):
-        warned = pansharpen(pan, ms, tmp_path / "two" / "out.tif", "qb", "brovey").output
+        warned = pansharpen(pan, ms, tmp_path / "two" / "out.tif", "qb", "brovey", report=True).output
+    report = json.loads((tmp_path / "two" / "out.quality.json").read_text())
+    assert report["alignment"]["decision"] == "warn" and report["alignment"]["dx"] == pytest.approx(-2.0, abs=0.3)
     for path, decision in ((forced, "refuse"), (warned, "warn")):
         with rasterio.open(path) as src:
             assert json.loads(src.tags()["SPATIALX_PARAMS"])["alignment"]["decision"] == decision
