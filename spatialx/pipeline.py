@@ -35,6 +35,7 @@ from spatialx.errors import InputMismatchError, SpatialxError
 from spatialx.io.journal import COUNTS, Journal
 from spatialx.io.read import RasterInfo, open_raster
 from spatialx.io.write import (
+    COMPRESS_LEVELS,
     DEFAULT_COMPRESS_LEVEL,
     BandInfo,
     OutputSpec,
@@ -406,7 +407,7 @@ def fuse_scene(task: TaskSpec, inputs: Mapping[str, str | PathLike[str]], output
         plan = _realigned(plan, task, sensor, method, options)
     scene, grid = plan.scene, plan.scene.alignment.grid
     level = DEFAULT_COMPRESS_LEVEL if options.compress_level is None else options.compress_level
-    if not 1 <= level <= 9:
+    if level not in COMPRESS_LEVELS:
         raise SpatialxError(f"--compress-level {level}: deflate levels are 1 to 9",
                             hint="1 writes fastest (the default), 9 writes the smallest files")
     fuser = TileFuser(scene, plan.fusion, plan.tiles)

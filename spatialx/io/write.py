@@ -3,9 +3,10 @@
 The COG layout (header and directories, then overview tiles, then full-resolution tiles) cannot be written
 incrementally, so windows go into a tiled GeoTIFF next to the output first, compressed as the COG will be: they are
 gathered into whole blocks, so that GDAL compresses each block once, in its own threads, while the tiles are fused.
-On success the overview levels are built window by window (:mod:`spatialx.io.overviews`), and the compressed tiles
-of all of it are copied as they are into the COG layout (:mod:`spatialx.io.cog`: nothing is compressed twice) and
-renamed over the output in one step.
+The overview levels are averaged from each block as it completes (:class:`OverviewPyramid`), or, for wide and
+resumable outputs, built window by window from the finished file (:mod:`spatialx.io.overviews`); on success the
+compressed tiles of all of it are copied as they are into the COG layout (:mod:`spatialx.io.cog`: nothing is
+compressed twice) and renamed over the output in one step.
 A failure at any point leaves no partial output behind, and an existing output is replaced only when the caller
 asked for it. The temporary files are those of :mod:`spatialx.io.outputs`: registered, so that SIGINT/SIGTERM and
 interpreter exit remove them too.
@@ -71,6 +72,7 @@ class BandInfo:
 #: deflate without predictor (108 MiB). Compression was half the CPU time of a classical run; ``--compress-level``
 #: trades time for size.
 DEFAULT_COMPRESS_LEVEL = 1
+COMPRESS_LEVELS = range(1, 10)
 
 
 @dataclass
@@ -120,7 +122,7 @@ def compression_options(dtype: str, workers: int = 1, level: int = DEFAULT_COMPR
     """GTiff creation options of every file a writer stages: deflate at ``level`` with the predictor GDAL's COG
     driver picks (horizontal differencing for integers, floating-point for reals), compressed in ``workers``
     threads; blocks that hold only nodata are not stored."""
-    if not 1 <= level <= 9:
+    if level not in COMPRESS_LEVELS:
         raise ValueError(f"deflate levels are 1 to 9, got {level}")
     predictor = 3 if np.dtype(dtype).kind == "f" else 2
     return {"compress": "DEFLATE", "predictor": predictor, "zlevel": int(level), "num_threads": max(1, workers),
@@ -351,11 +353,10 @@ class RasterWriter:
             self._dataset = rasterio.open(staging, "w", **profile)
             waiting = OverviewPyramid.waiting_bytes(spec.grid.width, len(spec.bands), spec.dtype, block)
             if spec.cog and not spec.resumable and waiting <= PYRAMID_BUDGET:
-                levels = overview_sizes(spec.grid.width, spec.grid.height, block)
-                paths = [self._temp_path(f".ovr{level}.tif") for level in range(1, len(levels) + 1)]
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                    self._pyramid = OverviewPyramid(profile, spec.nodata, block, self._creation, paths)
+                    self._pyramid = OverviewPyramid(profile, spec.nodata, block, self._creation,
+                                                    self._level_paths())
         except _GDAL_ERRORS as exc:
             raise OutputError(f"cannot create output ({_first_line(exc)})", path=self.path) from None
         self._write_metadata(self._dataset)
@@ -443,6 +444,11 @@ class RasterWriter:
         self._cleanup()
         return self.path
 
+    def _level_paths(self) -> list[Path]:
+        """Temporary files for the output's overview levels, largest first."""
+        count = len(overview_sizes(self.spec.grid.width, self.spec.grid.height, self._blocks.block))
+        return [self._temp_path(f".ovr{level}.tif") for level in range(1, count + 1)]
+
     def _to_cog(self, staging: Path) -> Path:
         blocksize = self._blocks.block
         with warnings.catch_warnings():
@@ -451,8 +457,7 @@ class RasterWriter:
                 pyramid, self._pyramid = self._pyramid, None
                 levels = pyramid.finish()
             else:
-                sizes = overview_sizes(self.spec.grid.width, self.spec.grid.height, blocksize)
-                levels = [self._temp_path(f".ovr{level}.tif") for level in range(1, len(sizes) + 1)]
+                levels = self._level_paths()
                 build_overviews(staging, levels, self.spec.nodata, blocksize, self._creation)
             final = self._temp_path(".cog.tif")
             assemble_cog(staging, levels, final)
