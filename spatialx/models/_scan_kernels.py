@@ -140,7 +140,7 @@ def _exp32(x):
     p = p * r + _P32[4]
     p = p * r + _P32[5]
     p = (p * (r * r) + r) + _ONE32
-    e = p * _bits_to_float(np.int32((np.int64(k) + 127) << 23))
+    e = p * _bits_to_float(np.int32((np.int32(k) + 127) << 23))  # int32: AVX2 has no vector float -> int64
     e = _ZERO32 if x < _LO32 else e
     e = _INF32 if x > _HI32 else e
     return x if x != x else e
