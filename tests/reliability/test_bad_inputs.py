@@ -96,7 +96,7 @@ CASES = {
     "network scratch without adaptation": (["pansharpen", P, M, "{out}/o.tif", "-s", "qb", "-m", "pnn", "--scratch"],
                                            "--adapt-steps"),
     "network without bundled weights": (["pansharpen", "{in}/tagged/pan.tif", "{in}/tagged/ms.tif", "{out}/o.tif",
-                                         "-s", "wv3", "-m", "spaxfus"], "no bundled weights"),
+                                         "-s", "wv3", "-m", "rwkvfusion"], "no bundled weights"),
     "unknown device": (["pansharpen", P, M, "{out}/o.tif", "-s", "qb", "--device", "tpu"], "tpu"),
     # hmif
     "HS missing": (["hmif", "{in}/nope.he5", MS, "{out}/o.tif"], "does not exist"),
