@@ -13,12 +13,16 @@ WorldView-3 scene (``spatialx.sample.write_sample``, cached under ``benchmarks/o
   ``torch.inference_mode`` on ``--threads`` threads (best of ``--repeat``), Mpx/s and achieved GFLOP/s with the
   FLOPs of :mod:`spatialx.models.flops` (1 MAC = 1 FLOP) at that size;
 * a float32 ``torch.matmul`` (2048 x 2048) on the same threads in the same run, GFLOP/s counted the same way
-  (MACs), as the machine's yardstick.
+  (MACs), as the machine's yardstick;
+* with ``--onnx``: every network that exports (:mod:`spatialx.models.onnx`) is exported and its ONNX Runtime CPU
+  session (``--threads`` intra-op threads) runs the same batch, next to PyTorch's figure: Mpx/s and the ratio
+  ORT / PyTorch (the issue's goal: >= 1.5), and the largest difference between the two outputs.
 
 Prints a Markdown table and writes ``benchmarks/out/networks.json``. Usage::
 
     .venv/bin/python benchmarks/bench_networks.py                       # 1024 px, 2 threads
     .venv/bin/python benchmarks/bench_networks.py --sizes 1024 4096 --networks lemamba
+    .venv/bin/python benchmarks/bench_networks.py --skip-cli --onnx                 # ORT vs PyTorch, bare network
     python3 benchmarks/bench_networks.py --device cuda --tile 1024 --batch 2 --skip-cli   # a GPU (scripts/gpu_check.sh)
 """
 
@@ -39,6 +43,7 @@ from spatialx.runtime import configure_memory  # noqa: E402
 
 configure_memory()  # as a network method does, before torch's first allocation
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from bench_pansharpen import child_env, ensure_scene, run_child  # noqa: E402
 
@@ -87,9 +92,11 @@ def matmul_gflops(repeat: int, device: str = "cpu") -> float:
 SCENE_PX = 40_000 ** 2
 
 
-def network_figures(name: str, tile: int, repeat: int, device: str = "cpu", batch: int = 1) -> dict[str, float]:
+def network_figures(name: str, tile: int, repeat: int, device: str = "cpu", batch: int = 1, *, threads: int = 2,
+                    onnx_dir: Path | None = None) -> dict[str, object]:
     """The bare network on ``batch`` tiles of ``tile`` px: on CUDA under bfloat16 autocast, as the pipeline runs it
-    there, with the peak GPU memory and the projected time of a 40k x 40k scene."""
+    there, with the peak GPU memory and the projected time of a 40k x 40k scene; with ``onnx_dir``, ONNX Runtime's
+    figures on the same batch (:func:`onnx_figures`)."""
     model = create_model(name, "wv3").eval()
     lms, pan = network_inputs(model, tile, batch=batch)
     gflop = count_gflops(model, (lms[:1], pan[:1])) * batch
@@ -105,7 +112,35 @@ def network_figures(name: str, tile: int, repeat: int, device: str = "cpu", batc
                "scene_40k_hours": round(SCENE_PX / (pixels / seconds) / 3600, 2)}
     if device == "cuda":
         figures["gpu_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    if onnx_dir is not None:
+        figures["onnx"] = onnx_figures(name, model, lms, pan, seconds, threads, repeat, onnx_dir)
     return figures
+
+
+def onnx_figures(name: str, model: torch.nn.Module, lms: torch.Tensor, pan: torch.Tensor, torch_seconds: float,
+                 threads: int, repeat: int, workdir: Path) -> dict[str, object]:
+    """ONNX Runtime (CPU) on the batch PyTorch just ran, or why the network does not export."""
+    from spatialx.errors import SpatialxError
+    from spatialx.models.onnx import NOT_EXPORTABLE, OnnxRunner, export_onnx
+
+    if name in NOT_EXPORTABLE:
+        return {"exported": False, "why": NOT_EXPORTABLE[name]}
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / f"{name}-wv3-random.onnx"
+    card = {"architecture": name, "config": {"bands": int(lms.shape[1]), "guide_bands": int(pan.shape[1])}}
+    try:
+        export_onnx(model, card, path, tile=min(int(lms.shape[-1]), 64), check=False)
+    except SpatialxError as exc:
+        return {"exported": False, "why": str(exc)}
+    runner = OnnxRunner(path, threads=threads)
+    arrays = [lms.numpy(), pan.numpy()]
+    seconds = best(lambda: runner.run(arrays), repeat)
+    with torch.inference_mode():
+        expected = model(lms, pan).numpy()
+    pixels = lms.shape[0] * lms.shape[-1] * lms.shape[-2]
+    return {"exported": True, "seconds": round(seconds, 3), "mpx_per_s": round(pixels / seconds / 1e6, 4),
+            "ort_over_torch": round(torch_seconds / seconds, 2),
+            "max_abs_diff": float(np.abs(runner.run(arrays) - expected).max())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="where the bare network runs (cuda: bfloat16 autocast; the CLI rows follow --device too)")
     parser.add_argument("--batch", type=int, default=1, help="tiles per bare-network call")
+    parser.add_argument("--onnx", action="store_true", help="also ONNX Runtime (CPU) on the bare-network batch")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -135,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
                                   "networks": {}}
     rows = []
     for name in names:
-        entry: dict[str, object] = {"network": network_figures(name, args.tile, args.repeat, args.device, args.batch),
+        onnx_dir = workdir / "onnx" if args.onnx and args.device == "cpu" else None
+        entry: dict[str, object] = {"network": network_figures(name, args.tile, args.repeat, args.device, args.batch,
+                                                               threads=args.threads, onnx_dir=onnx_dir),
                                     "cli": {}}
         net = entry["network"]
         if not args.skip_cli:
@@ -156,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
         results["networks"][name] = entry  # type: ignore[index]
         print(f"{name}: {net['tile']} px tile {net['seconds']} s, {net['mpx_per_s']} Mpx/s, "
               f"{net['mflop_per_px']} MFLOP/px, {net['gflop_per_s']} GFLOP/s", flush=True)
+        if "onnx" in net:
+            ort = net["onnx"]
+            print(f"{name} onnxruntime: " + (f"{ort['seconds']} s, {ort['mpx_per_s']} Mpx/s, ORT/PyTorch "
+                                             f"{ort['ort_over_torch']}x, max |diff| {ort['max_abs_diff']:.2e}"
+                                             if ort["exported"] else f"not exported ({ort['why']})"), flush=True)
     print(f"\ntorch matmul: {results['matmul_gflop_per_s']} GFLOP/s (MACs) on {args.threads} threads\n")
     print("| network | bare network Mpx/s | MFLOP/px | GFLOP/s (% of matmul) | PAN px | CLI wall (s) | CLI Mpx/s "
           "| peak RSS (MiB) |")

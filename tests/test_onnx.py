@@ -149,3 +149,53 @@ def test_lemamba_exports_with_dynamic_shapes(tmp_path):
     with torch.no_grad():
         expected = model(lms, pan).numpy()
     assert np.abs(runner.run([lms.numpy(), pan.numpy()]) - expected).max() < 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("SPATIALX_SLOW"), reason="minutes on a CPU; set SPATIALX_SLOW=1")
+@pytest.mark.parametrize(("name", "tile", "other"), [("spaxfus", 32, (24, 40)), ("ssrfn", 64, (64, 64))])
+def test_scan_networks_export_and_agree_with_pytorch(tmp_path, name, tile, other):
+    model = create_model(name, "tiny").eval()
+    card = {"architecture": name, "config": {"bands": model.bands, "guide_bands": model.guide_bands}}
+    result = export_onnx(model, card, tmp_path / f"{name}.onnx", tile=tile)
+    assert result.exporter == "dynamo" and result.max_abs_diff < 1e-4
+    lms, guide = torch.rand(1, model.bands, *other), torch.rand(1, model.guide_bands, *other)
+    with torch.no_grad():
+        expected = model(lms, guide).numpy()
+    assert np.abs(OnnxRunner(result.path, threads=1).run([lms.numpy(), guide.numpy()]) - expected).max() < 1e-4
+
+
+def test_every_scan_caller_is_routed_to_the_exportable_scan_and_restored():
+    import importlib
+
+    from spatialx.models import onnx as onnx_module
+
+    callers = [importlib.import_module(name) for name in onnx_module.SCAN_CALLERS]
+    originals = [caller.selective_scan for caller in callers]
+    model = create_model("spaxfus", "tiny")
+    blocks = [m for m in model.modules() if hasattr(m, "scan_backend")]
+    assert blocks
+    with onnx_module._exportable_scans(model):
+        assert all(caller.selective_scan is onnx_module.export_selective_scan for caller in callers)
+        assert {block.scan_backend for block in blocks} == {"chunked"}
+    assert [caller.selective_scan for caller in callers] == originals
+    assert {block.scan_backend for block in blocks} == {"auto"}
+
+
+def test_export_selective_scan_equals_the_library_scan():
+    from spatialx.models.onnx import export_selective_scan
+    from spatialx.models.scan import selective_scan
+
+    generator = torch.Generator().manual_seed(3)
+    batch, dim, length, n_state = 2, 6, 11, 4
+    u = torch.randn(batch, dim, length, generator=generator)
+    delta = torch.randn(batch, dim, length, generator=generator)
+    A = -torch.rand(dim, n_state, generator=generator) - 0.1
+    B = torch.randn(batch, 2, n_state, length, generator=generator)  # grouped, as SpaXFus's channel scan passes them
+    C = torch.randn(batch, 2, n_state, length, generator=generator)
+    D, bias = torch.randn(dim, generator=generator), torch.randn(dim, generator=generator)
+    kwargs = {"delta_bias": bias, "delta_softplus": True}
+    with torch.no_grad():
+        expected = selective_scan(u, delta, A, B, C, D, **kwargs)
+        got = export_selective_scan(u, delta, A, B, C, D, **kwargs)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)

@@ -150,6 +150,22 @@ def test_odconv_matches_a_static_conv_when_attention_is_uniform():
     torch.testing.assert_close(conv(x), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_odconv_1x1_is_each_sample_own_convolution():
+    """The 1 x 1 head runs as a per-sample matrix product (exportable with a dynamic batch): the same numbers as a
+    convolution of each sample with the weight its attention built."""
+    torch.manual_seed(1)
+    conv = ODConv2d(6, 3, 1, kernels=4).eval()
+    x = torch.rand(3, 6, 5, 7)
+    with torch.no_grad():
+        a = conv.fc(x.mean(dim=(2, 3), keepdim=True))
+        channel = torch.sigmoid(conv.channel_fc(a)).view(3, 1, 6, 1, 1)
+        filt = torch.sigmoid(conv.filter_fc(a)).view(3, 3, 1, 1)
+        attention = torch.softmax(conv.kernel_fc(a).view(3, 4), dim=1)
+        weight = torch.einsum("bn,bnoikl->boikl", attention, conv.weight.unsqueeze(0) * channel.unsqueeze(1))
+        expected = torch.cat([torch.nn.functional.conv2d(x[i:i + 1], weight[i]) for i in range(3)]) * filt
+        torch.testing.assert_close(conv(x), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_flops_and_parameters_wv3():
     torch.manual_seed(0)
     model = create_model("spaxfus", "wv3")

@@ -46,9 +46,6 @@ OUTPUT_NAME = "fused"
 #: Architectures known not to export with dynamic height and width, and why (one line for ``spatialx export``).
 NOT_EXPORTABLE: dict[str, str] = {
     "rwkvfusion": "the WKV's chunked scan has Python control flow on the sequence length",
-    # its Mamba blocks call spatialx.models.ssrfn.selective_scan, which _exportable_scans does not route to the
-    # ONNX Scan: TorchScript would trace the compiled kernel's output as a constant (checked: off by 0.28)
-    "ssrfn": "its Mamba blocks' selective scan is not routed to an ONNX Scan",
 }
 
 
@@ -157,26 +154,30 @@ def export_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     return (y, last) if return_last_state else y
 
 
+#: Modules whose networks call :func:`spatialx.models.scan.selective_scan` through their own module-level name.
+SCAN_CALLERS = ("spatialx.models.ss2d", "spatialx.models.spaxfus", "spatialx.models.ssrfn")
+
+
 @contextlib.contextmanager
 def _exportable_scans(model) -> Iterator[None]:
-    """While exporting a network with SS2D blocks, route their selective scans through
-    :func:`export_selective_scan` (the module-level name ``spatialx.models.ss2d.selective_scan``; restored after)."""
+    """While exporting a network, route every selective scan through :func:`export_selective_scan`: the
+    ``selective_scan`` name of each loaded module of :data:`SCAN_CALLERS` is replaced (restored after), and every
+    block with a ``scan_backend`` is set to ``"chunked"`` (SS2D's compiled path is an image-order kernel of its own)."""
     import sys
 
-    ss2d = sys.modules.get("spatialx.models.ss2d")
-    blocks = [] if ss2d is None else [m for m in model.modules() if isinstance(m, ss2d.SS2D)]
-    if not blocks:
-        yield
-        return
-    original = ss2d.selective_scan
+    callers = [sys.modules[name] for name in SCAN_CALLERS if name in sys.modules]
+    blocks = [m for m in model.modules() if hasattr(m, "scan_backend")]
+    originals = [caller.selective_scan for caller in callers]
     backends = [block.scan_backend for block in blocks]
-    ss2d.selective_scan = export_selective_scan
     try:
-        for block in blocks:  # "chunked": the per-direction path, not the compiled kernel's image-order fast path
+        for caller in callers:
+            caller.selective_scan = export_selective_scan
+        for block in blocks:
             block.scan_backend = "chunked"
         yield
     finally:
-        ss2d.selective_scan = original
+        for caller, original in zip(callers, originals, strict=True):
+            caller.selective_scan = original
         for block, backend in zip(blocks, backends, strict=True):
             block.scan_backend = backend
 

@@ -390,9 +390,13 @@ class ODConv2d(nn.Module):
             weight = torch.einsum("bn,bnoikl->boikl", attention, weight)
         else:
             weight = weight[:, 0]
-        out = F.conv2d(x.reshape(1, batch * self.in_channels, height, width),
-                       weight.reshape(batch * self.out_channels, self.in_channels, k, k), padding=k // 2,
-                       groups=batch)
+        if k == 1:  # a per-sample matrix product: no convolution whose group count is the (dynamic) batch
+            out = torch.bmm(weight.reshape(batch, self.out_channels, self.in_channels), x.reshape(batch, -1,
+                                                                                               height * width))
+        else:
+            out = F.conv2d(x.reshape(1, batch * self.in_channels, height, width),
+                           weight.reshape(batch * self.out_channels, self.in_channels, k, k), padding=k // 2,
+                           groups=batch)
         return out.view(batch, self.out_channels, height, width) * filt
 
     def extra_flops(self, args: tuple, kwargs: dict, output: Tensor) -> int:
