@@ -10,11 +10,12 @@ absolute difference is reported (:class:`ExportResult`).
 ``onnxruntime-gpu``, on CUDA. ``onnx``, ``onnxscript`` and ``onnxruntime`` are optional (the ``onnx`` extra); a
 missing one is a one-line :class:`~spatialx.errors.MethodError`.
 
-Which networks export: PNN (convolutions only) and LE-Mamba. LE-Mamba's selective scan is a recurrence over the
-H x W sequence: its CPU kernel (numba) cannot be traced, and the pure-PyTorch paths of :mod:`spatialx.models.scan`
-are Python loops whose trip count depends on H x W (``divmod`` of a symbolic length fails in ``torch.export``).
-During an export the SS2D blocks therefore call :func:`export_selective_scan` instead, the same recurrence written
-with torch's ``scan`` higher-order op, which the dynamo exporter turns into one ONNX ``Scan`` loop per SS2D.
+Which networks export: PNN (convolutions only), LE-Mamba, SpaXFus and SSRFN; not RWKVFusion
+(:data:`NOT_EXPORTABLE`). A selective scan is a recurrence over its sequence (H x W pixels for SS2D): its CPU
+kernel (numba) cannot be traced, and the pure-PyTorch paths of :mod:`spatialx.models.scan` are Python loops whose
+trip count depends on the length (``divmod`` of a symbolic length fails in ``torch.export``). During an export every
+scan (the modules of :data:`SCAN_CALLERS`) therefore calls :func:`export_selective_scan` instead, the same
+recurrence written with torch's ``scan`` higher-order op, which the dynamo exporter turns into one ONNX ``Scan``.
 """
 
 from __future__ import annotations
