@@ -391,8 +391,8 @@ class ODConv2d(nn.Module):
         else:
             weight = weight[:, 0]
         if k == 1:  # a per-sample matrix product: no convolution whose group count is the (dynamic) batch
-            out = torch.bmm(weight.reshape(batch, self.out_channels, self.in_channels), x.reshape(batch, -1,
-                                                                                               height * width))
+            pixels = x.reshape(batch, self.in_channels, height * width)
+            out = torch.bmm(weight.reshape(batch, self.out_channels, self.in_channels), pixels)
         else:
             out = F.conv2d(x.reshape(1, batch * self.in_channels, height, width),
                            weight.reshape(batch * self.out_channels, self.in_channels, k, k), padding=k // 2,
