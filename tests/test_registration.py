@@ -48,8 +48,8 @@ def _ms(truth: np.ndarray, shift: tuple[float, float]) -> np.ndarray:
     """The MS whose content is moved by ``shift`` (dx, dy) MS pixels from where the georeferencing puts it: the
     truth resampled, then averaged over 4 x 4 blocks."""
     moved = np.stack([nd_shift(t, (shift[1] * RATIO, shift[0] * RATIO), order=3, mode="reflect") for t in truth])
-    n = SIZE // RATIO
-    return moved.reshape(len(truth), n, RATIO, n, RATIO).mean(axis=(2, 4))
+    rows, cols = truth.shape[1] // RATIO, truth.shape[2] // RATIO
+    return moved.reshape(len(truth), rows, RATIO, cols, RATIO).mean(axis=(2, 4))
 
 
 def _write(directory: Path, truth: np.ndarray, shift: tuple[float, float],
@@ -110,6 +110,35 @@ def test_stride_keeps_low_resolution_units(truth, tmp_path):
     result, sample = _preflight(*_write(tmp_path, truth, (2.0, -1.0)), pixel_budget=SIZE * SIZE // 4)
     assert sample.stride == 2
     assert abs(result.estimate.dx + 2) < 0.2 and abs(result.estimate.dy - 1) < 0.2
+
+
+@pytest.fixture(scope="module")
+def quickbird(shared_dir) -> tuple[np.ndarray, np.ndarray]:
+    """The real QuickBird Toulouse PAN and XS (the XS delivered on the PAN grid), as float64."""
+    real = shared_dir / "data" / "real"
+    with rasterio.open(real / "qb_toulouse_pan.tif") as pan, rasterio.open(real / "qb_toulouse_xs.tif") as xs:
+        return pan.read().astype(np.float64), xs.read().astype(np.float64)
+
+
+def _real_pair(directory: Path, quickbird, shift: tuple[float, float]) -> tuple[Path, Path]:
+    """The real PAN, and the real XS moved by ``shift`` MS pixels and averaged onto its native 4:1 grid."""
+    pan, xs = quickbird
+    directory.mkdir()
+    pan_path = write_tif(directory / "pan.tif", pan.astype("uint16"), PAN_TRANSFORM, CRS)
+    return pan_path, write_tif(directory / "ms.tif", _ms(xs, shift).astype("uint16"), MS_TRANSFORM, CRS)
+
+
+def test_real_imagery_shift_is_measured_against_the_pairs_own_offset(quickbird, tmp_path):
+    """Real textures and a real PAN/XS spectral mismatch: every imposed shift is recovered to 0.1 MS pixel on top
+    of the pair's own offset (about a PAN pixel, measured as it comes), and 10 MS pixels is refused."""
+    own = _preflight(*_real_pair(tmp_path / "own", quickbird, (0.0, 0.0)))[0]
+    assert own.decision == "ok" and own.estimate.reliable and own.estimate.magnitude < 0.5
+    for k, shift in enumerate([(2.0, -1.0), (-1.3, 0.7), (0.0, -3.5), (10.0, 0.0)]):
+        result = _preflight(*_real_pair(tmp_path / f"moved{k}", quickbird, shift))[0]
+        est = result.estimate
+        assert est.reliable, shift
+        assert abs(est.dx - own.estimate.dx + shift[0]) < 0.1 and abs(est.dy - own.estimate.dy + shift[1]) < 0.1
+        assert result.decision == ("refuse" if max(map(abs, shift)) > 3 else "warn"), shift
 
 
 def test_flat_image_is_unreliable():
