@@ -103,6 +103,69 @@ def test_block_gather_hands_on_each_block_once_whatever_the_window_order():
     assert np.array_equal(out, data) and gather.partial() == []
 
 
+def _tile_windows(height: int, width: int, tile: int) -> list[Window]:
+    """Row-major windows of ``tile`` px that do not coincide with the blocks (as network tiles do)."""
+    return [Window(c, r, min(tile, width - c), min(tile, height - r))
+            for r in range(0, height, tile) for c in range(0, width, tile)]
+
+
+def test_block_gather_spills_beyond_its_budget_and_completes_spilled_blocks_from_the_file():
+    """A strip of blocks across a wide scene does not stay in memory: beyond the budget the oldest waiting blocks
+    go to the file as they are and are read back when their next pixels arrive; every pixel ends up right and
+    each block is handed on complete exactly once."""
+    height, width, block, tile = 300, 1000, 64, 96
+    data = np.arange(height * width, dtype=np.int32).reshape(1, height, width)
+    budget = 3 * block * block * 4  # three int32 blocks of a 16-block-wide strip
+    gather = BlockGather(1, height, width, block, "int32", fill=-1, budget=budget)
+    file = np.full_like(data, -7)
+
+    def read(w: Window) -> np.ndarray:
+        return file[:, w.row_off: w.row_off + w.height, w.col_off: w.col_off + w.width].copy()
+
+    def put(values: np.ndarray, w: Window) -> None:
+        file[:, w.row_off: w.row_off + w.height, w.col_off: w.col_off + w.width] = values
+
+    complete, most_waiting = [], 0
+    for w in _tile_windows(height, width, tile):
+        piece = data[:, w.row_off: w.row_off + w.height, w.col_off: w.col_off + w.width]
+        for values, target in gather.add(piece, w, read):
+            complete.append((target.row_off, target.col_off))
+            put(values, target)
+        for values, target in gather.spill():
+            assert (values == -1).any()  # a partial block, its missing pixels as the fill
+            put(values, target)
+        most_waiting = max(most_waiting, gather.waiting_bytes)
+    assert most_waiting <= budget and gather.spills > 0
+    assert sorted(complete) == sorted({(r, c) for r in range(0, height, block) for c in range(0, width, block)})
+    assert np.array_equal(file, data) and gather.partial() == []
+
+
+def test_writer_output_is_the_same_with_spilled_blocks(tmp_path, monkeypatch):
+    """Through GDAL (a compressed block written partial, read back from the open file, completed): the product's
+    pixels and overviews do not depend on the gather budget."""
+    import spatialx.io.write as write
+
+    height, width = 700, 1500
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 2047, size=(3, height, width), dtype=np.uint16)
+    grid = Grid(from_origin(300000, 5000000, 0.5, 0.5), width, height, "EPSG:32631")
+    bands = [BandInfo(f"b{i}") for i in range(3)]
+    outputs = {}
+    for budget in (None, 2 * 512 * 512 * 3 * 2):
+        monkeypatch.setattr(write, "GATHER_BUDGET", budget)
+        spec = write.OutputSpec(path=tmp_path / f"out_{budget}.tif", grid=grid, dtype="uint16", bands=bands,
+                                nodata=0)
+        with write.gdal_env(), write.RasterWriter(spec) as writer:
+            for w in _tile_windows(height, width, 384):
+                writer.write(data[:, w.row_off: w.row_off + w.height, w.col_off: w.col_off + w.width], w)
+            spills = writer._blocks.spills
+        with rasterio.open(writer.path) as src:
+            outputs[budget] = (src.read(), src.read(out_shape=(3, height // 4, width // 4)), spills)
+    (full, over, none_spilled), (full_b, over_b, spilled) = outputs.values()
+    assert none_spilled == 0 and spilled > 0
+    assert np.array_equal(full, data) and np.array_equal(full_b, data) and np.array_equal(over, over_b)
+
+
 def test_block_gather_resumes_from_the_rows_already_in_the_file():
     data = np.arange(100 * 64, dtype=np.uint16).reshape(1, 100, 64)
     gather = BlockGather(1, 100, 64, 64, "uint16", fill=0)

@@ -145,15 +145,24 @@ class BlockGather:
     A window written straight into a compressed GeoTIFF is compressed with whatever of its blocks is there, and read
     back, decompressed and compressed again for every later window that shares a block. Here a block is handed on
     once all of its pixels have arrived (windows do not overlap, so counting pixels is enough); meanwhile it waits in
-    memory, which for row-major tile order is at most a strip of blocks across the scene.
+    memory, which for row-major tile order is at most a strip of blocks across the scene. So that memory does not
+    grow with the scene's width, blocks waiting beyond ``budget`` bytes are spilled (:meth:`spill`: written as they
+    are, oldest first) and, when their next pixels arrive, started again from the file's pixels (``read``): those
+    blocks are compressed more than once, the price of a bounded memory on very wide scenes.
     """
 
-    def __init__(self, bands: int, height: int, width: int, block: int, dtype: str, fill: float):
+    def __init__(self, bands: int, height: int, width: int, block: int, dtype: str, fill: float,
+                 budget: int | None = None):
         self.bands, self.height, self.width, self.block = bands, height, width, block
         self.dtype, self.fill = np.dtype(dtype), fill
+        self.budget = budget
         #: Rows above this are in the file already (a resumed run): blocks across it start from the file's pixels.
         self.kept_above = 0
         self._waiting: dict[tuple[int, int], tuple[np.ndarray, list[int]]] = {}  # buffer, pixels still missing
+        self._waiting_bytes = 0
+        self._spilled: dict[tuple[int, int], int] = {}  # in the file as they were, pixels still missing
+        #: How many times a waiting block was spilled (a measure of the rewriting it costs).
+        self.spills = 0
 
     def _window(self, block_row: int, block_col: int) -> Window:
         row, col = block_row * self.block, block_col * self.block
@@ -177,16 +186,21 @@ class BlockGather:
                     continue
                 key = (block_row, block_col)
                 if key not in self._waiting:
-                    self._waiting[key] = self._start(target, read)
+                    self._waiting[key] = self._start(key, target, read)
+                    self._waiting_bytes += self._waiting[key][0].nbytes
                 buffer, missing = self._waiting[key]
                 buffer[:, r0 - t_row: r1 - t_row, c0 - t_col: c1 - t_col] = piece
                 missing[0] -= (r1 - r0) * (c1 - c0)
                 if missing[0] <= 0:
                     del self._waiting[key]
+                    self._waiting_bytes -= buffer.nbytes
                     yield buffer, target
 
-    def _start(self, target: Window, read: Callable[[Window], np.ndarray]) -> tuple[np.ndarray, list[int]]:
+    def _start(self, key: tuple[int, int], target: Window, read: Callable[[Window], np.ndarray]
+               ) -> tuple[np.ndarray, list[int]]:
         top, rows, cols = int(target.row_off), int(target.height), int(target.width)
+        if key in self._spilled:
+            return np.array(read(target), dtype=self.dtype), [self._spilled.pop(key)]
         kept = min(max(self.kept_above - top, 0), rows)
         if kept:
             buffer = np.array(read(target), dtype=self.dtype)
@@ -194,10 +208,35 @@ class BlockGather:
             buffer = np.full((self.bands, rows, cols), self.fill, dtype=self.dtype)
         return buffer, [(rows - kept) * cols]
 
+    @property
+    def waiting_bytes(self) -> int:
+        return self._waiting_bytes
+
+    def spill(self) -> list[tuple[np.ndarray, Window]]:
+        """The oldest waiting blocks, as they are, until those still waiting fit the budget: the caller writes them
+        to the file, from which :meth:`add` reads them back when their next pixels arrive."""
+        spilled: list[tuple[np.ndarray, Window]] = []
+        if self.budget is None:
+            return spilled
+        while self._waiting and self._waiting_bytes > self.budget:
+            key = next(iter(self._waiting))
+            buffer, missing = self._waiting.pop(key)
+            self._waiting_bytes -= buffer.nbytes
+            self._spilled[key] = missing[0]
+            self.spills += 1
+            spilled.append((buffer, self._window(*key)))
+        return spilled
+
     def partial(self) -> list[tuple[np.ndarray, Window]]:
         """The blocks still waiting for pixels, as they are (they stay waiting)."""
         return [(buffer, self._window(*key)) for key, (buffer, _) in self._waiting.items()]
 
+
+#: Most bytes of output blocks an output keeps waiting for their pixels (:class:`BlockGather`). Tiles that do not
+#: coincide with the blocks (networks: 384 px cores and overlaps) leave a strip of blocks across the scene waiting,
+#: 512 px high: 8-band uint16, 33 MiB at 4096 px wide, 328 MiB at 40,000 px (a full WorldView-3 scene). Beyond this,
+#: the oldest are written as they are and completed from the file later.
+GATHER_BUDGET = 96 * 1024 * 1024
 
 #: Most bytes the overview levels of a streamed pyramid may hold waiting for their blocks (each level a strip of
 #: blocks across its width: about twice the first level's strip in all). Wider outputs build their levels from the
@@ -299,7 +338,7 @@ class RasterWriter:
         self._creation = compression_options(spec.dtype, workers, spec.compress_level)
         block = min(spec.blocksize, 512)
         self._blocks = BlockGather(len(spec.bands), spec.grid.height, spec.grid.width, block, spec.dtype,
-                                   0 if spec.nodata is None else spec.nodata)
+                                   0 if spec.nodata is None else spec.nodata, budget=GATHER_BUDGET)
         self._temps: list[Path] = []
         # Tile workers write while the main thread may abort (an error, SIGINT): closing the dataset under a write
         # would be a use-after-free in GDAL, and a write after abort must fail instead of touching a removed file.
@@ -350,7 +389,8 @@ class RasterWriter:
             # An identity transform without CRS is how GDAL reports "not georeferenced": write none at all.
             profile["transform"] = spec.grid.transform
         try:
-            self._dataset = rasterio.open(staging, "w", **profile)
+            # "w+": readable too, so that blocks spilled beyond the gather budget can be read back and completed
+            self._dataset = rasterio.open(staging, "w+", **profile)
             waiting = OverviewPyramid.waiting_bytes(spec.grid.width, len(spec.bands), spec.dtype, block)
             if spec.cog and not spec.resumable and waiting <= PYRAMID_BUDGET:
                 with warnings.catch_warnings():
@@ -394,6 +434,8 @@ class RasterWriter:
                 self._dataset.write(block, window=block_window)
                 if self._pyramid is not None:
                     self._pyramid.add(block, block_window)
+            for block, block_window in self._blocks.spill():
+                self._dataset.write(block, window=block_window)
 
     def _read_block(self, window: Window) -> np.ndarray:
         assert self._dataset is not None
