@@ -234,7 +234,7 @@ class BlockGather:
 
 #: Most bytes of output blocks an output keeps waiting for their pixels (:class:`BlockGather`). Tiles that do not
 #: coincide with the blocks (networks: 384 px cores and overlaps) leave a strip of blocks across the scene waiting,
-#: 512 px high: 8-band uint16, 33 MiB at 4096 px wide, 328 MiB at 40,000 px (a full WorldView-3 scene). Beyond this,
+#: 512 px high: 8-band uint16, 32 MiB at 4096 px wide, 312 MiB at 40,000 px (a full WorldView-3 scene). Beyond this,
 #: the oldest are written as they are and completed from the file later.
 GATHER_BUDGET = 96 * 1024 * 1024
 
