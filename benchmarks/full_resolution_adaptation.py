@@ -42,11 +42,12 @@ def crop(source: Path, out: Path, row: int, rows: int, cols: int) -> Path:
     return target
 
 
-def rows_for(networks: list[str], steps: int, scratch: list[str]) -> list[tuple[str, str, dict[str, Any]]]:
+def rows_for(networks: list[str], steps: int, scratch: list[str], kinds: tuple[str, ...] = ("reduced", "full")
+             ) -> list[tuple[str, str, dict[str, Any]]]:
     rows = [(name, name, {}) for name in CLASSICAL]
     for network in networks:
         rows.append((f"{network} bundled, 0 steps", network, {}))
-        for kind in ("reduced", "full"):
+        for kind in kinds:
             rows.append((f"{network} + {steps} steps {kind}", network, {"adapt_steps": steps, "adapt_loss": kind}))
     for network in scratch:
         rows.append((f"{network} scratch ({'tiny' if network == 'spaxfus' else 'default'}), {steps} steps full",
@@ -101,6 +102,8 @@ def main() -> None:
     parser.add_argument("--networks", nargs="+", default=["pnn", "lemamba"])
     parser.add_argument("--scratch", nargs="*", default=[], help="networks also trained from scratch (full loss)")
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--kinds", nargs="+", default=["reduced", "full"], choices=("reduced", "full", "both"),
+                        help="the --adapt-loss kinds to run for each network")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tile", type=int, default=256,
                         help="tile size of every fusion (256: each scene in one tile; SpaXFus's bundled weights, "
@@ -114,7 +117,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
     from spatialx.sample import write_sample
 
-    rows = rows_for(args.networks, args.steps, args.scratch)
+    rows = rows_for(args.networks, args.steps, args.scratch, tuple(args.kinds))
     tables: dict[str, dict[str, dict[str, Any]]] = {}
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
