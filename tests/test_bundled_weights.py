@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from scenes import write_hmif_pair
 
 from spatialx.errors import MethodError, ReadError
 from spatialx.methods import create_method
@@ -29,7 +30,11 @@ EXPECTED = {
     "lemamba-qb": ("lemamba", 4, ("qb", "geoeye1", "ikonos", "gf2")),
     "spaxfus-qb": ("spaxfus", 4, ("qb", "geoeye1", "ikonos", "gf2")),
     "spaxfus-wv3": ("spaxfus", 8, ("wv2", "wv3")),
+    "rwkvfusion-wv3": ("rwkvfusion", 8, ("wv2", "wv3")),
+    "rwkvfusion-qb": ("rwkvfusion", 4, ("qb", "geoeye1", "ikonos", "gf2")),
 }
+#: A task and inputs no bundled weights fit: PRISMA + Sentinel-2 hyperspectral fusion.
+HMIF_SENSORS = {"hs": "prisma_l2d", "ms": "s2_l2a"}
 
 
 @pytest.fixture(scope="module")
@@ -116,10 +121,10 @@ def test_adaptation_fine_tunes_the_bundled_weights_unless_scratch_or_config():
 
 def test_a_network_without_bundled_weights_is_a_clear_error():
     with pytest.raises(MethodError, match="no bundled weights") as raised:
-        create_method("rwkvfusion", get_sensor("wv3"), 4)
-    assert "pnn-wv3" in str(raised.value) and "8-band MS" in str(raised.value)
+        create_method("lemamba", HMIF_SENSORS, 3, task="hmif")
+    assert "pnn-wv3" in str(raised.value) and "239-band HS" in str(raised.value)
     assert "pnn-wv3 (pansharpen, 8 bands)" in describe_bundled()
-    assert create_method("rwkvfusion", get_sensor("wv3"), 4, adapt_steps=1).weights_source == "scratch"
+    assert create_method("lemamba", HMIF_SENSORS, 3, task="hmif", adapt_steps=1).weights_source == "scratch"
 
 
 def test_tampered_or_uncarded_bundled_weights_are_refused(tmp_path, monkeypatch):
@@ -154,8 +159,10 @@ def test_cli_bundled_weights_scratch_and_errors(qb_scene, wv3_scene, tmp_path, s
     assert "weights: bundled pnn-qb.safetensors" in " ".join((done.stdout + done.stderr).split())
     error_line(spatialx("pansharpen", qb_scene["pan"], qb_scene["ms"], "s.tif", "-s", "qb", "-m", "pnn", "--scratch",
                         cwd=tmp_path), "--scratch", "--adapt-steps")
-    error_line(spatialx("pansharpen", wv3_scene["pan"], wv3_scene["ms"], "x.tif", "-s", "wv3", "-m", "rwkvfusion",
-                        cwd=tmp_path), "no bundled weights", "pnn-wv3")
+    (tmp_path / "hmif").mkdir()
+    hmif = write_hmif_pair(tmp_path / "hmif", 48)
+    error_line(spatialx("hmif", hmif["hs"], hmif["ms"], "x.tif", "-m", "lemamba", cwd=tmp_path),
+               "no bundled weights", "pnn-wv3")
     error_line(spatialx("evaluate", "reduced", qb_scene["pan"], qb_scene["ms"], "-s", "qb", "-m", "pnn", "--scratch",
                         cwd=tmp_path), "--adapt-steps")
     assert not (tmp_path / "s.tif").exists() and not (tmp_path / "x.tif").exists()

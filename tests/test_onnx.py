@@ -153,7 +153,8 @@ def test_lemamba_exports_with_dynamic_shapes(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("SPATIALX_SLOW"), reason="minutes on a CPU; set SPATIALX_SLOW=1")
-@pytest.mark.parametrize(("name", "tile", "other"), [("spaxfus", 32, (24, 40)), ("ssrfn", 64, (64, 64))])
+@pytest.mark.parametrize(("name", "tile", "other"), [("spaxfus", 32, (24, 40)), ("ssrfn", 64, (64, 64)),
+                                                     ("rwkvfusion", 32, (24, 40))])
 def test_scan_networks_export_and_agree_with_pytorch(tmp_path, name, tile, other):
     model = create_model(name, "tiny").eval()
     card = {"architecture": name, "config": {"bands": model.bands, "guide_bands": model.guide_bands}}
@@ -199,3 +200,22 @@ def test_export_selective_scan_equals_the_library_scan():
         expected = selective_scan(u, delta, A, B, C, D, **kwargs)
         got = export_selective_scan(u, delta, A, B, C, D, **kwargs)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("length", [1, 15, 16, 37])
+def test_export_wkv_equals_the_reference_recurrence(length):
+    from spatialx.models.onnx import export_wkv
+    from spatialx.models.wkv import wkv_reference
+
+    generator = torch.Generator().manual_seed(length)
+    batch, heads, n = 2, 2, 8
+    r, k, v = (torch.randn(batch, length, heads, n, generator=generator) for _ in range(3))
+    w = 3 * torch.randn(heads, n, generator=generator)
+    w[0, 0], w[1, 1] = 30.0, -30.0  # a decay of 0 and one of almost 1: nothing overflows
+    u = torch.randn(heads, n, generator=generator)
+    state = torch.randn(batch, heads, n, n, generator=generator)
+    with torch.no_grad():
+        got, got_state = export_wkv(r, k, v, w, u, state, return_state=True)
+        expected, expected_state = wkv_reference(r, k, v, w, u, state, return_state=True)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(got_state, expected_state, rtol=1e-5, atol=1e-4)

@@ -268,12 +268,9 @@ class NetworkMethod(FusionMethod):
             self.weights_name = None
         self.model.eval()
         if self.backend == "onnx":
-            from spatialx.models.onnx import NOT_EXPORTABLE, _require
+            from spatialx.models.onnx import _require
 
             _require(*(("onnxruntime",) if self._onnx_file is not None else ("onnx", "onnxscript", "onnxruntime")))
-            if self._onnx_file is None and self.architecture in NOT_EXPORTABLE:
-                raise MethodError(f"{self.name} does not export to ONNX: {NOT_EXPORTABLE[self.architecture]}",
-                                  hint="use --backend torch")
             if self._onnx_file is not None and not self._onnx_file.is_file():
                 raise ReadError("ONNX file does not exist", path=self._onnx_file, hint="check the path")
 

@@ -10,12 +10,13 @@ absolute difference is reported (:class:`ExportResult`).
 ``onnxruntime-gpu``, on CUDA. ``onnx``, ``onnxscript`` and ``onnxruntime`` are optional (the ``onnx`` extra); a
 missing one is a one-line :class:`~spatialx.errors.MethodError`.
 
-Which networks export: PNN (convolutions only), LE-Mamba, SpaXFus and SSRFN; not RWKVFusion
-(:data:`NOT_EXPORTABLE`). A selective scan is a recurrence over its sequence (H x W pixels for SS2D): its CPU
+Every network exports: PNN (convolutions only), LE-Mamba, SpaXFus, SSRFN and RWKVFusion. A selective scan is a
+recurrence over its sequence (H x W pixels for SS2D): its CPU
 kernel (numba) cannot be traced, and the pure-PyTorch paths of :mod:`spatialx.models.scan` are Python loops whose
 trip count depends on the length (``divmod`` of a symbolic length fails in ``torch.export``). During an export every
 scan (the modules of :data:`SCAN_CALLERS`) therefore calls :func:`export_selective_scan` instead, the same
-recurrence written with torch's ``scan`` higher-order op, which the dynamo exporter turns into one ONNX ``Scan``.
+recurrence written with torch's ``scan`` higher-order op, which the dynamo exporter turns into one ONNX ``Scan``;
+RWKVFusion's WKV (:data:`WKV_CALLERS`) likewise calls :func:`export_wkv`, its chunked form with the scan over chunks.
 """
 
 from __future__ import annotations
@@ -44,10 +45,6 @@ DEFAULT_OPSET = 18
 #: Input names of the exported graph, per position of the network's arguments (the task's network roles follow).
 INPUT_NAMES = ("lms", "guide")
 OUTPUT_NAME = "fused"
-#: Architectures known not to export with dynamic height and width, and why (one line for ``spatialx export``).
-NOT_EXPORTABLE: dict[str, str] = {
-    "rwkvfusion": "the WKV's chunked scan has Python control flow on the sequence length",
-}
 
 
 def onnx_available() -> bool:
@@ -155,30 +152,86 @@ def export_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     return (y, last) if return_last_state else y
 
 
+def export_wkv(r, k, v, w, u, initial_state=None, return_state=False, chunk=None, backend="auto"):
+    """:func:`spatialx.models.wkv.wkv`'s contract as its chunked form (:func:`~spatialx.models.wkv.wkv_chunked`)
+    with a fixed chunk length, every chunk padded to it, and the states entering the chunks by one
+    ``torch._higher_order_ops.scan`` over the chunks: exportable with a dynamic sequence length. As in the chunked
+    form every decay factor is ``exp(lam m)`` with ``m >= 0`` steps, so nothing overflows for any ``w``. The
+    intra-chunk terms are added one lag at a time straight into the output (no (T, T) score matrix). Inference
+    only; ``backend`` is ignored."""
+    import torch
+    import torch.nn.functional as F
+    from torch._higher_order_ops.scan import scan
+
+    from spatialx.models.wkv import DEFAULT_CHUNK, _log_decay
+
+    steps_per_chunk = DEFAULT_CHUNK if chunk is None else int(chunk)
+    batch, length, heads, n = r.shape
+    vdim = v.shape[3]
+    n_chunks = (length + steps_per_chunk - 1) // steps_per_chunk
+    pad = n_chunks * steps_per_chunk - length
+    lam = _log_decay(w, torch.float32)  # (H, N)
+
+    def blocks(x):  # (batch, L, H, X) -> (batch, H, chunks, T, X)
+        x = F.pad(x.float(), (0, 0, 0, 0, 0, pad))
+        return x.reshape(batch, n_chunks, steps_per_chunk, heads, x.shape[-1]).permute(0, 3, 1, 2, 4)
+
+    rb, kb, vb = blocks(r), blocks(k), blocks(v)
+    from_start = torch.exp(lam[:, None, :] * torch.arange(steps_per_chunk, dtype=torch.float32)[:, None])  # (H, T, N)
+    chunk_decay = torch.exp(lam * steps_per_chunk)[None, :, :, None]  # (1, H, N, 1)
+    contrib = ((kb * from_start.flip(1)[:, None]).transpose(-1, -2) @ vb).permute(2, 0, 1, 3, 4)  # (chunks, b, H, N, V)
+    h0 = rb.new_zeros(batch, heads, n, vdim) if initial_state is None else initial_state.float()
+
+    def step(h, contribution):
+        return chunk_decay * h + contribution, h.clone()
+
+    _, entering = scan(step, h0, contrib)
+    entering = entering.permute(1, 2, 0, 3, 4)  # (batch, H, chunks, N, V)
+    out = (rb * from_start[:, None]) @ entering
+    for m in range(steps_per_chunk - 1):  # the token m + 1 steps back in the chunk, decayed over m steps
+        scores = (rb[..., m + 1:, :] * kb[..., :steps_per_chunk - 1 - m, :]) @ from_start[:, m, None, :, None]
+        out = out + F.pad(scores * vb[..., :steps_per_chunk - 1 - m, :], (0, 0, m + 1, 0))
+    out = out + (rb * kb * u.float()[:, None, None, :]).sum(-1, keepdim=True) * vb
+    out = out.permute(0, 2, 3, 1, 4).reshape(batch, n_chunks * steps_per_chunk, heads, vdim)[:, :length].to(r.dtype)
+    if not return_state:
+        return out
+    # the last chunk's real steps only: its padded steps must not decay the state
+    last = steps_per_chunk - pad
+    state = (torch.exp(lam * last)[None, :, :, None] * entering[:, :, -1]
+             + (kb[:, :, -1, :last] * from_start[:, :last].flip(1)).transpose(-1, -2) @ vb[:, :, -1, :last])
+    return out, state
+
+
 #: Modules whose networks call :func:`spatialx.models.scan.selective_scan` through their own module-level name.
 SCAN_CALLERS = ("spatialx.models.ss2d", "spatialx.models.spaxfus", "spatialx.models.ssrfn")
+#: Modules that call :func:`spatialx.models.wkv.wkv` through their own module-level name.
+WKV_CALLERS = ("spatialx.models.wkv",)
 
 
 @contextlib.contextmanager
 def _exportable_scans(model) -> Iterator[None]:
-    """While exporting a network, route every selective scan through :func:`export_selective_scan`: the
-    ``selective_scan`` name of each loaded module of :data:`SCAN_CALLERS` is replaced (restored after), and every
-    block with a ``scan_backend`` is set to ``"chunked"`` (SS2D's compiled path is an image-order kernel of its own)."""
+    """While exporting a network, route every recurrence through its exportable form: the ``selective_scan`` name
+    of each loaded module of :data:`SCAN_CALLERS` becomes :func:`export_selective_scan` and the ``wkv`` name of
+    each of :data:`WKV_CALLERS` :func:`export_wkv` (restored after), and every block with a ``scan_backend`` is set
+    to ``"chunked"`` (SS2D's compiled path is an image-order kernel of its own)."""
     import sys
 
-    callers = [sys.modules[name] for name in SCAN_CALLERS if name in sys.modules]
+    routes = [(sys.modules[name], attribute, replacement)
+              for names, attribute, replacement in ((SCAN_CALLERS, "selective_scan", export_selective_scan),
+                                                    (WKV_CALLERS, "wkv", export_wkv))
+              for name in names if name in sys.modules]
     blocks = [m for m in model.modules() if hasattr(m, "scan_backend")]
-    originals = [caller.selective_scan for caller in callers]
+    originals = [getattr(module, attribute) for module, attribute, _ in routes]
     backends = [block.scan_backend for block in blocks]
     try:
-        for caller in callers:
-            caller.selective_scan = export_selective_scan
+        for module, attribute, replacement in routes:
+            setattr(module, attribute, replacement)
         for block in blocks:
             block.scan_backend = "chunked"
         yield
     finally:
-        for caller, original in zip(callers, originals, strict=True):
-            caller.selective_scan = original
+        for (module, attribute, _), original in zip(routes, originals, strict=True):
+            setattr(module, attribute, original)
         for block, backend in zip(blocks, backends, strict=True):
             block.scan_backend = backend
 
@@ -234,10 +287,6 @@ def export_onnx(model, card: Mapping[str, Any], path: str | PathLike[str], *, op
     _require("onnx", "onnxscript", "onnxruntime")
     from spatialx.io.outputs import publish, temporary_for
 
-    architecture = card.get("architecture", "")
-    if architecture in NOT_EXPORTABLE:
-        raise MethodError(f"{architecture} does not export to ONNX: {NOT_EXPORTABLE[architecture]}",
-                          hint="fuse it with --backend torch")
     model = model.eval().cpu()
     args = _example_inputs(model, card, tile, batch=check_batch)
     path = Path(path)
