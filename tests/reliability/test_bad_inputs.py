@@ -95,8 +95,7 @@ CASES = {
     "network untrained": (["pansharpen", P, M, "{out}/o.tif", "-s", "qb", "-m", "pnn", "--config", "qb"], "weights"),
     "network scratch without adaptation": (["pansharpen", P, M, "{out}/o.tif", "-s", "qb", "-m", "pnn", "--scratch"],
                                            "--adapt-steps"),
-    "network without bundled weights": (["pansharpen", "{in}/tagged/pan.tif", "{in}/tagged/ms.tif", "{out}/o.tif",
-                                         "-s", "wv3", "-m", "rwkvfusion"], "no bundled weights"),
+    "network without bundled weights": (["hmif", HS, MS, "{out}/o.tif", "-m", "lemamba"], "no bundled weights"),
     "unknown device": (["pansharpen", P, M, "{out}/o.tif", "-s", "qb", "--device", "tpu"], "tpu"),
     # hmif
     "HS missing": (["hmif", "{in}/nope.he5", MS, "{out}/o.tif"], "does not exist"),
