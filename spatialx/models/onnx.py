@@ -163,7 +163,7 @@ def export_wkv(r, k, v, w, u, initial_state=None, return_state=False, chunk=None
     import torch.nn.functional as F
     from torch._higher_order_ops.scan import scan
 
-    from spatialx.models.wkv import DEFAULT_CHUNK, _log_decay
+    from spatialx.models.wkv import DEFAULT_CHUNK, _log_decay, chunk_blocks, decay_from_chunk_start, last_chunk_state
 
     steps_per_chunk = DEFAULT_CHUNK if chunk is None else int(chunk)
     batch, length, heads, n = r.shape
@@ -171,13 +171,8 @@ def export_wkv(r, k, v, w, u, initial_state=None, return_state=False, chunk=None
     n_chunks = (length + steps_per_chunk - 1) // steps_per_chunk
     pad = n_chunks * steps_per_chunk - length
     lam = _log_decay(w, torch.float32)  # (H, N)
-
-    def blocks(x):  # (batch, L, H, X) -> (batch, H, chunks, T, X)
-        x = F.pad(x.float(), (0, 0, 0, 0, 0, pad))
-        return x.reshape(batch, n_chunks, steps_per_chunk, heads, x.shape[-1]).permute(0, 3, 1, 2, 4)
-
-    rb, kb, vb = blocks(r), blocks(k), blocks(v)
-    from_start = torch.exp(lam[:, None, :] * torch.arange(steps_per_chunk, dtype=torch.float32)[:, None])  # (H, T, N)
+    rb, kb, vb = (chunk_blocks(x.float(), steps_per_chunk, n_chunks, pad) for x in (r, k, v))
+    from_start = decay_from_chunk_start(lam, steps_per_chunk)
     chunk_decay = torch.exp(lam * steps_per_chunk)[None, :, :, None]  # (1, H, N, 1)
     contrib = ((kb * from_start.flip(1)[:, None]).transpose(-1, -2) @ vb).permute(2, 0, 1, 3, 4)  # (chunks, b, H, N, V)
     h0 = rb.new_zeros(batch, heads, n, vdim) if initial_state is None else initial_state.float()
@@ -195,11 +190,7 @@ def export_wkv(r, k, v, w, u, initial_state=None, return_state=False, chunk=None
     out = out.permute(0, 2, 3, 1, 4).reshape(batch, n_chunks * steps_per_chunk, heads, vdim)[:, :length].to(r.dtype)
     if not return_state:
         return out
-    # the last chunk's real steps only: its padded steps must not decay the state
-    last = steps_per_chunk - pad
-    state = (torch.exp(lam * last)[None, :, :, None] * entering[:, :, -1]
-             + (kb[:, :, -1, :last] * from_start[:, :last].flip(1)).transpose(-1, -2) @ vb[:, :, -1, :last])
-    return out, state
+    return out, last_chunk_state(entering[:, :, -1], kb, vb, lam, from_start, steps_per_chunk - pad)
 
 
 #: Modules whose networks call :func:`spatialx.models.scan.selective_scan` through their own module-level name.

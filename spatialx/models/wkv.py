@@ -191,18 +191,8 @@ def wkv_chunked(r: Tensor, k: Tensor, v: Tensor, w: Tensor, u: Tensor, initial_s
     n_chunks = -(-length // chunk)
     pad = n_chunks * chunk - length
     lam = _log_decay(w, ctype)  # (H, N)
-    steps = torch.arange(chunk, dtype=ctype, device=r.device)
-
-    def blocks(x: Tensor) -> Tensor:
-        """(batch, L, H, X) -> (batch, H, chunks, T, X), zero-padded to whole chunks."""
-        x = x.to(ctype)
-        if pad:
-            x = torch.nn.functional.pad(x, (0, 0, 0, 0, 0, pad))
-        return x.view(batch, n_chunks, chunk, heads, x.shape[-1]).permute(0, 3, 1, 2, 4)
-
-    rb, kb, vb = blocks(r), blocks(k), blocks(v)
-    # every exponent below is lam times a non-negative step count: nothing overflows, whatever w is
-    from_start = torch.exp(lam[:, None, :] * steps[:, None])  # (H, T, N): decay over s steps
+    rb, kb, vb = (chunk_blocks(x.to(ctype), chunk, n_chunks, pad) for x in (r, k, v))
+    from_start = decay_from_chunk_start(lam, chunk)
     to_end = from_start.flip(1)  # (H, T, N): decay over T - 1 - tau steps
     per_chunk = torch.exp(lam * chunk)  # (H, N)
 
@@ -228,14 +218,28 @@ def wkv_chunked(r: Tensor, k: Tensor, v: Tensor, w: Tensor, u: Tensor, initial_s
     out = out.permute(0, 2, 3, 1, 4).reshape(batch, n_chunks * chunk, heads, vdim)[:, :length].to(r.dtype)
     if not return_state:
         return out
-    if pad == 0:
-        state = after[-1]
-    else:  # the last chunk is shorter: its state from its real steps only (the padded ones must not decay it)
-        last = chunk - pad
-        tail_k, tail_v = kb[:, :, -1, :last], vb[:, :, -1, :last]
-        state = (torch.exp(lam * last)[None, :, :, None] * entering[:, :, -1]
-                 + (tail_k * from_start[:, :last].flip(1)).transpose(-1, -2) @ tail_v)
+    state = after[-1] if pad == 0 else last_chunk_state(entering[:, :, -1], kb, vb, lam, from_start, chunk - pad)
     return out, state
+
+
+def chunk_blocks(x: Tensor, chunk: int, n_chunks: int, pad: int) -> Tensor:
+    """(batch, L, H, X) -> (batch, H, chunks, T, X), zero-padded at the end to whole chunks."""
+    x = torch.nn.functional.pad(x, (0, 0, 0, 0, 0, pad))
+    return x.reshape(x.shape[0], n_chunks, chunk, x.shape[2], x.shape[3]).permute(0, 3, 1, 2, 4)
+
+
+def decay_from_chunk_start(lam: Tensor, chunk: int) -> Tensor:
+    """(H, T, N): the decay over s = 0 .. T - 1 steps. Every exponent of the chunked form is ``lam`` times a
+    non-negative step count, so nothing overflows, whatever ``w`` is."""
+    return torch.exp(lam[:, None, :] * torch.arange(chunk, dtype=lam.dtype, device=lam.device)[:, None])
+
+
+def last_chunk_state(entering: Tensor, kb: Tensor, vb: Tensor, lam: Tensor, from_start: Tensor, last: int) -> Tensor:
+    """The state after the last chunk's ``last`` real steps, from the state ``entering`` it (batch, H, N, V): its
+    padded steps must not decay the state."""
+    tail_k, tail_v = kb[:, :, -1, :last], vb[:, :, -1, :last]
+    return (torch.exp(lam * last)[None, :, :, None] * entering
+            + (tail_k * from_start[:, :last].flip(1)).transpose(-1, -2) @ tail_v)
 
 
 # ----------------------------------------------------------------------------------------------------------------
