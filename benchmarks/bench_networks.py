@@ -14,9 +14,10 @@ WorldView-3 scene (``spatialx.sample.write_sample``, cached under ``benchmarks/o
   FLOPs of :mod:`spatialx.models.flops` (1 MAC = 1 FLOP) at that size;
 * a float32 ``torch.matmul`` (2048 x 2048) on the same threads in the same run, GFLOP/s counted the same way
   (MACs), as the machine's yardstick;
-* with ``--onnx``: every network that exports (:mod:`spatialx.models.onnx`) is exported and its ONNX Runtime CPU
-  session (``--threads`` intra-op threads) runs the same batch, next to PyTorch's figure: Mpx/s and the ratio
-  ORT / PyTorch (the issue's goal: >= 1.5), and the largest difference between the two outputs.
+* the selective scan's own yardstick, in the same run (:func:`scan_yardsticks`): the CPU kernels' vectorised exp
+  (exps/s) and the SS2D inference kernel (ns per state update, every thread busy). With the network's state updates
+  per pixel (its ``ssm`` FLOPs / 9, :mod:`spatialx.models.flops`), ``1 / (updates per px x ns per update)`` is the
+  most Mpx/s its scans allow at this kernel speed, were everything else free (``scan_ceiling_mpx_per_s``).
 
 Prints a Markdown table and writes ``benchmarks/out/networks.json``. Usage::
 
@@ -47,7 +48,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from bench_pansharpen import child_env, ensure_scene, run_child  # noqa: E402
 
-from spatialx.models.flops import count_gflops, network_inputs  # noqa: E402
+from spatialx.models.flops import flop_breakdown, network_inputs  # noqa: E402
 from spatialx.models.registry import create_model, list_models  # noqa: E402
 from spatialx.models.weights import save_weights  # noqa: E402
 
@@ -88,6 +89,35 @@ def matmul_gflops(repeat: int, device: str = "cpu") -> float:
     return 2048 ** 3 / best(lambda: a @ b, repeat, device) / 1e9
 
 
+def scan_yardsticks(repeat: int, threads: int) -> dict[str, float]:
+    """The CPU scan kernels' speed here: their exp over 2^24 float32 (exps/s) and the SS2D inference kernel on one
+    direction of a 128 x 128 image (d_inner 64, d_state 16, dt_rank 2, LE-Mamba's local block), ns per update."""
+    import numba
+
+    from spatialx.models import _scan_kernels as kernels
+
+    numba.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    x = -rng.random(1 << 24, dtype=np.float32) * 4
+    out = np.empty_like(x)
+    exp_seconds = best(lambda: kernels.exp_array(x, out), repeat)
+    batch, size, dim, n_state, rank = 1, 128, 64, 16, 2
+    length = size * size
+    proj = rng.standard_normal((batch, length, rank + 2 * n_state), dtype=np.float32)
+    u = rng.standard_normal((batch, length, dim), dtype=np.float32)
+    dt_weight = rng.standard_normal((rank, dim), dtype=np.float32) * 0.1
+    dt_bias = np.full(dim, -3.0, dtype=np.float32)
+    A = -np.tile(np.arange(1, n_state + 1, dtype=np.float32)[:, None], (1, dim))
+    D = np.ones(dim, dtype=np.float32)
+    state = np.zeros((batch, dim, n_state), dtype=np.float32)
+    y = np.zeros((batch, length, dim), dtype=np.float32)
+    block = 64 if threads <= 1 else 32  # as ss2d_direction_scan picks it: one block per thread
+    scan_seconds = best(lambda: kernels.forward_ss2d(proj, rank, dt_weight, dt_bias, u, A, D, state, y, size, size, 0,
+                                                     block), repeat)
+    return {"exp_per_s": round(x.size / exp_seconds), "ss2d_ns_per_update": round(
+        scan_seconds * 1e9 / (batch * length * dim * n_state), 3)}
+
+
 #: A full WorldView-3 scene's PAN (40k x 40k px): the projection the issue asks for.
 SCENE_PX = 40_000 ** 2
 
@@ -99,7 +129,8 @@ def network_figures(name: str, tile: int, repeat: int, device: str = "cpu", batc
     figures on the same batch (:func:`onnx_figures`)."""
     model = create_model(name, "wv3").eval()
     lms, pan = network_inputs(model, tile, batch=batch)
-    gflop = count_gflops(model, (lms[:1], pan[:1])) * batch
+    counts = flop_breakdown(model, (lms[:1], pan[:1]))
+    gflop = counts["total"] / 1e9 * batch
     model, lms, pan = model.to(device), lms.to(device), pan.to(device)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -109,6 +140,7 @@ def network_figures(name: str, tile: int, repeat: int, device: str = "cpu", batc
     figures = {"tile": tile, "batch": batch, "device": device, "seconds": round(seconds, 3),
                "mpx_per_s": round(pixels / seconds / 1e6, 4), "gflop": round(gflop, 3),
                "mflop_per_px": round(gflop * 1e3 / pixels, 3), "gflop_per_s": round(gflop / seconds, 2),
+               "scan_updates_per_px": round(counts["ssm"] / 9 / (tile * tile)),
                "scene_40k_hours": round(SCENE_PX / (pixels / seconds) / 3600, 2)}
     if device == "cuda":
         figures["gpu_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
@@ -167,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
                                   "device": args.device,
                                   "matmul_gflop_per_s": round(matmul_gflops(args.repeat, args.device), 1),
                                   "networks": {}}
+    if args.device == "cpu":
+        results["scan"] = scan_yardsticks(args.repeat, args.threads)
     rows = []
     for name in names:
         onnx_dir = workdir / "onnx" if args.onnx and args.device == "cpu" else None
@@ -174,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
                                                                threads=args.threads, onnx_dir=onnx_dir),
                                     "cli": {}}
         net = entry["network"]
+        if "scan" in results and net["scan_updates_per_px"]:
+            px_seconds = net["scan_updates_per_px"] * results["scan"]["ss2d_ns_per_update"] * 1e-9
+            net["scan_ceiling_mpx_per_s"] = round(1e-6 / px_seconds, 4)
         if not args.skip_cli:
             weights = make_weights(name, workdir / "weights" / f"{name}-wv3-random.safetensors")
             for size in args.sizes:
@@ -197,16 +234,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name} onnxruntime: " + (f"{ort['seconds']} s, {ort['mpx_per_s']} Mpx/s, ORT/PyTorch "
                                              f"{ort['ort_over_torch']}x, max |diff| {ort['max_abs_diff']:.2e}"
                                              if ort["exported"] else f"not exported ({ort['why']})"), flush=True)
-    print(f"\ntorch matmul: {results['matmul_gflop_per_s']} GFLOP/s (MACs) on {args.threads} threads\n")
-    print("| network | bare network Mpx/s | MFLOP/px | GFLOP/s (% of matmul) | PAN px | CLI wall (s) | CLI Mpx/s "
-          "| peak RSS (MiB) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"\ntorch matmul: {results['matmul_gflop_per_s']} GFLOP/s (MACs) on {args.threads} threads")
+    if "scan" in results:
+        print(f"scan kernels: exp {results['scan']['exp_per_s'] / 1e6:.0f} M/s, SS2D "
+              f"{results['scan']['ss2d_ns_per_update']} ns per state update on {args.threads} threads")
+    print("\n| network | bare network Mpx/s | scan ceiling Mpx/s | MFLOP/px | GFLOP/s (% of matmul) | PAN px "
+          "| CLI wall (s) | CLI Mpx/s | peak RSS (MiB) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     mm = results["matmul_gflop_per_s"]
     for name in names:
         net = results["networks"][name]["network"]  # type: ignore[index]
         cli = results["networks"][name]["cli"] or {"-": {}}  # type: ignore[index]
         for size, fig in cli.items():
-            print(f"| {name} | {net['mpx_per_s']} | {net['mflop_per_px']} | {net['gflop_per_s']} "
+            print(f"| {name} | {net['mpx_per_s']} | {net.get('scan_ceiling_mpx_per_s', '-')} | "
+                  f"{net['mflop_per_px']} | {net['gflop_per_s']} "
                   f"({100 * net['gflop_per_s'] / mm:.0f} %) | {size} | {fig.get('seconds', '-')} | "
                   f"{fig.get('mpx_per_s', '-')} | {fig.get('peak_rss_mib', '-')} |")
     path = workdir / "networks.json"
