@@ -1,17 +1,17 @@
 """Train the default weights bundled with spatialx (``spatialx/models/weights/``), deterministically, offline.
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/train_default_weights.py            # the shipped eight, ~140 min
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/train_default_weights.py            # the shipped eight, ~3.5 h
     .venv/bin/python scripts/train_default_weights.py --only pnn-qb --out /tmp/w   # one target elsewhere
 
 Each target is a network's main configuration: ``pnn``, ``lemamba`` and ``rwkvfusion`` for 8-band (``wv3``) and
 4-band (``qb``) sensors (RWKVFusion: 400 steps of 4 x 64 px, 19-20 min each), and ``spaxfus-qb`` (its authors'
-pansharpening configuration is the 4-band GF-2 one; 400 steps, 33 min) and ``spaxfus-wv3`` (400 steps of 2 x 32 px,
-42-48 min, as the target ``spaxfus-wv3-32px``, then 300 steps of 2 x 64 px under a OneCycle schedule, 32 min on two
-threads; ``--init`` a ``spaxfus-wv3-32px`` file skips the first stage) (:data:`SHIPPED`). Every target trains with
-one recipe (AdamW lr 1e-3, L1 + 0.1 (1 - SSIM), EMA 0.995, clip 0.03), SpaXFus included (from scratch, its own
-recipe's lr 1e-4 learnt far slower in scene adaptation: README); RWKVFusion at its own recipe's lr 3e-4
-(:class:`Target`). Weights that do not beat ``exp`` in Q2n on every validation scene are
-not written (``--keep-worse`` overrides). Training data, all available offline and all through Wald's reduced-resolution
+pansharpening configuration is the 4-band GF-2 one) and ``spaxfus-wv3``, each in two stages: 400 steps of 2 x 32 px
+(33-48 min, as the targets ``spaxfus-qb-32px`` and ``spaxfus-wv3-32px``), then 300 steps of 2 x 64 px under a
+OneCycle schedule (32-35 min on two threads; ``--init`` a 32 px file skips the first stage) (:data:`SHIPPED`).
+Every target trains with one recipe (AdamW lr 1e-3, L1 + 0.1 (1 - SSIM), EMA 0.995, clip 0.03), SpaXFus included
+(from scratch, its own recipe's lr 1e-4 learnt far slower in scene adaptation: README); RWKVFusion at its own recipe's
+lr 3e-4 (:class:`Target`). Weights that do not beat ``exp`` in Q2n on every validation scene are not written
+(``--keep-worse`` overrides). Training data, all available offline and all through Wald's reduced-resolution
 protocol (:class:`WaldPatchDataset`: the MS degraded with the sensor's MTF by the ratio, the PAN reduced to the MS
 grid, the original MS as the target):
 
