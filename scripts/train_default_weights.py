@@ -295,6 +295,20 @@ def train_target(name: str, out: Path, threads: int, command: str, steps: int | 
     return card
 
 
+def _check_init(parser: argparse.ArgumentParser, init: Path, target: Target) -> None:
+    """Refuse, before any training, ``--init`` weights that cannot be read or are another network's."""
+    from spatialx.errors import SpatialxError
+    from spatialx.models.weights import read_card
+
+    try:
+        card = read_card(init)
+    except SpatialxError as exc:
+        parser.error(f"--init {exc}")
+    if card.get("architecture") != target.architecture:
+        parser.error(f"--init {init}: weights of {card.get('architecture')!r}, not {target.architecture!r}; "
+                     f"give a {target.init} file")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=",".join(SHIPPED), help="comma-separated targets (default: the shipped "
@@ -317,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
                      ", ".join(n for n, t in TARGETS.items() if t.init) + ")")
     if args.init is not None and not args.init.is_file():
         parser.error(f"--init {args.init}: no such file")
+    if args.init is not None:
+        _check_init(parser, args.init, TARGETS[names[0]])
     if any(TARGETS[n].config == "qb" for n in names) and not all((REAL / f).is_file() for f in REAL_FILES):
         parser.error(f"the 4-band weights use the real QuickBird pair, not found in {REAL}")
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):

@@ -202,3 +202,28 @@ def test_mixed_streams_are_reproducible_and_follow_their_shares():
     sources = [first.sampler.query(k)[0] for k in range(400)]
     assert 0.65 < sources.count(0) / len(sources) < 0.85
     assert first.bands == 4 and first.ratio == 4 and first.max_value is None  # qb 2047, gf2 1023
+
+
+def test_training_script_refuses_init_weights_it_cannot_continue(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "train_default_weights.py"
+    spec = importlib.util.spec_from_file_location("train_default_weights", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    not_weights = tmp_path / "notes.safetensors"
+    not_weights.write_text("not a safetensors file")
+    pnn = str(find_bundled("pnn", "pansharpen", 4).path)
+    cases = [
+        (["--only", "spaxfus-qb", "--init", str(tmp_path / "missing.safetensors")], "no such file"),
+        (["--only", "spaxfus-qb", "--init", str(not_weights)], "not a valid safetensors file"),
+        (["--only", "spaxfus-qb", "--init", pnn], "weights of 'pnn', not 'spaxfus'"),
+        (["--only", "pnn-qb", "--init", pnn], "continues another"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            script.main([*argv, "--out", str(tmp_path / "out")])
+        error = capsys.readouterr().err.strip().splitlines()[-1]
+        assert exit_info.value.code == 2 and message in error, error
+    assert not (tmp_path / "out").exists()
