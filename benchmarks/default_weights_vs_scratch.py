@@ -60,8 +60,9 @@ def crop_south(pan: Path, xs: Path, out: Path) -> tuple[Path, Path]:
 def variants(network: str, steps: list[int]) -> list[tuple[str, dict[str, Any]]]:
     rows: list[tuple[str, dict[str, Any]]] = [(f"{network} bundled, 0 steps", {})]
     for n in steps:
-        rows.append((f"{network} bundled + {n} steps", {"adapt_steps": n}))
-        rows.append((f"{network} scratch, {n} steps", {"adapt_steps": n, "scratch": True}))
+        # Wald patches, as published in the README (the default picks full resolution for an MS on its own grid)
+        rows.append((f"{network} bundled + {n} steps", {"adapt_steps": n, "adapt_loss": "reduced"}))
+        rows.append((f"{network} scratch, {n} steps", {"adapt_steps": n, "adapt_loss": "reduced", "scratch": True}))
     return rows
 
 

@@ -18,8 +18,13 @@ from spatialx.models.registry import create_model
 from spatialx.protocols import reduce_scene
 from spatialx.sample import generate_scene, write_sample
 from spatialx.sensors import get_sensor
-from spatialx.training.data import AugmentedStream, symmetry
-from spatialx.training.fullres import FullResolutionLoss
+from spatialx.training.data import ArrayScene, AugmentedStream, symmetry
+from spatialx.training.fullres import (
+    FullResolutionLoss,
+    FullResolutionPatches,
+    FullResolutionStream,
+    default_adapt_loss,
+)
 from spatialx.training.loop import read_checkpoint, train, train_model
 from spatialx.training.recipes import recipe_for
 
@@ -146,14 +151,16 @@ def test_full_resolution_loss_behaviour_and_gradients():
     assert x.grad is not None and torch.isfinite(x.grad).all() and float(x.grad.abs().sum()) > 0
 
 
-@pytest.mark.parametrize("network", ["pnn", "lemamba"])
-def test_adapt_loss_full_end_to_end(tmp_path, network):
+@pytest.mark.parametrize(("network", "adapt_loss"), [("pnn", "full"), ("lemamba", "full"), ("pnn", None)])
+def test_adapt_loss_full_end_to_end(tmp_path, network, adapt_loss):
+    """``full`` when asked for, and by default for an MS on its own grid (the sample's)."""
     from spatialx.tasks.pansharpen import pansharpen
 
     scene = write_sample(tmp_path / "s", sensor="wv3", size=128, seed=6)
     out = tmp_path / "out.tif"
+    chosen = {} if adapt_loss is None else {"adapt_loss": adapt_loss}
     pansharpen(scene["pan"], scene["ms"], out, "wv3", network, tile=128, overwrite=True,
-               method_options={"adapt_steps": 2, "adapt_loss": "full", "adapt_batch": 2})
+               method_options={"adapt_steps": 2, "adapt_batch": 2, **chosen})
     with rasterio.open(out) as src:
         params = json.loads(src.tags()["SPATIALX_PARAMS"])
         assert np.isfinite(src.read()).all()
@@ -175,3 +182,36 @@ def test_adapt_loss_bad_values(tmp_path):
         result = cli("pansharpen", scene["pan"], scene["ms"], tmp_path / "o.tif", "-m", "pnn", *extra)
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_default_adapt_loss_follows_the_ms_grid_and_the_task():
+    assert default_adapt_loss("pansharpen", pan_to_ms=4, ratio=4) == "full"  # the MS on its own grid
+    assert default_adapt_loss("pansharpen", pan_to_ms=1, ratio=4) == "reduced"  # delivered on the PAN grid
+    for task in ("hmif", "stfuse", "polsar"):
+        assert default_adapt_loss(task, pan_to_ms=4, ratio=4) == "reduced"
+
+
+def test_full_resolution_patches_avoid_nodata():
+    """Random and held-out full-resolution patches are drawn again where the PAN or the MS holds nodata, as Wald
+    patches are; a scene without nodata draws exactly the patches it drew before the check."""
+    scene = generate_scene("qb", 128, seed=3)
+    pan, ms = scene.pan[None].astype(np.float32), scene.ms.astype(np.float32)
+    pan, ms = np.maximum(pan, 1), np.maximum(ms, 1)
+    holed_pan, holed_ms = pan.copy(), ms.copy()
+    holed_ms[:, :, :8] = 0  # the western 32 PAN columns lie outside the footprint
+    holed_pan[:, :, :32] = 0
+    gains = QB.mtf_gains
+    clean = FullResolutionPatches([ArrayScene(pan, ms, nodata=0)], gains, 4, 32, QB.max_value)
+    holed = FullResolutionPatches([ArrayScene(holed_pan, holed_ms, nodata=0)], gains, 4, 32, QB.max_value)
+    draws = FullResolutionStream(holed, seed=1)
+    queries = [draws.query(k) for k in range(64)]
+    assert all(holed.valid(q) for q in queries) and all(col >= 8 for _, _, col in queries)
+    assert all(holed.valid(q) for q in FullResolutionStream(holed, fixed=8).queries)
+    assert not holed.valid((0, 0, 0)) and clean.valid((0, 0, 0))
+    # the clean scene's stream is the stream without the check: the first draw of every example is kept
+    plain = FullResolutionStream(clean, seed=1)
+    rows, cols = clean.origins(0)
+    for k in range(16):
+        rng = np.random.default_rng(np.random.SeedSequence([1, 0xF011, k]))
+        rng.random()
+        assert plain.query(k) == (0, int(rng.integers(rows)), int(rng.integers(cols)))

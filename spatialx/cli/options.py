@@ -52,12 +52,13 @@ Reproject = Annotated[bool, typer.Option(
                         "provenance says so.")]
 AdaptSteps = Annotated[int, typer.Option(
     "--adapt-steps", min=0, help="Networks: fine-tune the weights (--weights, else the bundled ones; or train a "
-                                 "fresh network with --scratch) on reduced-resolution patches of this scene for N "
-                                 "steps before fusing.")]
+                                 "fresh network with --scratch) on this scene for N steps before fusing (objective: "
+                                 "--adapt-loss).")]
 AdaptLoss = Annotated[str | None, typer.Option(
     "--adapt-loss", help="Networks with --adapt-steps, pansharpening: reduced (Wald patches of the scene), full "
                          "(unsupervised spectral + spatial consistency on full-resolution patches of the actual PAN "
-                         "and MS) or both [default: reduced].", show_default=False)]
+                         "and MS) or both [default: full when the MS is on its own grid, reduced when it comes on the "
+                         "PAN grid].", show_default=False)]
 Scratch = Annotated[bool, typer.Option(
     "--scratch", help="Networks: ignore the bundled weights and train a fresh network on the scene (needs "
                       "--adapt-steps).")]

@@ -10,7 +10,7 @@ cone of covariance matrices instead of clipped.
 A network method needs weights (``weights=``, a safetensors file written by ``spatialx train``; without it, the
 bundled weights for the architecture, task and band counts, :mod:`spatialx.models.bundled`) or scene adaptation
 (``adapt_steps=``: fine-tune those weights, or with ``scratch=True`` or ``config=`` train a fresh network, on
-reduced-resolution patches of the scene being fused, before fusing it at full resolution), or
+patches of the scene being fused, reduced-resolution or full-resolution (``adapt_loss=``), before fusing it), or
 both; an untrained network is refused, never run. Tiles are fused in batches on the chosen device, with mixed
 precision on CUDA.
 """
@@ -190,9 +190,9 @@ class NetworkMethod(FusionMethod):
         if adapt_loss not in (None, "reduced") and context.task.name != "pansharpen":
             raise MethodError(f"{self.name}: --adapt-loss {adapt_loss} (full resolution) is implemented for "
                               f"pansharpening only, not {context.task.name}", hint="use --adapt-loss reduced")
-        #: Scene adaptation's objective: Wald patches ("reduced", the default: see README), full-resolution
-        #: consistency ("full") or both.
-        self.adapt_loss = adapt_loss or "reduced"
+        #: Scene adaptation's objective: Wald patches ("reduced"), full-resolution consistency ("full") or both;
+        #: None: :func:`~spatialx.training.fullres.default_adapt_loss` for the scene's grids.
+        self.adapt_loss = adapt_loss
         if self.temporal is not None:
             bands, guide_bands = 2 * self.temporal.bands, self.temporal.bands
         else:
@@ -320,14 +320,16 @@ class NetworkMethod(FusionMethod):
                               f"{task.label(task.output_like)} grids ({sample.windows_unavailable})",
                               hint="resample the inputs onto nested grids, or use --weights without adaptation")
         from spatialx.training.adapt import adapt
+        from spatialx.training.fullres import default_adapt_loss
 
         guide, low = task.guide, task.output_like
+        pan_to_ms = sample.windows[0].factor(low)
+        adapt_loss = self.adapt_loss or default_adapt_loss(task.name, pan_to_ms, self.network_ratio)
         self.adaptation = adapt(
             self.model, [w.arrays[guide] for w in sample.windows], [w.arrays[low] for w in sample.windows],
             self.sensor, self.network_ratio, steps=self.adapt_steps, patch=self.adapt_patch,
-            batch_size=self.adapt_batch, **{**self.recipe, "lr": self.adapt_lr}, adapt_loss=self.adapt_loss,
-            seed=self.seed, device=self.device,
-            pan_to_ms=sample.windows[0].factor(low), task=task, sensors=self.context.sensors,
+            batch_size=self.adapt_batch, **{**self.recipe, "lr": self.adapt_lr}, adapt_loss=adapt_loss,
+            seed=self.seed, device=self.device, pan_to_ms=pan_to_ms, task=task, sensors=self.context.sensors,
             level=self.scene_level)
         self.model.eval()
 
