@@ -417,6 +417,27 @@ def test_kernel_exp_is_accurate_and_ieee_at_the_edges(dtype):
 
 @needs_numba
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_decay_is_the_exp_of_non_positive_arguments(dtype):
+    """The scans' decay exp: the exp's accuracy on x <= 0; below the normal range at most the smallest normal
+    float (not 0), which no state can tell from 0; NaN stays NaN."""
+    from spatialx.models import _scan_kernels
+
+    x = np.concatenate([np.linspace(-100, 0, 20001), np.linspace(-1, 0, 10001)]).astype(dtype)
+    out, exp = np.empty_like(x), np.empty_like(x)
+    _scan_kernels.decay_array(x, out)
+    _scan_kernels.exp_array(x, exp)
+    tiny = np.finfo(dtype).tiny
+    normal = exp > tiny
+    np.testing.assert_array_equal(out[normal], exp[normal])
+    assert (out[~normal] <= 2 * tiny).all() and (out[~normal] >= 0).all()
+    edges = np.array([np.nan, -np.inf, -1e4, 0.0, -0.0], dtype=dtype)
+    out = np.empty_like(edges)
+    _scan_kernels.decay_array(edges, out)
+    assert np.isnan(out[0]) and (out[1:3] <= 2 * tiny).all() and (out[3:] == 1).all()
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_kernel_softplus_matches_torch_and_ieee_at_the_edges(dtype):
     """The step's softplus inside the SS2D kernel is torch's (threshold 20), within 2 ulp, NaN and inf kept."""
     from spatialx.models import _scan_kernels
