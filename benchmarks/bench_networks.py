@@ -95,6 +95,7 @@ def scan_yardsticks(repeat: int, threads: int) -> dict[str, float]:
     import numba
 
     from spatialx.models import _scan_kernels as kernels
+    from spatialx.models.scan_cpu import channel_block
 
     numba.set_num_threads(threads)
     rng = np.random.default_rng(0)
@@ -111,7 +112,7 @@ def scan_yardsticks(repeat: int, threads: int) -> dict[str, float]:
     D = np.ones(dim, dtype=np.float32)
     state = np.zeros((batch, dim, n_state), dtype=np.float32)
     y = np.zeros((batch, length, dim), dtype=np.float32)
-    block = 64 if threads <= 1 else 32  # as ss2d_direction_scan picks it: one block per thread
+    block = channel_block(dim, n_state, batch, threads)  # as ss2d_direction_scan picks it
     scan_seconds = best(lambda: kernels.forward_ss2d(proj, rank, dt_weight, dt_bias, u, A, D, state, y, size, size, 0,
                                                      block), repeat)
     return {"exp_per_s": round(x.size / exp_seconds), "ss2d_ns_per_update": round(

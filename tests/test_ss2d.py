@@ -317,3 +317,40 @@ def test_ss2d_four_direction_inference_matches_the_per_direction_path(dtype, sha
     tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1e-10, "atol": 1e-12}
     torch.testing.assert_close(out, want_out.detach(), **tol)
     torch.testing.assert_close(state, want_state.detach(), **tol)
+
+
+def test_channel_blocks_split_the_work_evenly_and_do_not_change_the_scan():
+    """The SS2D kernel's channel blocks: whole vectors, states within L1, every thread equally busy on one image; and
+    the scan's result does not depend on them (the channels' recurrences are independent)."""
+    import numpy as np
+
+    from spatialx.models import scan_cpu
+
+    for dim, n_state, batch, threads in [(96, 8, 1, 2), (96, 8, 1, 1), (64, 32, 1, 2), (64, 16, 1024, 2),
+                                         (192, 8, 1, 2), (256, 16, 1, 1), (96, 8, 2, 2), (64, 16, 1, 4)]:
+        block = scan_cpu.channel_block(dim, n_state, batch, threads)
+        jobs = batch * -(-dim // block)
+        assert block % 16 == 0 and (block == 16 or 2 * n_state * block * 4 <= 16384), (dim, n_state, block)
+        assert jobs >= min(threads, batch * dim // 16) and (batch >= threads or jobs % threads == 0), (dim, block)
+    assert scan_cpu.channel_block(96, 8, 1, 2) == 48 and scan_cpu.channel_block(96, 8, 1, 1) == 96
+    if not scan_cpu.available():
+        pytest.skip("numba is not importable")
+    from spatialx.models import _scan_kernels
+
+    rng = np.random.default_rng(0)
+    batch, size, dim, n_state, rank = 2, 12, 96, 8, 3
+    proj = rng.standard_normal((batch, size * size, rank + 2 * n_state), dtype=np.float32)
+    u = rng.standard_normal((batch, size * size, dim), dtype=np.float32)
+    weight = rng.standard_normal((rank, dim), dtype=np.float32) * 0.3
+    bias = rng.standard_normal(dim, dtype=np.float32)
+    A = -np.exp(rng.standard_normal((n_state, dim), dtype=np.float32))
+    D = rng.standard_normal(dim, dtype=np.float32)
+    results = []
+    for block in (16, 48, 64, 96):
+        state = np.zeros((batch, dim, n_state), dtype=np.float32)
+        y = np.zeros((batch, size * size, dim), dtype=np.float32)
+        _scan_kernels.forward_ss2d(proj, rank, weight, bias, u, A, D, state, y, size, size, 1, block)
+        results.append((y, state))
+    for y, state in results[1:]:
+        np.testing.assert_allclose(y, results[0][0], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(state, results[0][1], rtol=1e-6, atol=1e-6)
