@@ -378,7 +378,8 @@ class RWKVFusion(nn.Module):
             raise ValueError(f"residual() needs H and W multiples of {self.size_multiple}, got {height}x{width}")
         # the raw modalities at every level, by exact 2^l x 2^l means (the sizes are multiples of 2^levels)
         modals = [modal] + [F.avg_pool2d(modal, 2 ** level) for level in range(1, self.levels + 1)]
-        x = self.intro(modal).permute(0, 2, 3, 1)
+        # channels-last memory from here on (the convolutions keep it): no copy in every LayerNorm
+        x = self.intro(modal).permute(0, 2, 3, 1).contiguous()
         skips = []
         for level, (blocks, down) in enumerate(zip(self.encoders, self.downs, strict=True)):
             for blk in blocks:

@@ -274,7 +274,8 @@ class SpaXIP(nn.Module):
         self.tail = nn.Conv2d(mid, bands, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        f = self.head(x).permute(0, 2, 3, 1)
+        # one copy into channels-last memory here, not one per LayerNorm and slow elementwise ops in every block
+        f = self.head(x).permute(0, 2, 3, 1).contiguous()
         for block in self.blocks:
             f = block(f)
         if self.xim is not None:
