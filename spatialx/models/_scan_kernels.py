@@ -186,32 +186,30 @@ def _decay32(x):
     return _exp32_in_range(x if x != x else xc)
 
 
-def fast_decay(x):  # pragma: no cover - replaced by the overload inside compiled code
-    """exp(x) for x <= 0 (a scan's decay), float32 or float64, inside numba-compiled code (see ``_decay32``)."""
-    raise NotImplementedError("fast_decay is only callable from numba-compiled code")
+def _scalar_function(name: str, doc: str, for_float32, for_float64):
+    """A function of one float32 or float64 scalar callable only from numba-compiled code, where it is inlined as
+    ``for_float32`` or ``for_float64`` by the argument's type."""
+
+    def stub(x):  # pragma: no cover - replaced by the overload inside compiled code
+        raise NotImplementedError(f"{name} is only callable from numba-compiled code")
+
+    stub.__name__ = stub.__qualname__ = name
+    stub.__doc__ = doc
+
+    @overload(stub, inline="always")
+    def _typed(x):
+        if x == types.float32:
+            return lambda x: for_float32(x)
+        if x == types.float64:
+            return lambda x: for_float64(x)
+        return None
+
+    return stub
 
 
-@overload(fast_decay, inline="always")
-def _fast_decay_overload(x):
-    if x == types.float32:
-        return lambda x: _decay32(x)
-    if x == types.float64:
-        return lambda x: _exp64(x)
-    return None
-
-
-def fast_exp(x):  # pragma: no cover - replaced by the overload inside compiled code
-    """exp(x) for a float32 or float64 scalar inside numba-compiled code (see above)."""
-    raise NotImplementedError("fast_exp is only callable from numba-compiled code")
-
-
-@overload(fast_exp, inline="always")
-def _fast_exp_overload(x):
-    if x == types.float32:
-        return lambda x: _exp32(x)
-    if x == types.float64:
-        return lambda x: _exp64(x)
-    return None
+fast_exp = _scalar_function("fast_exp", "exp(x) inside numba-compiled code (see above).", _exp32, _exp64)
+fast_decay = _scalar_function("fast_decay", "exp(x) for x <= 0 (a scan's decay) inside numba-compiled code (see "
+                              "``_decay32``).", _decay32, _exp64)
 
 
 @njit
@@ -301,18 +299,8 @@ def _softplus64(x):
     return x if x > 20.0 else math.log1p(math.exp(x))
 
 
-def fast_softplus(x):  # pragma: no cover - replaced by the overload inside compiled code
-    """softplus(x) (torch's, threshold 20) for a float32 or float64 scalar inside numba-compiled code."""
-    raise NotImplementedError("fast_softplus is only callable from numba-compiled code")
-
-
-@overload(fast_softplus, inline="always")
-def _fast_softplus_overload(x):
-    if x == types.float32:
-        return lambda x: _softplus32(x)
-    if x == types.float64:
-        return lambda x: _softplus64(x)
-    return None
+fast_softplus = _scalar_function("fast_softplus", "softplus(x) (torch's, threshold 20) inside numba-compiled code.",
+                                 _softplus32, _softplus64)
 
 
 @njit
