@@ -259,6 +259,24 @@ def test_vss_block_without_mlp_and_with_state():
     torch.testing.assert_close(out.detach(), expected)
 
 
+@pytest.mark.parametrize("mlp_ratio", [4.0, 0])
+def test_vss_block_inference_by_pixel_chunks_matches_the_autograd_path(mlp_ratio, monkeypatch):
+    """Inference runs SS2D's gate and output projection and the MLP a few pixels at a time and adds the residual
+    into SS2D's fresh output: the numbers of the whole-image autograd path, and the caller's input untouched."""
+    from spatialx.models import ss2d
+
+    monkeypatch.setattr(ss2d, "PIXEL_CHUNK", 7)  # chunks that end mid-row and mid-image
+    torch.manual_seed(0)
+    block = VSSBlock(8, d_state=4, mlp_ratio=mlp_ratio).eval()
+    x = seeded(2, 5, 6, 8)
+    before = x.clone()
+    with torch.inference_mode():
+        got = block(x)
+    want = block(x)
+    torch.testing.assert_close(got, want.detach(), rtol=1e-5, atol=1e-6)
+    assert torch.equal(x, before)
+
+
 def test_drop_path():
     drop = DropPath(0.5)
     x = torch.ones(1000, 3)

@@ -45,8 +45,11 @@ from spatialx.models.scan import selective_scan
 __all__ = ["SS2D", "DropPath", "VSSBlock", "cross_merge", "cross_scan"]
 
 K_DIRECTIONS = 4
-#: Pixels per chunk of VSSBlock's MLP in inference (a 128-wide hidden layer: 8 MiB of float32).
-MLP_CHUNK = 1 << 14
+#: Pixels per chunk of the per-pixel work after the scans in inference (SS2D's gate and output projection,
+#: VSSBlock's MLP): each chunk's temporaries (at most 2 MiB for a 128-wide layer) stay below the mmap threshold of
+#: :mod:`spatialx.runtime`, so they are reused from the heap instead of being faulted in and zeroed afresh as
+#: whole-image tensors are (each 16 MiB tensor ~1.7 ms of kernel time), and stay in cache between the operations.
+PIXEL_CHUNK = 1 << 12
 StateInjection = Callable[[Tensor, Tensor | None], Tensor]
 
 
@@ -205,7 +208,7 @@ class SS2D(nn.Module):
             xi = F.silu(self.conv2d(F.linear(x, w_x, b_x).permute(0, 3, 1, 2)), inplace=True).permute(0, 2, 3, 1)
             y, last = self._cross_scans(xi.reshape(batch, length, d), (height, width), prev_state, initial_state,
                                         return_state)
-            return self._finish(y.view(batch, height, width, d), F.linear(x, w_z, b_z), last, return_state)
+            return self._finish_by_chunks(y, x, w_z, b_z, last, return_state)
         xi, z = self.in_proj(x).chunk(2, dim=-1)
         xi = self.act(self.conv2d(xi.permute(0, 3, 1, 2).contiguous()))
         xs = cross_scan(xi)  # (batch, K, D, L)
@@ -238,9 +241,24 @@ class SS2D(nn.Module):
                 return_state: bool) -> Tensor | tuple[Tensor, Tensor]:
         """Merged scan output ``y`` (batch, H, W, D) -> norm, gate, out_proj; the states as (batch, 4, D, N)."""
         y = self.out_norm(y) * F.silu(z)
-        out = self.dropout(self.out_proj(y))
+        return self._with_state(self.dropout(self.out_proj(y)), last, return_state)
+
+    def _finish_by_chunks(self, y: Tensor, x: Tensor, w_z: Tensor, b_z: Tensor | None, last: Tensor | None,
+                          return_state: bool) -> Tensor | tuple[Tensor, Tensor]:
+        """:meth:`_finish` in inference, :data:`PIXEL_CHUNK` pixels at a time: ``y`` (batch, L, D) the merged
+        scans, ``x`` (batch, H, W, d_model) the layer's input, whose gate ``z = in_proj_z(x)`` is made chunk by
+        chunk too (the same numbers as :meth:`_finish`; see :data:`PIXEL_CHUNK` for why)."""
+        flat_y, flat_x = y.view(-1, y.shape[-1]), x.reshape(-1, x.shape[-1])
+        out = x.new_empty(flat_x.shape[0], self.d_model)
+        for start in range(0, flat_x.shape[0], PIXEL_CHUNK):
+            part = slice(start, start + PIXEL_CHUNK)
+            gate = F.silu(F.linear(flat_x[part], w_z, b_z), inplace=True)
+            out[part] = self.dropout(self.out_proj(self.out_norm(flat_y[part]).mul_(gate)))
+        return self._with_state(out.view(*x.shape[:-1], self.d_model), last, return_state)
+
+    def _with_state(self, out: Tensor, last: Tensor | None, return_state: bool) -> Tensor | tuple[Tensor, Tensor]:
         if return_state:
-            return out, last.view(y.shape[0], K_DIRECTIONS, self.d_inner, self.d_state)
+            return out, last.view(out.shape[0], K_DIRECTIONS, self.d_inner, self.d_state)
         return out
 
     def _cross_usable(self, x: Tensor) -> bool:
@@ -359,15 +377,14 @@ class VSSBlock(nn.Module):
         result = self.op(self.norm(x), prev_state=prev_state, initial_state=initial_state,
                          return_state=return_state)
         y, state = result if return_state else (result, None)
-        x = x + self.drop_path(y)
-        if self.mlp is None:
-            pass
-        elif torch.is_grad_enabled() or self.training:
-            x = x + self.drop_path(self.mlp(self.norm2(x)))
-        else:  # per pixel, so done in chunks of pixels: the hidden layer (mlp_ratio x C) never exists whole
-            x = x.contiguous()
+        if torch.is_grad_enabled() or self.training:
+            x = x + self.drop_path(y)
+            if self.mlp is not None:
+                x = x + self.drop_path(self.mlp(self.norm2(x)))
+        else:  # the residual added into SS2D's fresh output; the MLP per pixel, in chunks of pixels
+            x = y.add_(x) if y.is_contiguous() else (x + y).contiguous()
             flat = x.view(-1, x.shape[-1])
-            for start in range(0, flat.shape[0], MLP_CHUNK):
-                part = flat[start:start + MLP_CHUNK]
+            for start in range(0, flat.shape[0] if self.mlp is not None else 0, PIXEL_CHUNK):
+                part = flat[start:start + PIXEL_CHUNK]
                 part += self.mlp(self.norm2(part))
         return (x, state) if return_state else x
