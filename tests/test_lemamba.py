@@ -237,8 +237,8 @@ def test_cpu_scan_paths_are_used_on_cpu(monkeypatch):
 
     monkeypatch.setattr(scan_module, name, spy)
     if scan_cpu.available():  # SS2D's four-direction inference pass
-        monkeypatch.setattr(scan_cpu, "ss2d_direction_scan", lambda *a, _f=scan_cpu.ss2d_direction_scan:
-                            (a[0] == 0 and calls.append(a[1].shape)) or _f(*a))
+        monkeypatch.setattr(scan_cpu, "ss2d_direction_scan", lambda *a, _f=scan_cpu.ss2d_direction_scan, **k:
+                            (a[0] == 0 and calls.append(a[1].shape)) or _f(*a, **k))
     monkeypatch.setattr(scan_module, "mamba_selective_scan_fn", lambda: pytest.fail("CUDA kernel called on CPU"))
     model = small().eval()
     with torch.no_grad():

@@ -317,7 +317,7 @@ def test_ss2d_four_direction_inference_matches_the_per_direction_path(dtype, sha
         pytest.skip("numba is not importable")
     calls = []
     original = scan_cpu.ss2d_direction_scan
-    monkeypatch.setattr(scan_cpu, "ss2d_direction_scan", lambda *a: calls.append(a[0]) or original(*a))
+    monkeypatch.setattr(scan_cpu, "ss2d_direction_scan", lambda *a, **k: calls.append(a[0]) or original(*a, **k))
     torch.manual_seed(0)
     layer = SS2D(8, d_state=4, share_state=share, state_dim=12 if share else None,
                  share_state_mode=mode).to(dtype).eval()
@@ -339,7 +339,8 @@ def test_ss2d_four_direction_inference_matches_the_per_direction_path(dtype, sha
 
 def test_channel_blocks_split_the_work_evenly_and_do_not_change_the_scan():
     """The SS2D kernel's channel blocks: whole vectors, states within L1, every thread equally busy on one image; and
-    the scan's result does not depend on them (the channels' recurrences are independent)."""
+    the scan's result does not depend on them (the channels' recurrences are independent), and the first direction
+    may write y instead of adding to it."""
     import numpy as np
 
     from spatialx.models import scan_cpu
@@ -369,6 +370,10 @@ def test_channel_blocks_split_the_work_evenly_and_do_not_change_the_scan():
         y = np.zeros((batch, size * size, dim), dtype=np.float32)
         _scan_kernels.forward_ss2d(proj, rank, weight, bias, u, A, D, state, y, size, size, 1, block)
         results.append((y, state))
+    state = np.zeros((batch, dim, n_state), dtype=np.float32)
+    y = np.full((batch, size * size, dim), np.nan, dtype=np.float32)  # accumulate=False writes over what y holds
+    _scan_kernels.forward_ss2d(proj, rank, weight, bias, u, A, D, state, y, size, size, 1, 48, False)
+    results.append((y, state))
     for y, state in results[1:]:
         np.testing.assert_allclose(y, results[0][0], rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(state, results[0][1], rtol=1e-6, atol=1e-6)

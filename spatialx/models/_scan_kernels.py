@@ -336,7 +336,8 @@ def softplus_array(x, out):
 
 
 @njit
-def forward_ss2d(proj, rank, dt_weight, dt_bias, u, A, D, state, y, height, width, direction, block):
+def forward_ss2d(proj, rank, dt_weight, dt_bias, u, A, D, state, y, height, width, direction, block,
+                 accumulate=True):
     """One of SS2D's four scans of an ``height x width`` image, its step computed in the kernel, added into ``y``.
 
     ``direction`` visits the pixels row-major (0), column-major (1), or one of them reversed (2, 3), as
@@ -348,7 +349,8 @@ def forward_ss2d(proj, rank, dt_weight, dt_bias, u, A, D, state, y, height, widt
       no (batch, dim, L) step tensor exists.
     * ``u`` (batch, L, dim); ``dt_weight`` (rank, dim), ``dt_bias`` (dim,), ``A`` (N, dim), ``D`` (dim,);
     * ``state`` (batch, dim, N): the initial states in, the last ones out;
-    * ``y`` (batch, L, dim): ``sum_n C h + D u`` is added to it (the four directions' calls merge the scans).
+    * ``y`` (batch, L, dim): ``sum_n C h + D u`` is added to it (the four directions' calls merge the scans), or
+      written over what it holds with ``accumulate=False`` (the first direction: no zero-filled ``y``).
 
     A thread owns one (batch, block of ``block`` channels) and scans it vectorised over the block's channels: the
     recurrences of different channels are independent, so each step is a few wide multiply-adds with no
@@ -406,8 +408,12 @@ def forward_ss2d(proj, rank, dt_weight, dt_bias, u, A, D, state, y, height, widt
                     hn = fast_decay(step[j] * a[n, j]) * h[n, j] + drive[j] * bn
                     h[n, j] = hn
                     out[j] += cn * hn
-            for j in range(w):
-                y_px[j] += out[j]
+            if accumulate:
+                for j in range(w):
+                    y_px[j] += out[j]
+            else:
+                for j in range(w):
+                    y_px[j] = out[j]
             if direction == 0:
                 col += 1
                 if col == width:

@@ -256,8 +256,9 @@ def channel_block(dim: int, n_state: int, batch: int, threads: int) -> int:
 
 
 def ss2d_direction_scan(direction: int, proj: Tensor, dt_weight: Tensor, dt_bias: Tensor, u: Tensor, A: Tensor,
-                        D: Tensor, state: Tensor, y: Tensor, size: tuple[int, int]) -> None:
-    """One direction of SS2D's scans on image-order, channels-last inputs, added into ``y`` (inference only).
+                        D: Tensor, state: Tensor, y: Tensor, size: tuple[int, int], accumulate: bool = True) -> None:
+    """One direction of SS2D's scans on image-order, channels-last inputs, added into ``y`` (or written over it,
+    ``accumulate=False``) (inference only).
 
     ``direction`` 0-3 as :func:`spatialx.models.ss2d.cross_scan` orders them; ``proj`` (batch, L, R + 2N): the
     direction's x projection (``R`` step ranks, then ``B``, then ``C``); ``u`` (batch, L, dim); ``dt_weight``
@@ -285,4 +286,4 @@ def ss2d_direction_scan(direction: int, proj: Tensor, dt_weight: Tensor, dt_bias
     with _LOCK:
         block = channel_block(dim, n_state, batch, _set_threads())
         kernel(prepared(proj), rank, prepared(dt_weight.t()), prepared(dt_bias), prepared(u), prepared(A.t()),
-               prepared(D), _numpy(state), _numpy(y), height, width, direction, block)
+               prepared(D), _numpy(state), _numpy(y), height, width, direction, block, accumulate)

@@ -306,7 +306,7 @@ class SS2D(nn.Module):
             states = initial_state.detach().to(x.dtype).transpose(0, 1).contiguous()  # (4, batch, D, N)
         else:
             states = x.new_zeros(k, batch, d, n)
-        y = x.new_zeros(batch, length, d)
+        y = x.new_empty(batch, length, d)  # the first direction writes it, the others add to it
         A = -torch.exp(at_least_fp32(self.A_logs)).view(k, d, n)
         # one buffer each for the directions' projections and S2L inputs (fresh pages per direction cost ~1/3 of
         # the matmul that fills them)
@@ -320,7 +320,8 @@ class SS2D(nn.Module):
             torch.matmul(source, self.x_proj_weight[direction].t(), out=proj)  # (batch, L, R + 2N)
             scan_cpu.ss2d_direction_scan(direction, proj, self.dt_projs_weight[direction],
                                          self.dt_projs_bias[direction], u, A[direction],
-                                         self.Ds.view(k, d)[direction], states[direction], y, size)
+                                         self.Ds.view(k, d)[direction], states[direction], y, size,
+                                         accumulate=direction > 0)
         return y, (states.transpose(0, 1).reshape(batch, k * d, n) if return_state else None)
 
 
