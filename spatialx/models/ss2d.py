@@ -382,10 +382,11 @@ class VSSBlock(nn.Module):
             x = x + self.drop_path(y)
             if self.mlp is not None:
                 x = x + self.drop_path(self.mlp(self.norm2(x)))
-        else:  # the residual added into SS2D's fresh output; the MLP per pixel, in chunks of pixels
+        else:  # inference: the residual added into SS2D's fresh output, the MLP a chunk of pixels at a time
             x = y.add_(x) if y.is_contiguous() else (x + y).contiguous()
-            flat = x.view(-1, x.shape[-1])
-            for start in range(0, flat.shape[0] if self.mlp is not None else 0, PIXEL_CHUNK):
-                part = flat[start:start + PIXEL_CHUNK]
-                part += self.mlp(self.norm2(part))
+            if self.mlp is not None:
+                flat = x.view(-1, x.shape[-1])
+                for start in range(0, flat.shape[0], PIXEL_CHUNK):
+                    part = flat[start:start + PIXEL_CHUNK]
+                    part += self.mlp(self.norm2(part))
         return (x, state) if return_state else x
