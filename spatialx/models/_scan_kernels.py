@@ -109,7 +109,7 @@ _LN2_HI64 = 6.93145751953125e-1
 _LN2_LO64 = 1.42860682030941723212e-6
 _LO64 = -708.0
 _HI64 = 709.0
-_INV_FACT64 = tuple(1.0 / float(np.prod(np.arange(1, i + 1, dtype=np.float64))) for i in range(14))
+_INV_FACT64 = tuple(1.0 / float(np.prod(np.arange(1, i + 1, dtype=np.float64))) for i in range(13, -1, -1))
 
 
 @intrinsic
@@ -129,17 +129,21 @@ def _bits_to_float(typingctx, bits):
 
 
 @_njit(inline="always", fastmath={"contract"})
+def _horner(coeffs, x):
+    """The polynomial ``coeffs[0] x^n + ... + coeffs[n]`` (highest power first) by Horner's rule; ``coeffs`` is a
+    tuple of constants, so LLVM unrolls the loop into multiply-adds."""
+    p = coeffs[0]
+    for i in range(1, len(coeffs)):
+        p = p * x + coeffs[i]
+    return p
+
+
+@_njit(inline="always", fastmath={"contract"})
 def _exp32_in_range(xc):
     """exp of an argument already in [_LO32, _HI32]: ``2 ** k * p(r)``."""
     k = np.floor(xc * _LOG2E32 + _HALF32)
     r = (xc - k * _LN2_HI32) - k * _LN2_LO32
-    p = _P32[0]
-    p = p * r + _P32[1]
-    p = p * r + _P32[2]
-    p = p * r + _P32[3]
-    p = p * r + _P32[4]
-    p = p * r + _P32[5]
-    p = (p * (r * r) + r) + _ONE32
+    p = (_horner(_P32, r) * (r * r) + r) + _ONE32
     return p * _bits_to_float(np.int32((np.int32(k) + 127) << 23))  # int32: AVX2 has no vector float -> int64
 
 
@@ -156,22 +160,7 @@ def _exp64(x):
     xc = min(max(x, _LO64), _HI64)
     k = np.floor(xc * _LOG2E64 + 0.5)
     r = (xc - k * _LN2_HI64) - k * _LN2_LO64
-    c = _INV_FACT64
-    p = c[13]
-    p = p * r + c[12]
-    p = p * r + c[11]
-    p = p * r + c[10]
-    p = p * r + c[9]
-    p = p * r + c[8]
-    p = p * r + c[7]
-    p = p * r + c[6]
-    p = p * r + c[5]
-    p = p * r + c[4]
-    p = p * r + c[3]
-    p = p * r + c[2]
-    p = p * r + c[1]
-    p = p * r + c[0]
-    e = p * _bits_to_float((np.int64(k) + 1023) << 52)
+    e = _horner(_INV_FACT64, r) * _bits_to_float((np.int64(k) + 1023) << 52)
     e = 0.0 if x < _LO64 else e
     e = np.inf if x > _HI64 else e
     return x if x != x else e
@@ -190,9 +179,9 @@ def _float_to_bits(typingctx, value):
 
 
 # The decay's own exp (see _decay32): 1 + r q(r), q of degree 4 minimax for the relative error on |r| <= ln2 / 2
-# (8.4e-8 in exact arithmetic; fitted by linear programming on 4001 points), highest coefficient first.
+# (8.4e-8 in exact arithmetic; fitted by linear programming on 4001 points): coefficients highest first, then 1.
 _DECAY_Q32 = tuple(np.float32(c) for c in (8.263069205e-3, 4.189246893e-2, 1.666793078e-1, 4.999919534e-1,
-                                                9.999996424e-1))
+                                                9.999996424e-1, 1.0))
 _ROUND32 = np.float32(12582912.0)  # 1.5 * 2 ** 23: adding it rounds to an integer held in the low mantissa bits
 _ROUND_BITS32 = np.int32(0x4B400000)  # its bits
 _LN2_32 = np.float32(0.6931471805599453)
@@ -210,14 +199,7 @@ def _decay32(x):
     xc = _LO32 if x < _LO32 else x
     j = np.int32(_float_to_bits(xc * _LOG2E32 + _ROUND32) - _ROUND_BITS32)  # numba widens int32 arithmetic
     r = xc - np.float32(j) * _LN2_32
-    q = _DECAY_Q32
-    p = q[0]
-    p = p * r + q[1]
-    p = p * r + q[2]
-    p = p * r + q[3]
-    p = p * r + q[4]
-    p = p * r + _ONE32
-    return p * _bits_to_float(np.int32((j + 127) << 23))
+    return _horner(_DECAY_Q32, r) * _bits_to_float(np.int32((j + 127) << 23))
 
 
 def _scalar_function(name: str, doc: str, for_float32, for_float64):
@@ -307,15 +289,8 @@ def _softplus32(x):
     e = _exp32(-abs(x))
     s = e / (_TWO32 + e)
     z = s * s
-    c = _ATANH32
-    p = c[0]
-    p = p * z + c[1]
-    p = p * z + c[2]
-    p = p * z + c[3]
-    p = p * z + c[4]
-    p = p * z + c[5]
     s2 = s + s
-    out = max(x, _ZERO32) + (s2 + s2 * z * p)
+    out = max(x, _ZERO32) + (s2 + s2 * z * _horner(_ATANH32, z))
     return x if x > _TWENTY32 else out
 
 
