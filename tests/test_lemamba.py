@@ -197,6 +197,37 @@ def test_state_sharing_changes_the_output_once_alpha_is_nonzero():
     assert torch.isfinite(all_open).all()
 
 
+def test_inference_path_matches_the_autograd_path():
+    """Under inference mode the CPU runs its own path (SS2D's four scans in one compiled pass, local windows without
+    state buffers, output projections written in place, the guide's 1x1 conv as a linear map): same result as the
+    autograd path, every state gate and feature skip open."""
+    lms, pan = inputs(4, 24, 16)
+    model = small().eval()
+    with torch.no_grad():
+        for op in ss2d_layers(model):
+            if op.share_state:
+                op.state_alpha.normal_(0.0, 0.5)
+        for scale in model.skip_scales:
+            scale.fill_(0.7)
+    with torch.inference_mode():
+        fast = model(lms, pan)
+    slow = model(lms, pan.requires_grad_())
+    torch.testing.assert_close(fast, slow.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_guide_injection_runs_its_conv_when_hooked():
+    """The guide's 1x1 conv runs as a linear map, unless a hook (the FLOP counter) watches it; same numbers."""
+    block = LEVMBlock(8, guide_bands=3, window_size=4)
+    guide = torch.rand(2, 3, 12, 10)
+    with torch.no_grad():
+        direct = block.inject(guide)
+        seen = []
+        block.inject.proj.register_forward_hook(lambda *args: seen.append(1))
+        hooked = block.inject(guide)
+    assert seen == [1] and direct.shape == (2, 12, 10, 8) and direct.is_contiguous()
+    torch.testing.assert_close(direct, hooked, rtol=1e-6, atol=1e-6)
+
+
 def test_blocks_return_global_states_of_the_right_shape():
     model = small().eval()
     block = model.encoders[0][0]

@@ -323,7 +323,8 @@ def forward_ss2d(proj, rank, dt_weight, dt_bias, u, A, D, state, y, height, widt
       ``B``, then ``C``. The step of channel ``d`` is ``softplus(dt_bias[d] + dt_weight[:, d] . proj[b, p, :rank])``:
       no (batch, dim, L) step tensor exists.
     * ``u`` (batch, L, dim); ``dt_weight`` (rank, dim), ``dt_bias`` (dim,), ``A`` (N, dim), ``D`` (dim,);
-    * ``state`` (batch, dim, N): the initial states in, the last ones out;
+    * ``state`` (batch, dim, N): the initial states in, the last ones out; or an empty array (0, dim, N): the
+      scans start from zero and their last states are not kept;
     * ``y`` (batch, L, dim): ``sum_n C h + D u`` is added to it (the four directions' calls merge the scans), or
       written over what it holds with ``accumulate=False`` (the first direction: no zero-filled ``y``).
 
@@ -336,6 +337,7 @@ def forward_ss2d(proj, rank, dt_weight, dt_bias, u, A, D, state, y, height, widt
     n_state = A.shape[0]
     dim = y.shape[2]
     blocks = (dim + block - 1) // block
+    keep = state.shape[0] > 0
     for job in prange(batch * blocks):
         b = job // blocks
         d0 = (job % blocks) * block
@@ -350,8 +352,8 @@ def forward_ss2d(proj, rank, dt_weight, dt_bias, u, A, D, state, y, height, widt
         out = np.empty(w, dtype=y.dtype)
         for n in range(n_state):
             for j in range(w):
-                h[n, j] = state[b, d0 + j, n]
                 a[n, j] = A[n, d0 + j]
+                h[n, j] = state[b, d0 + j, n] if keep else _ZERO32
         for r in range(rank):
             for j in range(w):
                 weight[r, j] = dt_weight[r, d0 + j]
@@ -409,6 +411,7 @@ def forward_ss2d(proj, rank, dt_weight, dt_bias, u, A, D, state, y, height, widt
                 if row < 0:
                     row = height - 1
                     col -= 1
-        for n in range(n_state):
-            for j in range(w):
-                state[b, d0 + j, n] = h[n, j]
+        if keep:
+            for n in range(n_state):
+                for j in range(w):
+                    state[b, d0 + j, n] = h[n, j]

@@ -264,7 +264,8 @@ def ss2d_direction_scan(direction: int, proj: Tensor, dt_weight: Tensor, dt_bias
     direction's x projection (``R`` step ranks, then ``B``, then ``C``); ``u`` (batch, L, dim); ``dt_weight``
     (dim, R) and ``dt_bias`` (dim,): the step is ``softplus(dt_bias + dt_weight @ proj[..., :R])``, computed in
     the kernel; ``A`` (dim, N), ``D`` (dim,). ``state`` (batch, dim, N), contiguous, holds the initial states and
-    receives the last ones; ``y`` (batch, L, dim), contiguous, receives ``sum_n C h + D u`` added to what it holds.
+    receives the last ones (empty, (0, dim, N): start from zero, keep nothing); ``y`` (batch, L, dim), contiguous,
+    receives ``sum_n C h + D u`` added to what it holds.
     Four calls, one per direction, make SS2D's merged scan without its (batch, 4 dim, L) tensors; see
     ``_scan_kernels.forward_ss2d``.
     """

@@ -250,10 +250,20 @@ class SS2D(nn.Module):
         chunk too (the same numbers as :meth:`_finish`; see :data:`PIXEL_CHUNK` for why)."""
         flat_y, flat_x = y.view(-1, y.shape[-1]), x.reshape(-1, x.shape[-1])
         out = x.new_empty(flat_x.shape[0], self.d_model)
+        w_out, b_out = self.out_proj.weight, self.out_proj.bias
+        direct = not (self.training and isinstance(self.dropout, nn.Dropout)) and not (
+            self.out_proj._forward_hooks or self.out_proj._forward_pre_hooks)
         for start in range(0, flat_x.shape[0], PIXEL_CHUNK):
             part = slice(start, start + PIXEL_CHUNK)
             gate = F.silu(F.linear(flat_x[part], w_z, b_z), inplace=True)
-            out[part] = self.dropout(self.out_proj(self.out_norm(flat_y[part]).mul_(gate)))
+            gated = self.out_norm(flat_y[part]).mul_(gate)
+            if direct:  # the projection written into its rows of ``out``, not copied there
+                if b_out is None:
+                    torch.mm(gated, w_out.t(), out=out[part])
+                else:
+                    torch.addmm(b_out, gated, w_out.t(), out=out[part])
+            else:
+                out[part] = self.dropout(self.out_proj(gated))
         return self._with_state(out.view(*x.shape[:-1], self.d_model), last, return_state)
 
     def _with_state(self, out: Tensor, last: Tensor | None, return_state: bool) -> Tensor | tuple[Tensor, Tensor]:
@@ -304,8 +314,10 @@ class SS2D(nn.Module):
                 raise ValueError(f"initial_state must be (batch, 4, d_inner, N) = {(batch, k, d, n)}, "
                                  f"got {tuple(initial_state.shape)}")
             states = initial_state.detach().to(x.dtype).transpose(0, 1).contiguous()  # (4, batch, D, N)
-        else:
+        elif return_state:
             states = x.new_zeros(k, batch, d, n)
+        else:  # the kernel starts from zero and keeps no last state (no 16 MiB of zeros for 1024 local windows)
+            states = x.new_empty(k, 0, d, n)
         y = x.new_empty(batch, length, d)  # the first direction writes it, the others add to it
         A = -torch.exp(at_least_fp32(self.A_logs)).view(k, d, n)
         # one buffer each for the directions' projections and S2L inputs (fresh pages per direction cost ~1/3 of
