@@ -182,7 +182,7 @@ class LEVMBlock(nn.Module):
     def forward(self, x: Tensor, guide: Tensor, prev_state: Tensor | None = None,
                 skip_state: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         height, width = x.shape[1], x.shape[2]
-        x = self.inject(guide) + x
+        x = x + self.inject(guide)
         if self.local is not None:
             window = (min(self.window_size, height), min(self.window_size, width))
             windows, padded = window_partition(x, window)
