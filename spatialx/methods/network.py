@@ -437,7 +437,7 @@ class LEMambaMethod(NetworkMethod):
     name = "lemamba"
     architecture = "lemamba"
     # The global scans see the whole tile, so no halo makes tiles exact; against the whole image in one tile
-    # (benchmarks/lemamba_tile_context.py, bundled weights), 16 px of halo and 16 of cross-fade are as close as 32
+    # (benchmarks/network_tile_context.py, bundled weights), 16 px of halo and 16 of cross-fade are as close as 32
     # and 32: 1024 px WV3 scene, mean |difference| 0.132 vs 0.128 DN, max 12 vs 11 DN; QuickBird 0.034 vs 0.048,
     # max 4 vs 3. Without a halo the scene's own edges lose their reflected context (max 188 DN there).
     halo = 16
@@ -469,11 +469,15 @@ class RWKVFusionMethod(NetworkMethod):
 
     name = "rwkvfusion"
     architecture = "rwkvfusion"
-    halo = 32
-    default_overlap = 32
+    # against the whole image in one tile (benchmarks/network_tile_context.py, bundled weights) 16 + 16 px of
+    # context are as close as 32 + 32: 1024 px WV3 scene, mean |difference| 1.064 vs 1.074 DN, max 73 both;
+    # QuickBird 0.208 vs 0.196 DN, max 6 vs 10
+    halo = 16
+    default_overlap = 16
     gpu_batch_tiles = 2
-    # ~6.7 KB of activations per pixel run on the CPU: a 256 px core grows to 384 x 384 with its context, ~1 GB
-    cpu_tile = 256
+    # ~6.7 KB of activations per pixel run on the CPU: a 320 px core grows to 384 x 384 with its context (1.44x
+    # its pixels; 256 + 32 + 32 cost 2.25x), ~1 GB
+    cpu_tile = 320
 
 
 class SSRFNMethod(NetworkMethod):
