@@ -34,17 +34,16 @@ def configs(processed: int) -> list[tuple[int, int, int]]:
             (processed - 64, 0, 32)]
 
 
-def fuse(network: str, pan: str, ms: str, out: Path, sensor: str, tile: int, halo: int,
+def fuse(method: type, pan: str, ms: str, out: Path, sensor: str, tile: int, halo: int,
          overlap: int) -> tuple[np.ndarray, float]:
-    from spatialx.methods.registry import method_factory
+    """Fuse with ``method`` (a network method's class) at this tile, halo and overlap; (output, seconds)."""
     from spatialx.tasks.pansharpen import pansharpen
 
-    method = method_factory(network, "pansharpen")
     default = method.halo
     method.halo = halo
     try:
         start = time.perf_counter()
-        pansharpen(pan, ms, out, sensor, network, tile=tile, overlap=overlap, workers=1, overwrite=True)
+        pansharpen(pan, ms, out, sensor, method.name, tile=tile, overlap=overlap, workers=1, overwrite=True)
         seconds = time.perf_counter() - start
     finally:
         method.halo = default
@@ -56,11 +55,11 @@ def compare(network: str, name: str, pan: str, ms: str, sensor: str, size: int, 
     from spatialx.methods.registry import method_factory
 
     method = method_factory(network, "pansharpen")
-    whole, seconds = fuse(network, pan, ms, workdir / f"{name}-whole.tif", sensor, size + 64, 32, 32)
+    whole, seconds = fuse(method, pan, ms, workdir / f"{name}-whole.tif", sensor, size + 64, 32, 32)
     rows = [{"scene": name, "config": "whole image, one tile", "seconds": round(seconds, 1)}]
     for tile, halo, overlap in configs(method.cpu_tile + 2 * (method.halo + method.default_overlap)):
         label = f"{tile} + {halo} halo + {overlap} overlap"
-        tiled, seconds = fuse(network, pan, ms, workdir / f"{name}-{tile}-{halo}-{overlap}.tif", sensor, tile, halo,
+        tiled, seconds = fuse(method, pan, ms, workdir / f"{name}-{tile}-{halo}-{overlap}.tif", sensor, tile, halo,
                               overlap)
         diff = np.abs(tiled - whole)
         inside = diff[:, 32:-32, 32:-32]

@@ -377,3 +377,24 @@ def test_channel_blocks_split_the_work_evenly_and_do_not_change_the_scan():
     for y, state in results[1:]:
         np.testing.assert_allclose(y, results[0][0], rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(state, results[0][1], rtol=1e-6, atol=1e-6)
+
+
+def test_a_hooked_projection_sends_inference_down_the_module_path(monkeypatch):
+    """The compiled inference pass uses in_proj and out_proj by their weights; a hook on either (the FLOP
+    counter's) must see them called, so the layer takes the per-direction path, with the same result."""
+    from spatialx.models import scan_cpu
+
+    if not scan_cpu.available():
+        pytest.skip("numba is not importable")
+    torch.manual_seed(0)
+    layer = SS2D(8, d_state=4).eval()
+    x = torch.randn(1, 5, 6, 8)
+    with torch.inference_mode():
+        fast = layer(x)
+    calls, seen = [], []
+    monkeypatch.setattr(scan_cpu, "ss2d_direction_scan", lambda *a, **k: calls.append(a[0]))
+    layer.out_proj.register_forward_hook(lambda *args: seen.append(1))
+    with torch.inference_mode():
+        hooked = layer(x)
+    assert seen == [1] and calls == []
+    torch.testing.assert_close(hooked, fast, rtol=1e-5, atol=1e-6)

@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spatialx.models.init import init_linear_and_conv, seeded
-from spatialx.models.ss2d import VSSBlock
+from spatialx.models.ss2d import VSSBlock, hooked
 
 __all__ = ["LEMamba", "LEVMBlock", "window_merge", "window_partition"]
 
@@ -110,7 +110,7 @@ class GuideInjection(nn.Module):
         self.dwconv = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
 
     def forward(self, guide: Tensor) -> Tensor:
-        if self.proj._forward_hooks or self.proj._forward_pre_hooks:  # a hook (FLOP counting) sees the conv called
+        if hooked(self.proj):  # the FLOP counter sees the conv called
             return self.dwconv(self.proj(guide)).permute(0, 2, 3, 1)
         # the 1x1 conv as the per-pixel linear map it is, written channels last: the depthwise conv then runs on a
         # channels-last input and returns (B, H, W, C) contiguous (block input + injection on a 256 px tile: 5 ms,

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from spatialx.models.scan import selective_scan
 
-__all__ = ["SS2D", "DropPath", "VSSBlock", "cross_merge", "cross_scan"]
+__all__ = ["SS2D", "DropPath", "VSSBlock", "cross_merge", "cross_scan", "hooked"]
 
 K_DIRECTIONS = 4
 #: Pixels per chunk of the per-pixel work after the scans in inference (SS2D's gate and output projection,
@@ -84,6 +84,12 @@ def cross_merge(ys: Tensor, size: tuple[int, int] | None = None) -> Tensor:
     rows = folded[:, 0].reshape(batch, channels, height, width)
     cols = folded[:, 1].reshape(batch, channels, width, height).transpose(2, 3)
     return rows + cols
+
+
+def hooked(*modules: nn.Module) -> bool:
+    """Whether a forward hook (the FLOP counter's, a user's) watches one of ``modules``: the fast inference paths
+    that use a module by its weights, not by calling it, step aside then."""
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
 
 
 def at_least_fp32(p: Tensor) -> Tensor:
@@ -251,8 +257,7 @@ class SS2D(nn.Module):
         flat_y, flat_x = y.view(-1, y.shape[-1]), x.reshape(-1, x.shape[-1])
         out = x.new_empty(flat_x.shape[0], self.d_model)
         w_out, b_out = self.out_proj.weight, self.out_proj.bias
-        direct = not (self.training and isinstance(self.dropout, nn.Dropout)) and not (
-            self.out_proj._forward_hooks or self.out_proj._forward_pre_hooks)
+        direct = not (self.training and isinstance(self.dropout, nn.Dropout))
         for start in range(0, flat_x.shape[0], PIXEL_CHUNK):
             part = slice(start, start + PIXEL_CHUNK)
             gate = F.silu(F.linear(flat_x[part], w_z, b_z), inplace=True)
@@ -274,13 +279,12 @@ class SS2D(nn.Module):
     def _cross_usable(self, x: Tensor) -> bool:
         """Whether the four scans can run as one compiled inference pass on image-order inputs (CPU, numba, the
         compiled backend chosen or defaulted, grad mode off): same results as the per-direction path, without its
-        four copies of the image (``cross_scan``) and the merge. That pass uses ``in_proj`` and ``state_g`` by
-        their weights, so hooks on them (FLOP counting, a user's) send the layer down the per-direction path."""
+        four copies of the image (``cross_scan``) and the merge. That pass uses ``in_proj``, ``out_proj`` and
+        ``state_g`` by their weights, so hooks on them send the layer down the per-direction path."""
         if x.device.type != "cpu" or not (self.scan_backend == "compiled"
                                            or (self.scan_backend == "auto" and self.chunk is None)):
             return False
-        hooked = [self.in_proj] + ([self.state_g] if self.share_state else [])
-        if any(m._forward_hooks or m._forward_pre_hooks for m in hooked):
+        if hooked(self.in_proj, self.out_proj, *([self.state_g] if self.share_state else [])):
             return False
         from spatialx.models import scan_cpu
 
