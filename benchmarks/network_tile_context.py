@@ -73,11 +73,16 @@ def compare(network: str, name: str, pan: str, ms: str, sensor: str, size: int, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--network", default="lemamba", help="a network method with bundled weights")
+    parser.add_argument("--network", default="lemamba", choices=("lemamba", "rwkvfusion", "spaxfus"),
+                        help="a network method with bundled weights and a CPU tile")
     parser.add_argument("--size", type=int, default=1024, help="PAN size of the generated WV3 scene (px)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
+    if args.size < 128:
+        parser.error(f"--size {args.size}: at least 128 px (errors are also reported inside a 32 px frame)")
+    if args.workdir is not None and not args.workdir.is_dir():
+        parser.error(f"--workdir {args.workdir}: not a directory (create it, or leave it out for a temporary one)")
     from spatialx.runtime import use_threads
 
     use_threads(args.threads)
